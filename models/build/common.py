@@ -89,6 +89,7 @@ def atomic_write(path, mode="wb"):
     try:
         with open(tmp, mode) as f:
             yield f
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
