@@ -48,4 +48,4 @@ if [ "${WHISPER_BASE:-0}" = 1 ]; then "$VPY" "$HERE/build/export_whisper.py" bas
 
 say "done in $(( $(date +%s) - t0 )) s -> $MMSEARCH_MODELS"
 say "export ORT_DYLIB_PATH=$MMSEARCH_MODELS/onnxruntime/lib/libonnxruntime.so.1.31.1"
-du -sh "$MMSEARCH_MODELS"/*/ 2>/dev/null | grep -v '/\.' || true
+du -sh "$MMSEARCH_MODELS"/*/ 2>/dev/null || true
