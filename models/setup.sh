@@ -43,8 +43,13 @@ export PYTHONWARNINGS=ignore TOKENIZERS_PARALLELISM=false
 "$VPY" "$HERE/build/export_whisper.py" tiny-en
 if [ "${WHISPER_BASE:-0}" = 1 ]; then "$VPY" "$HERE/build/export_whisper.py" base; fi
 
-# 4. goldens for the Rust tests
+# 4. goldens for the Rust tests, and the tiny random CLIP pair used by the clip-path tests (test/, not served)
 "$VPY" "$HERE/build/golden.py"
+if [ "$HERE/make_tiny_clip.py" -nt "$MMSEARCH_MODELS/test/tiny-clip-golden.json" ]; then
+  "$VPY" "$HERE/make_tiny_clip.py" "$MMSEARCH_MODELS/test"
+else
+  say "tiny-clip: up to date"
+fi
 
 say "done in $(( $(date +%s) - t0 )) s -> $MMSEARCH_MODELS"
 say "export ORT_DYLIB_PATH=$MMSEARCH_MODELS/onnxruntime/lib/libonnxruntime.so.1.31.1"
