@@ -15,7 +15,7 @@ TEXTS = ["red ethernet cable", "a photo of a running shoe", "Wireless mouse with
          "long " * 300]                                  # last one checks truncation at 256 tokens
 VOICE_TEXT = "wireless mouse"
 ESPEAK = ["espeak-ng", "-v", "en-us", "-s", "150", "-w", "voice_raw.wav", VOICE_TEXT]
-SOX = ["sox", "voice_raw.wav", "-r", "16000", "-c", "1", "-b", "16", "voice.wav"]
+SOX = ["sox", "-D", "voice_raw.wav", "-r", "16000", "-c", "1", "-b", "16", "voice.wav"]
 QUERY = "wireless mouse"
 
 
