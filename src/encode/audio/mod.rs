@@ -1,0 +1,91 @@
+//! Voice queries: WAV bytes → 16 kHz mono → log-mel → Whisper greedy transcript.
+
+pub mod mel;
+pub mod wav;
+pub mod whisper;
+
+use serde::Serialize;
+
+use super::error::{EncodeError, Result};
+use super::manifest::{read_f32, Manifest, ModelKind};
+use super::runtime::{Environment, SessionOptions};
+use mel::MelFrontEnd;
+use whisper::WhisperModel;
+
+/// A transcription result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transcript {
+    pub text: String,
+    /// Length of the submitted audio.
+    pub audio_seconds: f32,
+    /// Whether only part of the audio was transcribed. Always `false` under the current policy,
+    /// which rejects audio over the limit instead of trimming it (kept so a "trim" policy can be
+    /// added without an API change).
+    pub trimmed: bool,
+}
+
+pub struct SpeechEncoder {
+    pub(crate) manifest: Manifest,
+    pub(crate) front: MelFrontEnd,
+    pub(crate) model: WhisperModel,
+    sample_rate: u32,
+    window_seconds: f32,
+}
+
+impl SpeechEncoder {
+    pub fn load(env: &Environment, manifest: Manifest, opts: &SessionOptions) -> Result<Self> {
+        if manifest.kind != ModelKind::Whisper {
+            return Err(EncodeError::Config(format!("{} is a {} model, not whisper", manifest.id, manifest.kind)));
+        }
+        let p = &manifest.preprocess;
+        let n_mels = p.n_mels.unwrap_or(80);
+        let n_fft = p.n_fft.unwrap_or(400);
+        let hop = p.hop.unwrap_or(160);
+        let sample_rate = p.sample_rate.unwrap_or(16_000);
+        let n_samples = p.n_samples.unwrap_or(480_000);
+        let n_frames = p.n_frames.unwrap_or(3000);
+        let filters_path = match &p.mel_filters {
+            Some(f) => manifest.path(f),
+            None => manifest.file_by_role("mel_filters", "mel_filters.f32"),
+        };
+        let filters = read_f32(&filters_path, Some(n_mels * (n_fft / 2 + 1)))?;
+        let front = MelFrontEnd::new(filters, n_mels, n_fft, hop, n_samples, n_frames)?;
+        let model = WhisperModel::load(env, &manifest, opts)?;
+        let window_seconds = n_samples as f32 / sample_rate as f32;
+        Ok(Self { manifest, front, model, sample_rate, window_seconds })
+    }
+
+    /// The model's window; longer audio cannot be transcribed in one pass.
+    pub fn window_seconds(&self) -> f32 {
+        self.window_seconds
+    }
+
+    pub fn transcribe(&self, bytes: &[u8], max_seconds: f32) -> Result<Transcript> {
+        // a single 30 s window is all this decoder handles, whatever the config says
+        let limit = max_seconds.min(self.window_seconds);
+        let pcm = wav::decode_wav(bytes, limit)?;
+        let audio_seconds = pcm.seconds();
+        let samples = wav::resample(&pcm.samples, pcm.sample_rate, self.sample_rate);
+        self.transcribe_samples(&samples, audio_seconds)
+    }
+
+    /// Log-mel [n_mels × n_frames] of 16 kHz mono samples.
+    pub fn log_mel(&self, samples: &[f32]) -> Vec<f32> {
+        self.front.compute(samples)
+    }
+
+    /// Greedy decoding of a log-mel as returned by [`Self::log_mel`].
+    pub fn decode_mel(&self, mel: &[f32]) -> Result<whisper::Decoded> {
+        self.model.decode(mel, self.front.n_mels(), self.front.n_frames())
+    }
+
+    /// Samples must already be mono at the model rate.
+    pub fn transcribe_samples(&self, samples: &[f32], audio_seconds: f32) -> Result<Transcript> {
+        let mel = self.front.compute(samples);
+        let d = self.model.decode(&mel, self.front.n_mels(), self.front.n_frames())?;
+        if d.truncated {
+            tracing::warn!(tokens = d.tokens.len(), "whisper hit max_new_tokens without end-of-text");
+        }
+        Ok(Transcript { text: d.text, audio_seconds, trimmed: false })
+    }
+}

@@ -1,0 +1,169 @@
+//! Whisper encoder + greedy decoder with a self-attention KV cache.
+//!
+//! The decoder graph takes only the *new* tokens plus `past_self_{k,v}` and returns
+//! `present_self_{k,v}`, so each step costs O(prefix) attention instead of re-running the whole
+//! prefix (O(prefix²) overall). The present tensors are handed back to ORT as-is (moved, not
+//! copied), and the cross-attention K/V from the encoder are fed by reference every step.
+
+use ort::session::SessionInputValue;
+use ort::value::{DynValue, Tensor, TensorRef};
+use tokenizers::Tokenizer;
+
+use super::super::error::{EncodeError, Result};
+use super::super::manifest::Manifest;
+use super::super::runtime::{Environment, SessionOptions, SessionPool};
+
+#[derive(Debug, Clone)]
+pub struct WhisperTokens {
+    pub sot: u32,
+    pub eot: u32,
+    pub prompt: Vec<u32>,
+    pub suppress: Vec<u32>,
+    pub begin_suppress: Vec<u32>,
+    pub vocab_size: usize,
+    pub max_new_tokens: usize,
+    pub n_text_ctx: usize,
+}
+
+pub struct WhisperModel {
+    encoder: SessionPool,
+    decoder: SessionPool,
+    pub(crate) tokenizer: Tokenizer,
+    pub(crate) tok: WhisperTokens,
+    n_layers: usize,
+    d_model: usize,
+    /// `mask[id]` = suppressed at every step (suppress_tokens ∪ every id ≥ sot).
+    mask: Vec<bool>,
+}
+
+/// Result of greedy decoding.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub tokens: Vec<u32>,
+    pub text: String,
+    /// Hit `max_new_tokens` without emitting end-of-text.
+    pub truncated: bool,
+}
+
+impl WhisperModel {
+    pub fn load(env: &Environment, m: &Manifest, opts: &SessionOptions) -> Result<Self> {
+        let p = &m.preprocess;
+        let tok = WhisperTokens {
+            sot: m.require(&p.sot, "sot")?,
+            eot: m.require(&p.eot, "eot")?,
+            prompt: m.require(&p.prompt, "prompt")?,
+            suppress: p.suppress_tokens.clone().unwrap_or_default(),
+            begin_suppress: p.begin_suppress_tokens.clone().unwrap_or_default(),
+            vocab_size: m.require(&p.vocab_size, "vocab_size")?,
+            max_new_tokens: p.max_new_tokens.unwrap_or(224),
+            n_text_ctx: p.n_text_ctx.unwrap_or(448),
+        };
+        if tok.prompt.is_empty() || tok.prompt.len() >= tok.n_text_ctx {
+            return Err(EncodeError::Config(format!("{}: bad prompt {:?}", m.id, tok.prompt)));
+        }
+        let mut mask = vec![false; tok.vocab_size];
+        for &t in &tok.suppress {
+            if let Some(x) = mask.get_mut(t as usize) {
+                *x = true;
+            }
+        }
+        for x in mask.iter_mut().skip(tok.sot as usize) {
+            *x = true;
+        }
+        let tokenizer_path = m.file_by_role("tokenizer", "tokenizer.json");
+        let tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| EncodeError::ModelUnavailable(format!("tokenizer {}: {e}", tokenizer_path.display())))?;
+        let encoder = SessionPool::load(env, &m.file_by_role("encoder", "encoder.onnx"), opts)?;
+        let decoder = SessionPool::load(env, &m.file_by_role("decoder", "decoder.onnx"), opts)?;
+        Ok(Self {
+            encoder,
+            decoder,
+            tokenizer,
+            tok,
+            n_layers: m.require(&p.n_layers, "n_layers")?,
+            d_model: m.require(&p.d_model, "d_model")?,
+            mask,
+        })
+    }
+
+    pub fn encoder_pool(&self) -> &SessionPool {
+        &self.encoder
+    }
+
+    /// Greedy transcription of one log-mel [n_mels × n_frames].
+    pub fn decode(&self, mel: &[f32], n_mels: usize, n_frames: usize) -> Result<Decoded> {
+        let mel_t = TensorRef::from_array_view(([1usize, n_mels, n_frames], mel))
+            .map_err(|e| EncodeError::runtime("mel tensor", e))?;
+        let (cross_k, cross_v) = self.encoder.with(|s| -> Result<(DynValue, DynValue)> {
+            let mut out = s.run(ort::inputs!["mel" => mel_t]).map_err(|e| EncodeError::runtime("whisper encoder", e))?;
+            let k = out.remove("cross_k").ok_or_else(|| EncodeError::Runtime("encoder has no cross_k".into()))?;
+            let v = out.remove("cross_v").ok_or_else(|| EncodeError::Runtime("encoder has no cross_v".into()))?;
+            Ok((k, v))
+        })?;
+
+        let (l, d) = (self.n_layers, self.d_model);
+        let empty = || Tensor::<f32>::from_array(([l, 1, 0, d], Vec::<f32>::new())).map(|t| t.into_dyn());
+        let mut past_k: DynValue = empty().map_err(|e| EncodeError::runtime("empty kv", e))?;
+        let mut past_v: DynValue = empty().map_err(|e| EncodeError::runtime("empty kv", e))?;
+        let mut feed: Vec<u32> = self.tok.prompt.clone();
+        let mut generated: Vec<u32> = Vec::new();
+        let mut truncated = true;
+        let budget = self.tok.max_new_tokens.min(self.tok.n_text_ctx - self.tok.prompt.len());
+
+        // one decoder session for the whole utterance: the cache lives in its allocator
+        self.decoder.with(|s| -> Result<()> {
+            for step in 0..budget {
+                let ids: Vec<i64> = feed.iter().map(|&t| i64::from(t)).collect();
+                let tokens = Tensor::from_array(([1usize, ids.len()], ids)).map_err(|e| EncodeError::runtime("tokens", e))?;
+                let inputs: Vec<(&str, SessionInputValue<'_>)> = vec![
+                    ("tokens", tokens.into()),
+                    ("past_self_k", past_k.into()),
+                    ("past_self_v", past_v.into()),
+                    ("cross_k", (&cross_k).into()),
+                    ("cross_v", (&cross_v).into()),
+                ];
+                let mut out = s.run(inputs).map_err(|e| EncodeError::runtime("whisper decoder", e))?;
+                let next = {
+                    let logits = out.get("logits").ok_or_else(|| EncodeError::Runtime("decoder has no logits".into()))?;
+                    let (_, lg) = logits.try_extract_tensor::<f32>().map_err(|e| EncodeError::runtime("logits", e))?;
+                    if lg.len() < self.tok.vocab_size {
+                        return Err(EncodeError::Runtime(format!("decoder returned {} logits", lg.len())));
+                    }
+                    self.argmax(&lg[..self.tok.vocab_size], step == 0)
+                };
+                past_k = out.remove("present_self_k").ok_or_else(|| EncodeError::Runtime("no present_self_k".into()))?;
+                past_v = out.remove("present_self_v").ok_or_else(|| EncodeError::Runtime("no present_self_v".into()))?;
+                if next == self.tok.eot {
+                    truncated = false;
+                    break;
+                }
+                generated.push(next);
+                feed = vec![next];
+            }
+            Ok(())
+        })?;
+        let text = self
+            .tokenizer
+            .decode(&generated, true)
+            .map_err(|e| EncodeError::runtime("detokenize", e))?
+            .trim()
+            .to_string();
+        Ok(Decoded { tokens: generated, text, truncated })
+    }
+
+    fn argmax(&self, logits: &[f32], first: bool) -> u32 {
+        let mut best = 0usize;
+        let mut best_v = f32::NEG_INFINITY;
+        for (i, &v) in logits.iter().enumerate() {
+            if self.mask[i] || (first && self.tok.begin_suppress.contains(&(i as u32))) {
+                continue;
+            }
+            // strict > keeps the first index on ties, like numpy argmax
+            if v > best_v {
+                best_v = v;
+                best = i;
+            }
+        }
+        best as u32
+    }
+}

@@ -1,0 +1,155 @@
+//! Dynamic batching for ingest: callers submit single texts/images and await their vectors; a
+//! background task gathers up to `max_batch` items (or whatever arrived within `max_wait` of the
+//! first one) and runs them as one model call on the blocking pool.
+//!
+//! Batches of one modality run one at a time: on a small CPU box a second concurrent batch would
+//! only fight the first for cores, and the queue keeps filling meanwhile, so the next batch is
+//! fuller. If a batch fails with a per-input error (a corrupt image, an empty title), it is rerun
+//! item by item so one bad input only fails its own request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::{EncodeError, Result};
+use super::{Encoders, ImageVectors};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct BatcherConfig {
+    pub max_batch: usize,
+    /// How long the first item of a batch may wait for company.
+    pub max_wait_ms: u64,
+    /// Queue length per modality; `submit` waits (backpressure) when it is full.
+    pub queue: usize,
+}
+
+impl Default for BatcherConfig {
+    fn default() -> Self {
+        Self { max_batch: 32, max_wait_ms: 5, queue: 1024 }
+    }
+}
+
+type Job<I, O> = (I, oneshot::Sender<Result<O>>);
+
+/// One queue + worker task for a batched function `f(&[I]) -> Result<Vec<O>>`.
+pub struct Batcher<I, O> {
+    tx: mpsc::Sender<Job<I, O>>,
+}
+
+impl<I, O> Clone for Batcher<I, O> {
+    fn clone(&self) -> Self {
+        Self { tx: self.tx.clone() }
+    }
+}
+
+fn is_per_item(e: &EncodeError) -> bool {
+    matches!(e, EncodeError::InvalidInput(_) | EncodeError::TooLarge(_))
+}
+
+impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+    /// Spawns the worker on the current tokio runtime.
+    pub fn spawn<F>(cfg: &BatcherConfig, f: F) -> Self
+    where
+        F: Fn(&[I]) -> Result<Vec<O>> + Send + Sync + 'static,
+    {
+        let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+        tokio::spawn(run_worker(rx, Arc::new(f), cfg.max_batch.max(1), Duration::from_millis(cfg.max_wait_ms)));
+        Self { tx }
+    }
+
+    pub async fn submit(&self, item: I) -> Result<O> {
+        let (otx, orx) = oneshot::channel();
+        self.tx.send((item, otx)).await.map_err(|_| EncodeError::Shutdown)?;
+        orx.await.map_err(|_| EncodeError::Shutdown)?
+    }
+}
+
+async fn run_worker<I, O, F>(mut rx: mpsc::Receiver<Job<I, O>>, f: Arc<F>, max_batch: usize, max_wait: Duration)
+where
+    I: Send + 'static,
+    O: Send + 'static,
+    F: Fn(&[I]) -> Result<Vec<O>> + Send + Sync + 'static,
+{
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        let deadline = tokio::time::Instant::now() + max_wait;
+        while jobs.len() < max_batch {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(j)) => jobs.push(j),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let (items, txs): (Vec<I>, Vec<_>) = jobs.into_iter().unzip();
+        let f2 = Arc::clone(&f);
+        let res = tokio::task::spawn_blocking(move || {
+            let r = f2(&items);
+            match r {
+                Ok(v) if v.len() == items.len() => v.into_iter().map(Ok).collect::<Vec<_>>(),
+                Ok(v) => {
+                    let msg = format!("batch of {} returned {} results", items.len(), v.len());
+                    items.iter().map(|_| Err(EncodeError::Runtime(msg.clone()))).collect()
+                }
+                Err(e) if is_per_item(&e) && items.len() > 1 => items
+                    .iter()
+                    .map(|it| f2(std::slice::from_ref(it)).and_then(|mut v| v.pop().ok_or(EncodeError::Runtime("empty result".into()))))
+                    .collect(),
+                Err(e) => {
+                    let msg = e.to_string();
+                    let mut out: Vec<Result<O>> = Vec::with_capacity(items.len());
+                    out.push(Err(e));
+                    out.extend((1..items.len()).map(|_| Err(EncodeError::Runtime(msg.clone()))));
+                    out
+                }
+            }
+        })
+        .await;
+        match res {
+            Ok(results) => {
+                for (tx, r) in txs.into_iter().zip(results) {
+                    let _ = tx.send(r);
+                }
+            }
+            Err(join) => {
+                for tx in txs {
+                    let _ = tx.send(Err(EncodeError::Runtime(format!("encoder task panicked: {join}"))));
+                }
+            }
+        }
+    }
+}
+
+/// Batched front door to [`Encoders`] for the ingest path.
+#[derive(Clone)]
+pub struct EncodeBatcher {
+    texts: Batcher<String, Vec<f32>>,
+    images: Batcher<Vec<u8>, ImageVectors>,
+}
+
+impl EncodeBatcher {
+    /// Must be called inside a tokio runtime.
+    pub fn spawn(encoders: Arc<Encoders>, cfg: &BatcherConfig) -> Self {
+        let e1 = Arc::clone(&encoders);
+        let texts = Batcher::spawn(cfg, move |items: &[String]| {
+            let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+            e1.embed_texts(&refs)
+        });
+        let e2 = encoders;
+        let images = Batcher::spawn(cfg, move |items: &[Vec<u8>]| {
+            let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+            e2.embed_images(&refs)
+        });
+        Self { texts, images }
+    }
+
+    /// Item text (title/description) → shared-space unit vector.
+    pub async fn embed_text(&self, text: String) -> Result<Vec<f32>> {
+        self.texts.submit(text).await
+    }
+
+    pub async fn embed_image(&self, bytes: Vec<u8>) -> Result<ImageVectors> {
+        self.images.submit(bytes).await
+    }
+}
