@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mmsearch::encode::{EncodeConfig, Encoders};
-use mmsearch::fuse::{fuse_items, FusionConfig, ItemContent};
+use mmsearch::fuse::{encode_and_fuse, FusionConfig, ItemContent};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -120,6 +120,6 @@ fn main() {
     println!("32 photos            {}  = {:7.1} images/s", ms(ti), 32.0 / ti.as_secs_f64());
     let items: Vec<ItemContent> = (0..32).map(|i| ItemContent { title: refs[i], images: vec![imgs[i]], ..Default::default() }).collect();
     let fc = FusionConfig::default();
-    let tf = time(nb, || fuse_items(&enc, &fc, &items).expect("fuse"));
+    let tf = time(nb, || encode_and_fuse(&enc, &fc, &items).expect("fuse"));
     println!("32 items (title+photo, fused) {}  = {:7.1} items/s", ms(tf), 32.0 / tf.as_secs_f64());
 }

@@ -85,7 +85,7 @@ fn tiny_clip_end_to_end() {
 
     // fusion works in the CLIP space too (no visual part)
     let item = mmsearch::fuse::ItemContent { title: "red running shoe", images: vec![&png], ..Default::default() };
-    let f = mmsearch::fuse::fuse_item(&enc, &Default::default(), &item).expect("fuse");
+    let f = mmsearch::fuse::encode_and_fuse(&enc, &Default::default(), std::slice::from_ref(&item)).expect("fuse").remove(0);
     assert!(unit(&f.shared) && f.visual.is_none());
 }
 

@@ -44,10 +44,61 @@ impl Default for PreprocessConfig {
     }
 }
 
+fn too_large(w: u32, h: u32, max_pixels: u64) -> Option<EncodeError> {
+    let px = u64::from(w) * u64::from(h);
+    (px > max_pixels).then(|| {
+        EncodeError::TooLarge(format!(
+            "image is {w}x{h} = {:.1} MP, the limit is {:.1} MP",
+            px as f64 / 1e6,
+            max_pixels as f64 / 1e6
+        ))
+    })
+}
+
+/// Dimensions straight from the first header bytes, for formats where the `image` crate's
+/// `into_dimensions` reads further than the size field (the png crate wants the chunks up to the
+/// first IDAT): a bomb is then rejected as `TooLarge` even when the rest of the file is missing.
+fn sniff_dimensions(b: &[u8]) -> Option<(u32, u32)> {
+    let be32 = |i: usize| b.get(i..i + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+    let be16 = |i: usize| b.get(i..i + 2).map(|s| u32::from(u16::from_be_bytes([s[0], s[1]])));
+    let le16 = |i: usize| b.get(i..i + 2).map(|s| u32::from(u16::from_le_bytes([s[0], s[1]])));
+    if b.starts_with(b"\x89PNG\r\n\x1a\n") && b.get(12..16) == Some(&b"IHDR"[..]) {
+        return Some((be32(16)?, be32(20)?));
+    }
+    if b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a") {
+        return Some((le16(6)?, le16(8)?));
+    }
+    if b.starts_with(&[0xFF, 0xD8]) {
+        // walk the marker segments to the first SOFn
+        let mut i = 2;
+        while i + 4 <= b.len() {
+            if b[i] != 0xFF {
+                return None;
+            }
+            let m = b[i + 1];
+            if m == 0xFF {
+                i += 1;
+                continue;
+            }
+            let len = be16(i + 2)? as usize;
+            if matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC) {
+                return Some((be16(i + 7)?, be16(i + 5)?));
+            }
+            i += 2 + len;
+        }
+    }
+    None
+}
+
 /// Reads only the header: format and dimensions. Rejects unknown formats and sizes over the limit.
 pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<(ImageFormat, u32, u32)> {
     if bytes.is_empty() {
         return Err(EncodeError::InvalidInput("empty image".into()));
+    }
+    if let Some((w, h)) = sniff_dimensions(bytes) {
+        if let Some(e) = too_large(w, h, max_pixels) {
+            return Err(e);
+        }
     }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -61,13 +112,8 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<(ImageFormat, u32, u32)> {
     if w == 0 || h == 0 {
         return Err(EncodeError::InvalidInput(format!("image has zero size ({w}x{h})")));
     }
-    let px = u64::from(w) * u64::from(h);
-    if px > max_pixels {
-        return Err(EncodeError::TooLarge(format!(
-            "image is {w}x{h} = {:.1} MP, the limit is {:.1} MP",
-            px as f64 / 1e6,
-            max_pixels as f64 / 1e6
-        )));
+    if let Some(e) = too_large(w, h, max_pixels) {
+        return Err(e);
     }
     Ok((format, w, h))
 }

@@ -1,7 +1,8 @@
-//! Whisper's log-mel front end, numerically following `whisper.audio.log_mel_spectrogram` /
-//! `models/build/whisper_export.py::log_mel`: pad/trim to 30 s, reflect-pad n_fft/2, periodic
-//! Hann, |rfft|² (FFT in f64 like numpy's pocketfft), drop the last frame, slaney mel filters,
-//! log10 clamped to max − 8, (x + 4)/4.
+//! Whisper's log-mel front end, numerically following `models/build/whisper_lib.py::log_mel` (the
+//! golden's reference): pad/trim to 30 s, reflect-pad n_fft/2, periodic Hann (rounded to f32 like
+//! the reference's window), |rfft|², drop the last frame, slaney mel filters, log10 clamped to
+//! max − 8, (x + 4)/4. Everything after the f32 samples is computed in f64 like the numpy code, so
+//! quiet bins near the max − 8 floor do not pick up f32 FFT noise.
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ pub struct MelFrontEnd {
     /// [n_mels, n_fft/2+1] row-major, with each row's non-zero column range for a sparse product.
     filters: Vec<f32>,
     ranges: Vec<(usize, usize)>,
-    window: Vec<f32>,
+    window: Vec<f64>,
     fft: Arc<dyn Fft<f64>>,
 }
 
@@ -41,7 +42,7 @@ impl MelFrontEnd {
             })
             .collect();
         let window = (0..n_fft)
-            .map(|n| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos()) as f32)
+            .map(|n| f64::from((0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos()) as f32))
             .collect();
         let fft = FftPlanner::<f64>::new().plan_fft_forward(n_fft);
         Ok(Self { n_fft, hop, n_mels, n_samples, n_frames, filters, ranges, window, fft })
@@ -69,36 +70,32 @@ impl MelFrontEnd {
         p.extend((0..pad).map(|i| a[len - 2 - i.min(len - 2)]));
 
         let bins = self.n_fft / 2 + 1;
-        let mut power = vec![0f32; self.n_frames * bins];
+        let mut power = vec![0f64; self.n_frames * bins];
         let mut buf = vec![Complex::new(0f64, 0f64); self.n_fft];
         let mut scratch = vec![Complex::new(0f64, 0f64); self.fft.get_inplace_scratch_len()];
         for f in 0..self.n_frames {
             let frame = &p[f * self.hop..f * self.hop + self.n_fft];
             for ((b, &x), &w) in buf.iter_mut().zip(frame).zip(&self.window) {
-                *b = Complex::new(f64::from(x * w), 0.0);
+                *b = Complex::new(f64::from(x) * w, 0.0);
             }
             self.fft.process_with_scratch(&mut buf, &mut scratch);
             let row = &mut power[f * bins..(f + 1) * bins];
             for (r, c) in row.iter_mut().zip(&buf[..bins]) {
-                let mag = c.norm() as f32;
-                *r = mag * mag;
+                *r = c.re * c.re + c.im * c.im;
             }
         }
 
-        let mut mel = vec![0f32; self.n_mels * self.n_frames];
+        let mut mel = vec![0f64; self.n_mels * self.n_frames];
         for m in 0..self.n_mels {
             let (lo, hi) = self.ranges[m];
             let frow = &self.filters[m * bins + lo..m * bins + hi];
             for f in 0..self.n_frames {
                 let prow = &power[f * bins + lo..f * bins + hi];
-                let s: f64 = frow.iter().zip(prow).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-                mel[m * self.n_frames + f] = (s as f32).max(1e-10).log10();
+                let s: f64 = frow.iter().zip(prow).map(|(&a, &b)| f64::from(a) * b).sum();
+                mel[m * self.n_frames + f] = s.max(1e-10).log10();
             }
         }
-        let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for v in &mut mel {
-            *v = (v.max(max - 8.0) + 4.0) / 4.0;
-        }
-        mel
+        let max = mel.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        mel.into_iter().map(|v| ((v.max(max - 8.0) + 4.0) / 4.0) as f32).collect()
     }
 }
