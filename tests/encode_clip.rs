@@ -110,3 +110,28 @@ fn clip_and_bridge_towers_cannot_be_mixed() {
         Ok(_) => panic!("text + clip_image must be rejected"),
     }
 }
+
+#[test]
+fn cuda_request_falls_back_or_runs() {
+    // With the CPU onnxruntime build the CUDA EP cannot register: the load must still succeed, on
+    // CPU, and say so. On a GPU host with the GPU build it runs on CUDA; vectors must agree either way.
+    let tmp = tempfile::tempdir().expect("tmpdir");
+    make_tiny_clip(tmp.path());
+    let base = EncodeConfig {
+        model_dir: tmp.path().to_path_buf(),
+        ort_dylib: Some(ort_dylib()),
+        text_model: "tiny-clip-text".into(),
+        image_model: "tiny-clip-image".into(),
+        speech_model: Some(String::new()), // "" disables speech
+        ..EncodeConfig::default()
+    };
+    let cpu = Encoders::load(&base).expect("cpu load");
+    let cuda = Encoders::load(&EncodeConfig { provider: mmsearch::encode::Provider::Cuda, ..base }).expect("cuda request must not fail");
+    for m in cuda.models() {
+        eprintln!("{} runs on {}", m.id, m.provider_in_use);
+    }
+    let a = cpu.embed_texts(&["red running shoe"]).expect("cpu");
+    let b = cuda.embed_texts(&["red running shoe"]).expect("cuda");
+    assert!(max_abs(&a[0], &b[0]) < 1e-4);
+    assert!(matches!(cuda.transcribe(b"RIFF"), Err(EncodeError::ModelUnavailable(_))), "speech disabled by \"\"");
+}
