@@ -140,4 +140,6 @@ fn audio_over_30_seconds_is_too_large() {
     let ok = wav_i16(&vec![0i16; 30 * 8000], 8000);
     let t = enc.transcribe(&ok).expect("30 s accepted");
     assert!((t.audio_seconds - 30.0).abs() < 1e-3);
+    eprintln!("30 s of silence -> {:?} (no_speech_prob {:.3})", t.text, t.no_speech_prob);
+    assert_eq!(t.text, "", "silence must not turn into a hallucinated query");
 }

@@ -144,6 +144,9 @@ fn whisper_mel_and_transcript_match_python() {
     let want_tokens: Vec<u32> = w["tokens"].as_array().expect("tokens").iter().map(|x| x.as_u64().expect("id") as u32).collect();
     let d = speech.decode_mel(&want).expect("decode");
     assert_eq!(d.tokens, want_tokens, "greedy tokens from the golden mel");
+    let ns = w["no_speech_prob"].as_f64().expect("no_speech_prob") as f32;
+    assert!((d.no_speech_prob - ns).abs() < 1e-3, "no_speech_prob {} vs {ns}", d.no_speech_prob);
+    assert!(!d.silent);
     let t = enc.transcribe(&wav).expect("transcribe");
     assert_eq!(t.text, w["text"].as_str().expect("text"));
     assert!(!t.trimmed);

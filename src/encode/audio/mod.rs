@@ -22,6 +22,8 @@ pub struct Transcript {
     /// which rejects audio over the limit instead of trimming it (kept so a "trim" policy can be
     /// added without an API change).
     pub trimmed: bool,
+    /// Whisper's P(no speech); when it is high and the decoded text is unsure, `text` is empty.
+    pub no_speech_prob: f32,
 }
 
 pub struct SpeechEncoder {
@@ -86,6 +88,6 @@ impl SpeechEncoder {
         if d.truncated {
             tracing::warn!(tokens = d.tokens.len(), "whisper hit max_new_tokens without end-of-text");
         }
-        Ok(Transcript { text: d.text, audio_seconds, trimmed: false })
+        Ok(Transcript { text: d.text, audio_seconds, trimmed: false, no_speech_prob: d.no_speech_prob })
     }
 }

@@ -23,7 +23,19 @@ pub struct WhisperTokens {
     pub vocab_size: usize,
     pub max_new_tokens: usize,
     pub n_text_ctx: usize,
+    /// `<|nospeech|>`; when set, the prompt's first token is run alone to read its probability.
+    pub no_speech: Option<u32>,
 }
+
+/// Whisper's own silence rule (`no_speech_threshold` 0.6 with `logprob_threshold` −1.0): the
+/// transcript is dropped when the model both thinks there is no speech and is unsure of its text.
+/// Without it, silence or noise comes back as hallucinated words ("you", "Thank you.") that would
+/// then be searched for. Whisper's rule alone still lets 30 s of digital silence through as a
+/// confident "you" (P(no speech) 0.95), so for search queries a very high P(no speech) is enough
+/// on its own: asking the user to repeat is cheaper than searching for a word they never said.
+const NO_SPEECH_THRESHOLD: f32 = 0.6;
+const LOGPROB_THRESHOLD: f32 = -1.0;
+const NO_SPEECH_ALONE: f32 = 0.9;
 
 pub struct WhisperModel {
     encoder: SessionPool,
@@ -43,6 +55,18 @@ pub struct Decoded {
     pub text: String,
     /// Hit `max_new_tokens` without emitting end-of-text.
     pub truncated: bool,
+    /// P(`<|nospeech|>`) after `<|startoftranscript|>` (0 if the manifest has no such token).
+    pub no_speech_prob: f32,
+    /// Mean log-probability of the generated tokens (incl. end-of-text), as Whisper computes it.
+    pub avg_logprob: f32,
+    /// The text was dropped by the no-speech rule.
+    pub silent: bool,
+}
+
+fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = logits.iter().map(|&x| f64::from(x - m).exp()).sum::<f64>().ln() as f32 + m;
+    logits[i] - lse
 }
 
 impl WhisperModel {
@@ -57,6 +81,7 @@ impl WhisperModel {
             vocab_size: m.require(&p.vocab_size, "vocab_size")?,
             max_new_tokens: p.max_new_tokens.unwrap_or(224),
             n_text_ctx: p.n_text_ctx.unwrap_or(448),
+            no_speech: p.no_speech,
         };
         if tok.prompt.is_empty() || tok.prompt.len() >= tok.n_text_ctx {
             return Err(EncodeError::Config(format!("{}: bad prompt {:?}", m.id, tok.prompt)));
@@ -105,14 +130,21 @@ impl WhisperModel {
         let empty = || Tensor::<f32>::from_array(([l, 1, 0, d], Vec::<f32>::new())).map(|t| t.into_dyn());
         let mut past_k: DynValue = empty().map_err(|e| EncodeError::runtime("empty kv", e))?;
         let mut past_v: DynValue = empty().map_err(|e| EncodeError::runtime("empty kv", e))?;
-        let mut feed: Vec<u32> = self.tok.prompt.clone();
+        // with a no-speech token, `[sot]` runs alone first (its logits give P(no speech)); the
+        // rest of the prompt follows on the cache, which gives the same logits as one call
+        let split = usize::from(self.tok.no_speech.is_some() && self.tok.prompt.len() > 1);
+        let mut feed: Vec<u32> = if split == 1 { vec![self.tok.prompt[0]] } else { self.tok.prompt.clone() };
         let mut generated: Vec<u32> = Vec::new();
         let mut truncated = true;
-        let budget = self.tok.max_new_tokens.min(self.tok.n_text_ctx - self.tok.prompt.len());
+        let mut no_speech_prob = 0f32;
+        let mut sum_logprob = 0f32;
+        let mut n_logprob = 0usize;
+        let budget = self.tok.max_new_tokens.min(self.tok.n_text_ctx - self.tok.prompt.len()) + split;
 
         // one decoder session for the whole utterance: the cache lives in its allocator
         self.decoder.with(|s| -> Result<()> {
-            for step in 0..budget {
+            for call in 0..budget {
+                let step = call.wrapping_sub(split); // generated-token index; usize::MAX for the sot-only call
                 let ids: Vec<i64> = feed.iter().map(|&t| i64::from(t)).collect();
                 let tokens = Tensor::from_array(([1usize, ids.len()], ids)).map_err(|e| EncodeError::runtime("tokens", e))?;
                 let inputs: Vec<(&str, SessionInputValue<'_>)> = vec![
@@ -129,10 +161,25 @@ impl WhisperModel {
                     if lg.len() < self.tok.vocab_size {
                         return Err(EncodeError::Runtime(format!("decoder returned {} logits", lg.len())));
                     }
-                    self.argmax(&lg[..self.tok.vocab_size], step == 0)
+                    let lg = &lg[..self.tok.vocab_size];
+                    if split == 1 && call == 0 {
+                        if let Some(ns) = self.tok.no_speech.filter(|&t| (t as usize) < lg.len()) {
+                            no_speech_prob = log_softmax_at(lg, ns as usize).exp();
+                        }
+                        None
+                    } else {
+                        let n = self.argmax(lg, step == 0);
+                        sum_logprob += log_softmax_at(lg, n as usize);
+                        n_logprob += 1;
+                        Some(n)
+                    }
                 };
                 past_k = out.remove("present_self_k").ok_or_else(|| EncodeError::Runtime("no present_self_k".into()))?;
                 past_v = out.remove("present_self_v").ok_or_else(|| EncodeError::Runtime("no present_self_v".into()))?;
+                let Some(next) = next else {
+                    feed = self.tok.prompt[1..].to_vec();
+                    continue;
+                };
                 if next == self.tok.eot {
                     truncated = false;
                     break;
@@ -142,13 +189,18 @@ impl WhisperModel {
             }
             Ok(())
         })?;
-        let text = self
+        let mut text = self
             .tokenizer
             .decode(&generated, true)
             .map_err(|e| EncodeError::runtime("detokenize", e))?
             .trim()
             .to_string();
-        Ok(Decoded { tokens: generated, text, truncated })
+        let avg_logprob = if n_logprob > 0 { sum_logprob / n_logprob as f32 } else { 0.0 };
+        let silent = (no_speech_prob > NO_SPEECH_THRESHOLD && avg_logprob < LOGPROB_THRESHOLD) || no_speech_prob > NO_SPEECH_ALONE;
+        if silent {
+            text.clear();
+        }
+        Ok(Decoded { tokens: generated, text, truncated, no_speech_prob, avg_logprob, silent })
     }
 
     fn argmax(&self, logits: &[f32], first: bool) -> u32 {
