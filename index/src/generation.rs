@@ -1,0 +1,347 @@
+//! Generations: immutable, self-describing index snapshots on disk.
+//!
+//! ```text
+//! <root>/gen-00000000000000000007/        a complete generation (renamed into place last)
+//!     MANIFEST.json                        written and fsynced after every data file
+//!     <space>.vec                          VectorFile (ids + prepared rows, mmapped)
+//!     <space>.hnsw.graph / .hnsw.data      hnsw_rs dump (data file mmapped on load)
+//! <root>/gen-00000000000000000008.tmp      a build in progress or one that crashed: never loaded,
+//!                                          removed at start
+//! ```
+//! A generation covers every store write with sequence number ≤ `snapshot_seq`; writes after
+//! it live in the mutable layer until the next generation. Because a folder only gets its final
+//! name after its manifest is durable, a crash at any point leaves either the previous
+//! generation or the new one — never a half-written one under a loadable name.
+
+use crate::error::{IndexError, IoContext, Result};
+use crate::graph::{HnswGraph, HnswParams};
+use crate::metric::Metric;
+use crate::topk::Scored;
+use crate::vectors::VectorFile;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+const PREFIX: &str = "gen-";
+const MANIFEST: &str = "MANIFEST.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceSpec {
+    pub name: String,
+    pub dim: usize,
+    pub metric: Metric,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpaceManifest {
+    pub spec: SpaceSpec,
+    pub params: HnswParams,
+    pub count: usize,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub generation: u64,
+    pub snapshot_seq: u64,
+    pub created_unix: u64,
+    pub spaces: Vec<SpaceManifest>,
+}
+
+/// One space's part of a generation.
+pub struct BaseSegment {
+    pub spec: SpaceSpec,
+    pub vectors: VectorFile,
+    pub graph: Option<HnswGraph>,
+}
+
+impl BaseSegment {
+    pub fn len(&self) -> usize {
+        self.vectors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vectors.is_empty()
+    }
+
+    /// Graph search, or an exact scan when the segment is too small to have a graph.
+    pub fn search(&self, query: &[f32], k: usize, ef: usize, accept: &dyn Fn(u64) -> bool) -> Vec<Scored> {
+        match &self.graph {
+            Some(g) => g.search(query, k, ef, accept),
+            None => self.vectors.scan(query, k, accept),
+        }
+    }
+}
+
+/// A loaded generation: every configured space, possibly empty.
+pub struct Generation {
+    pub id: u64,
+    pub snapshot_seq: u64,
+    pub dir: Option<PathBuf>,
+    pub segments: BTreeMap<String, BaseSegment>,
+}
+
+impl Generation {
+    /// Generation 0: nothing indexed yet, every write is in the mutable layer.
+    pub fn empty(specs: &[SpaceSpec]) -> Generation {
+        let segments = specs
+            .iter()
+            .map(|s| {
+                (s.name.clone(), BaseSegment { spec: s.clone(), vectors: VectorFile::empty(s.dim, s.metric), graph: None })
+            })
+            .collect();
+        Generation { id: 0, snapshot_seq: 0, dir: None, segments }
+    }
+
+    pub fn segment(&self, space: &str) -> Option<&BaseSegment> {
+        self.segments.get(space)
+    }
+
+    /// Opens a complete generation folder, verifying every file against the manifest before
+    /// hnsw_rs sees it. Spaces in `specs` that the generation lacks come up empty; a space whose
+    /// dimension or metric changed makes the generation unusable.
+    pub fn open(dir: &Path, specs: &[SpaceSpec]) -> Result<Generation> {
+        let manifest = read_manifest(dir)?;
+        let mut segments = BTreeMap::new();
+        for spec in specs {
+            let Some(sm) = manifest.spaces.iter().find(|s| s.spec.name == spec.name) else {
+                segments.insert(
+                    spec.name.clone(),
+                    BaseSegment { spec: spec.clone(), vectors: VectorFile::empty(spec.dim, spec.metric), graph: None },
+                );
+                continue;
+            };
+            if sm.spec != *spec {
+                return Err(IndexError::Corrupt {
+                    path: dir.to_path_buf(),
+                    reason: format!("space {} was built as {:?}, config now says {:?}", spec.name, sm.spec, spec),
+                });
+            }
+            for f in &sm.files {
+                verify_file(&dir.join(&f.name), f)?;
+            }
+            let vectors = if sm.count == 0 {
+                VectorFile::empty(spec.dim, spec.metric)
+            } else {
+                VectorFile::open(&dir.join(vec_name(&spec.name)), spec.dim, spec.metric)?
+            };
+            let has_graph = sm.files.iter().any(|f| f.name.ends_with(".hnsw.graph"));
+            let graph = if has_graph {
+                Some(HnswGraph::load(dir, &graph_base(&spec.name), spec.metric, sm.count)?)
+            } else {
+                None
+            };
+            segments.insert(spec.name.clone(), BaseSegment { spec: spec.clone(), vectors, graph });
+        }
+        Ok(Generation { id: manifest.generation, snapshot_seq: manifest.snapshot_seq, dir: Some(dir.to_path_buf()), segments })
+    }
+}
+
+fn vec_name(space: &str) -> String {
+    format!("{space}.vec")
+}
+
+fn graph_base(space: &str) -> String {
+    space.to_string()
+}
+
+fn gen_dir_name(id: u64) -> String {
+    format!("{PREFIX}{id:020}")
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let bytes = fs::read(&path).at(&path)?;
+    serde_json::from_slice(&bytes).map_err(|e| IndexError::Corrupt { path, reason: e.to_string() })
+}
+
+fn file_entry(path: &Path) -> Result<FileEntry> {
+    let mut f = fs::File::open(path).at(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf).at(path)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(FileEntry { name, bytes, crc32: hasher.finalize() })
+}
+
+fn verify_file(path: &Path, want: &FileEntry) -> Result<()> {
+    let got = file_entry(path)?;
+    if got.bytes != want.bytes || got.crc32 != want.crc32 {
+        return Err(IndexError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "expected {} bytes crc {:08x}, found {} bytes crc {:08x}",
+                want.bytes, want.crc32, got.bytes, got.crc32
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+/// Complete generation ids under `root`, ascending.
+pub fn list_generations(root: &Path) -> Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    let entries = match fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+        Err(e) => return Err(IndexError::Io { path: root.to_path_buf(), source: e }),
+    };
+    for entry in entries {
+        let entry = entry.at(root)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(num) = name.strip_prefix(PREFIX) {
+            if let Ok(id) = num.parse::<u64>() {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+pub fn generation_dir(root: &Path, id: u64) -> PathBuf {
+    root.join(gen_dir_name(id))
+}
+
+/// Removes folders of builds that never completed (crash or failure mid-rebuild).
+pub fn remove_incomplete(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(root) else { return Ok(removed) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(PREFIX) && name.contains(".tmp") {
+            let p = entry.path();
+            fs::remove_dir_all(&p).at(&p)?;
+            removed.push(p);
+        }
+    }
+    Ok(removed)
+}
+
+/// Keeps the newest `keep` complete generations (and always `in_use`); deletes the rest.
+/// Mapped files of a deleted generation stay valid until unmapped (POSIX unlink semantics).
+pub fn prune(root: &Path, keep: usize, in_use: u64) -> Result<Vec<u64>> {
+    let ids = list_generations(root)?;
+    let mut removed = Vec::new();
+    let cut = ids.len().saturating_sub(keep);
+    for &id in &ids[..cut] {
+        if id == in_use {
+            continue;
+        }
+        let p = generation_dir(root, id);
+        fs::remove_dir_all(&p).at(&p)?;
+        removed.push(id);
+    }
+    Ok(removed)
+}
+
+/// Builds a generation in a `.tmp` folder and publishes it with one rename.
+pub struct GenerationWriter {
+    root: PathBuf,
+    tmp: PathBuf,
+    manifest: Manifest,
+}
+
+impl GenerationWriter {
+    pub fn create(root: &Path, generation: u64, snapshot_seq: u64) -> Result<GenerationWriter> {
+        fs::create_dir_all(root).at(root)?;
+        let tmp = root.join(format!("{}.tmp-{}", gen_dir_name(generation), std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).at(&tmp)?;
+        }
+        fs::create_dir(&tmp).at(&tmp)?;
+        let created_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(GenerationWriter {
+            root: root.to_path_buf(),
+            tmp,
+            manifest: Manifest { generation, snapshot_seq, created_unix, spaces: Vec::new() },
+        })
+    }
+
+    /// Writes one space: its vector file and, above `min_graph_size` rows, its HNSW graph.
+    /// `rows` hold prepared vectors sorted by id.
+    pub fn add_space(
+        &mut self,
+        spec: &SpaceSpec,
+        params: &HnswParams,
+        rows: &[(u64, &[f32])],
+        min_graph_size: usize,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<()> {
+        let mut files = Vec::new();
+        if !rows.is_empty() {
+            let vec_path = self.tmp.join(vec_name(&spec.name));
+            VectorFile::write(&vec_path, spec.dim, spec.metric, rows)?;
+            files.push(file_entry(&vec_path)?);
+        }
+        if rows.len() >= min_graph_size.max(1) {
+            let graph = HnswGraph::build(spec.metric, params, rows, progress)?;
+            let base = graph_base(&spec.name);
+            graph.dump(&self.tmp, &base)?;
+            for suffix in ["hnsw.graph", "hnsw.data"] {
+                let p = self.tmp.join(format!("{base}.{suffix}"));
+                fs::File::open(&p).and_then(|f| f.sync_all()).at(&p)?;
+                files.push(file_entry(&p)?);
+            }
+        } else {
+            progress(rows.len());
+        }
+        self.manifest.spaces.push(SpaceManifest { spec: spec.clone(), params: *params, count: rows.len(), files });
+        Ok(())
+    }
+
+    /// Makes the generation durable and visible; returns its final folder.
+    pub fn commit(self) -> Result<PathBuf> {
+        let mpath = self.tmp.join(MANIFEST);
+        let json = serde_json::to_vec_pretty(&self.manifest)
+            .map_err(|e| IndexError::Parameter(format!("manifest encoding: {e}")))?;
+        fs::write(&mpath, json).at(&mpath)?;
+        fs::File::open(&mpath).and_then(|f| f.sync_all()).at(&mpath)?;
+        sync_dir(&self.tmp)?;
+        let dest = generation_dir(&self.root, self.manifest.generation);
+        fs::rename(&self.tmp, &dest).at(&dest)?;
+        sync_dir(&self.root)?;
+        Ok(dest)
+    }
+
+    /// Drops the unfinished folder (e.g. the rebuild failed).
+    pub fn abandon(self) {
+        let _ = fs::remove_dir_all(&self.tmp);
+    }
+}
+
+/// Opens the newest generation that verifies, skipping (and reporting) broken ones.
+pub fn open_newest(root: &Path, specs: &[SpaceSpec]) -> Result<(Option<Generation>, Vec<(u64, IndexError)>)> {
+    let mut skipped = Vec::new();
+    for id in list_generations(root)?.into_iter().rev() {
+        match Generation::open(&generation_dir(root, id), specs) {
+            Ok(g) => return Ok((Some(g), skipped)),
+            Err(e) => skipped.push((id, e)),
+        }
+    }
+    Ok((None, skipped))
+}

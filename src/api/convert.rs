@@ -1,0 +1,119 @@
+//! Conversions between the wire types (`pb`) and the domain types of each layer.
+
+use super::pb;
+use crate::collection::{RebuildProgress, Stats};
+use crate::ingest::IngestItem;
+use crate::search::{FilterSpec, Query, SearchHit, SearchRequest, SearchResult};
+use crate::store::StoredItem;
+
+pub fn search_request(r: pb::SearchRequest) -> SearchRequest {
+    let query = r.query.map(|q| match q {
+        pb::search_request::Query::Text(t) => Query::Text(t),
+        pb::search_request::Query::Image(b) => Query::Image(b),
+        pb::search_request::Query::Audio(b) => Query::Audio(b),
+        pb::search_request::Query::ItemId(id) => Query::ItemId(id),
+        pb::search_request::Query::Vector(v) => Query::Vector { space: v.space, values: v.values },
+    });
+    let filter = r.filter.map(filter_spec).unwrap_or_default();
+    SearchRequest {
+        query,
+        top_k: r.top_k,
+        offset: r.offset,
+        filter,
+        min_score: if r.min_score == 0.0 { f32::NEG_INFINITY } else { r.min_score },
+        space: (!r.space.is_empty()).then_some(r.space),
+        ef: (r.ef > 0).then_some(r.ef),
+    }
+}
+
+fn filter_spec(f: pb::Filter) -> FilterSpec {
+    let mut attributes: Vec<(String, String)> = f.attributes.into_iter().collect();
+    attributes.sort();
+    FilterSpec { categories: f.categories, price_min: f.price_min, price_max: f.price_max, attributes }
+}
+
+pub fn search_response(r: SearchResult) -> pb::SearchResponse {
+    pb::SearchResponse {
+        hits: r.hits.into_iter().map(hit).collect(),
+        transcript: r.transcript.unwrap_or_default(),
+        timing: Some(pb::Timing { encode_us: r.timing.encode_us, search_us: r.timing.search_us, hydrate_us: r.timing.hydrate_us }),
+        exact: r.exact,
+    }
+}
+
+fn hit(h: SearchHit) -> pb::Hit {
+    pb::Hit { id: h.id, score: h.score, item: Some(item(h.item)) }
+}
+
+/// Stored metadata as an API item: never image bytes, never vectors.
+pub fn item(s: StoredItem) -> pb::Item {
+    pb::Item {
+        id: s.id,
+        title: s.title,
+        description: s.description,
+        category: s.category,
+        price: s.price,
+        attributes: s.attributes.into_iter().collect(),
+        images: Vec::new(),
+        image_uris: s.image_uris,
+        vectors: Vec::new(),
+        text_weight: s.text_weight,
+        image_weight: s.image_weight,
+        version: s.seq,
+    }
+}
+
+pub fn ingest_item(i: pb::Item) -> IngestItem {
+    let mut attributes: Vec<(String, String)> = i.attributes.into_iter().collect();
+    attributes.sort();
+    IngestItem {
+        id: i.id,
+        title: i.title,
+        description: i.description,
+        category: i.category,
+        price: i.price,
+        attributes,
+        images: i.images,
+        image_uris: i.image_uris,
+        vectors: i.vectors.into_iter().map(|v| (v.space, v.values)).collect(),
+        text_weight: i.text_weight,
+        image_weight: i.image_weight,
+    }
+}
+
+pub fn progress(p: &RebuildProgress) -> pb::RebuildProgress {
+    pb::RebuildProgress {
+        phase: p.phase.as_str().to_string(),
+        done: p.done,
+        total: p.total,
+        eta_seconds: p.eta_seconds,
+        generation: p.generation,
+        space: p.space.clone(),
+    }
+}
+
+pub fn status(s: Stats, models: Vec<pb::ModelStatus>, uptime_seconds: u64) -> pb::StatusResponse {
+    pb::StatusResponse {
+        items: s.items as u64,
+        generation: s.generation,
+        generations_on_disk: s.generations_on_disk,
+        spaces: s
+            .spaces
+            .into_iter()
+            .map(|sp| pb::SpaceStatus {
+                name: sp.spec.name,
+                dim: sp.spec.dim as u32,
+                metric: sp.spec.metric.as_str().to_string(),
+                base_vectors: sp.base_vectors as u64,
+                fresh_vectors: sp.fresh_vectors as u64,
+                tombstones: sp.tombstones as u64,
+                layer_counts: sp.layer_counts.into_iter().map(|c| c as u64).collect(),
+            })
+            .collect(),
+        models,
+        uptime_seconds,
+        rebuilding: s.rebuilding,
+        last_version: s.last_seq,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}

@@ -1,0 +1,214 @@
+//! The three gRPC services. Handlers only convert, call the layer below, and map errors.
+
+use super::convert;
+use super::layers::with_deadline;
+use super::pb;
+use super::status;
+use crate::collection::{Collection, RebuildPhase};
+use crate::encode::Encoders;
+use crate::ingest::{IngestItem, Ingester};
+use crate::search::Searcher;
+use futures::{FutureExt, Stream};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct SearchApi {
+    pub searcher: Arc<Searcher>,
+    pub deadline_cap: Duration,
+}
+
+#[tonic::async_trait]
+impl pb::search_service_server::SearchService for SearchApi {
+    async fn search(&self, request: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
+        let (metadata, _, body) = request.into_parts();
+        let req = convert::search_request(body);
+        with_deadline(&metadata, self.deadline_cap, async {
+            let result = self.searcher.search(req).await.map_err(status::from_search)?;
+            Ok(Response::new(convert::search_response(result)))
+        })
+        .await
+    }
+}
+
+pub struct IngestApi {
+    pub collection: Arc<Collection>,
+    pub ingester: Arc<Ingester>,
+    pub group_commit_max: usize,
+    pub deadline_cap: Duration,
+}
+
+#[tonic::async_trait]
+impl pb::ingest_service_server::IngestService for IngestApi {
+    async fn upsert(&self, request: Request<Streaming<pb::UpsertRequest>>) -> Result<Response<pb::UpsertSummary>, Status> {
+        let mut stream = request.into_inner();
+        let mut summary = pb::UpsertSummary::default();
+        let mut position = 0u64;
+        loop {
+            // Wait for one message, then take whatever else is already buffered: a group is
+            // written and WAL-synced together, so a fast client pays one fsync per group.
+            let Some(first) = stream.message().await.map_err(status::from_stream)? else { break };
+            let mut group = vec![first];
+            while group.len() < self.group_commit_max {
+                match stream.message().now_or_never() {
+                    Some(Ok(Some(m))) => group.push(m),
+                    Some(Ok(None)) | None => break,
+                    Some(Err(e)) => {
+                        // Write what arrived intact before reporting the broken message.
+                        self.write(&mut group, &mut position, &mut summary).await?;
+                        return Err(status::from_stream(e));
+                    }
+                }
+            }
+            self.write(&mut group, &mut position, &mut summary).await?;
+        }
+        Ok(Response::new(summary))
+    }
+
+    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let ids = request.into_inner().ids;
+        let limit = self.collection.config().limits.max_delete_ids;
+        if ids.is_empty() {
+            return Err(Status::invalid_argument("no ids to delete"));
+        }
+        if ids.len() > limit {
+            return Err(Status::invalid_argument(format!("{} ids; at most {limit} per request", ids.len())));
+        }
+        if ids.iter().any(|id| id.is_empty()) {
+            return Err(Status::invalid_argument("empty id in delete request"));
+        }
+        let collection = self.collection.clone();
+        let (deleted, not_found) = tokio::task::spawn_blocking(move || collection.delete(&ids))
+            .await
+            .map_err(|e| Status::internal(format!("delete task failed: {e}")))?
+            .map_err(status::from_collection)?;
+        if deleted == 0 {
+            return Err(Status::not_found(format!("none of the ids exist: {not_found:?}")));
+        }
+        Ok(Response::new(pb::DeleteResponse { deleted: deleted as u64, not_found }))
+    }
+
+    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Item>, Status> {
+        let (metadata, _, body) = request.into_parts();
+        if body.id.is_empty() {
+            return Err(Status::invalid_argument("id is empty"));
+        }
+        let collection = self.collection.clone();
+        with_deadline(&metadata, self.deadline_cap, async move {
+            let item = tokio::task::spawn_blocking(move || collection.get(&body.id))
+                .await
+                .map_err(|e| Status::internal(format!("get task failed: {e}")))?
+                .map_err(status::from_collection)?;
+            Ok(Response::new(convert::item(item)))
+        })
+        .await
+    }
+}
+
+impl IngestApi {
+    async fn write(&self, group: &mut Vec<pb::UpsertRequest>, position: &mut u64, summary: &mut pb::UpsertSummary) -> Result<(), Status> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        let base = *position;
+        *position += group.len() as u64;
+        let mut items: Vec<IngestItem> = Vec::with_capacity(group.len());
+        for (i, req) in group.drain(..).enumerate() {
+            match req.item {
+                Some(item) => items.push(convert::ingest_item(item)),
+                None => {
+                    summary.rejected.push(pb::Rejected { index: base + i as u64, id: String::new(), reason: "request has no item".into() });
+                    // Keep positions aligned: a placeholder that validation rejects.
+                    items.push(IngestItem::default());
+                }
+            }
+        }
+        let ingester = self.ingester.clone();
+        let outcome = tokio::task::spawn_blocking(move || ingester.write_group(items))
+            .await
+            .map_err(|e| Status::internal(format!("ingest task failed: {e}")))?
+            .map_err(status::from_ingest)?;
+        summary.accepted += outcome.accepted as u64;
+        for r in outcome.rejected {
+            let index = base + r.index as u64;
+            if summary.rejected.iter().any(|x| x.index == index) {
+                continue;
+            }
+            summary.rejected.push(pb::Rejected { index, id: r.id, reason: r.reason });
+        }
+        if let Some(seq) = outcome.last_seq {
+            summary.last_version = seq;
+        }
+        Ok(())
+    }
+}
+
+pub struct AdminApi {
+    pub collection: Arc<Collection>,
+    pub encoders: Option<Arc<Encoders>>,
+}
+
+type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::RebuildProgress, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::admin_service_server::AdminService for AdminApi {
+    type RebuildStream = ProgressStream;
+
+    async fn rebuild(&self, _request: Request<pb::RebuildRequest>) -> Result<Response<Self::RebuildStream>, Status> {
+        let mut rx = self.collection.rebuild();
+        let stream = async_stream(move |tx| async move {
+            loop {
+                let p = rx.borrow_and_update().clone();
+                let finished = matches!(p.phase, RebuildPhase::Done | RebuildPhase::Failed);
+                if p.phase == RebuildPhase::Failed {
+                    let _ = tx.send(Err(Status::internal(format!("rebuild failed: {}", p.error.unwrap_or_default())))).await;
+                    return;
+                }
+                if tx.send(Ok(convert::progress(&p))).await.is_err() {
+                    return; // client went away; the rebuild continues
+                }
+                if finished || rx.changed().await.is_err() {
+                    return;
+                }
+                // Progress changes fast during a build; a few updates a second are plenty.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let collection = self.collection.clone();
+        let stats = tokio::task::spawn_blocking(move || collection.stats())
+            .await
+            .map_err(|e| Status::internal(format!("status task failed: {e}")))?;
+        let models = self
+            .encoders
+            .as_ref()
+            .map(|e| {
+                e.models()
+                    .into_iter()
+                    .map(|m| pb::ModelStatus {
+                        id: m.id,
+                        kind: format!("{:?}", m.kind).to_lowercase(),
+                        provider: format!("{:?}", m.provider_in_use).to_lowercase(),
+                        dim: m.dim as u32,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(convert::status(stats, models, self.collection.started.elapsed().as_secs())))
+    }
+}
+
+/// A response stream fed by a task through a small channel.
+fn async_stream<F, Fut>(f: F) -> ProgressStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::RebuildProgress, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,85 @@
+//! The one place where errors of every layer become gRPC statuses.
+
+use crate::collection::CollectionError;
+use crate::encode::EncodeError;
+use crate::ingest::IngestError;
+use crate::search::SearchError;
+use crate::store::StoreError;
+use tonic::{Code, Status};
+
+pub fn from_collection(e: CollectionError) -> Status {
+    match e {
+        CollectionError::NotFound(id) => Status::not_found(format!("item {id:?} not found")),
+        CollectionError::UnknownSpace(s) => Status::invalid_argument(format!("unknown vector space {s:?}")),
+        CollectionError::NoVector { id, space } => {
+            Status::failed_precondition(format!("item {id:?} has no vector in space {space:?}"))
+        }
+        CollectionError::Store(e) => from_store(e),
+        CollectionError::Index(e) => internal("index", e),
+    }
+}
+
+pub fn from_store(e: StoreError) -> Status {
+    internal("store", e)
+}
+
+pub fn from_encode(e: EncodeError) -> Status {
+    match e {
+        EncodeError::InvalidInput(m) => Status::invalid_argument(m),
+        EncodeError::TooLarge(m) => Status::invalid_argument(format!("input too large: {m}")),
+        EncodeError::ModelUnavailable(m) => Status::unavailable(format!("model unavailable: {m}")),
+        EncodeError::Shutdown => Status::unavailable("encoder is shutting down"),
+        other => internal("encoder", other),
+    }
+}
+
+pub fn from_search(e: SearchError) -> Status {
+    match e {
+        SearchError::InvalidArgument(m) => Status::invalid_argument(m),
+        SearchError::NotFound(m) => Status::not_found(m),
+        SearchError::Unimplemented(m) => Status::unimplemented(m),
+        SearchError::Encode(e) => from_encode(e),
+        SearchError::Collection(e) => from_collection(e),
+        SearchError::Internal(m) => internal("search", m),
+    }
+}
+
+pub fn from_ingest(e: IngestError) -> Status {
+    match e {
+        IngestError::Collection(e) => from_collection(e),
+    }
+}
+
+/// tonic reports a message over the size limit as OUT_OF_RANGE; gRPC's convention (and what
+/// clients retry on) is RESOURCE_EXHAUSTED.
+pub fn is_oversize(code: Code, message: &str) -> bool {
+    code == Code::OutOfRange && message.contains("message length too large")
+}
+
+pub fn from_stream(status: Status) -> Status {
+    if is_oversize(status.code(), status.message()) {
+        Status::resource_exhausted(status.message().to_string())
+    } else {
+        status
+    }
+}
+
+fn internal(layer: &str, e: impl std::fmt::Display) -> Status {
+    // Internal details go to the log, not to a possibly public client.
+    tracing::error!(layer, error = %e, "internal error");
+    Status::internal(format!("internal {layer} error"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping() {
+        assert_eq!(from_collection(CollectionError::NotFound("x".into())).code(), Code::NotFound);
+        assert_eq!(from_encode(EncodeError::InvalidInput("bad".into())).code(), Code::InvalidArgument);
+        assert_eq!(from_search(SearchError::Unimplemented("x".into())).code(), Code::Unimplemented);
+        let s = from_stream(Status::out_of_range("Error, decoded message length too large: found 9 bytes"));
+        assert_eq!(s.code(), Code::ResourceExhausted);
+    }
+}

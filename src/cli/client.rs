@@ -1,0 +1,160 @@
+//! Client commands: ingest a catalogue, search, admin.
+
+use super::{catalog, AdminArgs, AdminCommand, IngestArgs, SearchArgs};
+use crate::api::pb;
+use crate::api::pb::admin_service_client::AdminServiceClient;
+use crate::api::pb::ingest_service_client::IngestServiceClient;
+use crate::api::pb::search_service_client::SearchServiceClient;
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::BufRead;
+use tonic::transport::Channel;
+
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+async fn channel(addr: &str) -> anyhow::Result<Channel> {
+    Channel::from_shared(addr.to_string())?.connect().await.with_context(|| format!("connecting to {addr}"))
+}
+
+pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    let file = std::fs::File::open(&args.catalog).with_context(|| format!("opening {}", args.catalog.display()))?;
+    let base_dir = args.catalog.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let lines: Vec<String> = std::io::BufReader::new(file).lines().collect::<Result<_, _>>()?;
+    let mut client = IngestServiceClient::new(channel(&args.addr.server).await?)
+        .max_encoding_message_size(MAX_MESSAGE)
+        .max_decoding_message_size(MAX_MESSAGE);
+
+    let bar = ProgressBar::new(lines.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} lines  {per_sec}  eta {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut accepted = 0u64;
+    let mut rejected: Vec<(usize, String, String)> = Vec::new();
+    let mut batch: Vec<(usize, pb::Item)> = Vec::new();
+    let started = std::time::Instant::now();
+    let numbered = lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let mut pending = numbered.peekable();
+    while pending.peek().is_some() {
+        batch.clear();
+        while batch.len() < args.batch.max(1) {
+            let Some((n, line)) = pending.next() else { break };
+            match catalog::parse_line(line, &base_dir) {
+                Ok(item) => batch.push((n + 1, item)),
+                Err(reason) => {
+                    rejected.push((n + 1, String::new(), reason));
+                    bar.inc(1);
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let line_numbers: Vec<usize> = batch.iter().map(|(n, _)| *n).collect();
+        let requests: Vec<pb::UpsertRequest> = batch.drain(..).map(|(_, item)| pb::UpsertRequest { item: Some(item) }).collect();
+        let count = requests.len() as u64;
+        let summary = client.upsert(tokio_stream::iter(requests)).await.context("upsert stream failed")?.into_inner();
+        accepted += summary.accepted;
+        for r in summary.rejected {
+            let line = line_numbers.get(r.index as usize).copied().unwrap_or(0);
+            rejected.push((line, r.id, r.reason));
+        }
+        bar.inc(count);
+        bar.set_message(format!("{accepted} accepted, {} rejected", rejected.len()));
+    }
+    bar.finish();
+    let secs = started.elapsed().as_secs_f64();
+    println!("ingested {accepted} items in {secs:.1}s ({:.0} items/s); {} rejected", accepted as f64 / secs.max(1e-9), rejected.len());
+    rejected.sort();
+    for (line, id, reason) in &rejected {
+        println!("  line {line} {id}: {reason}");
+    }
+    Ok(())
+}
+
+fn parse_vector(s: &str) -> anyhow::Result<Vec<f32>> {
+    s.split(',').map(|x| x.trim().parse::<f32>().with_context(|| format!("bad vector value {x:?}"))).collect()
+}
+
+pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
+    use pb::search_request::Query;
+    let query = if let Some(t) = args.text.clone() {
+        Query::Text(t)
+    } else if let Some(p) = &args.image {
+        Query::Image(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+    } else if let Some(p) = &args.voice {
+        Query::Audio(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+    } else if let Some(id) = args.item.clone() {
+        Query::ItemId(id)
+    } else if let Some(v) = &args.vector {
+        Query::Vector(pb::Vector { space: args.space.clone(), values: parse_vector(v)? })
+    } else {
+        bail!("give one of --text, --image, --voice, --item, --vector");
+    };
+    let mut attributes = std::collections::HashMap::new();
+    for kv in &args.attributes {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--attr {kv:?} is not key=value"))?;
+        attributes.insert(k.to_string(), v.to_string());
+    }
+    let request = pb::SearchRequest {
+        query: Some(query),
+        top_k: args.top_k,
+        offset: args.offset,
+        filter: Some(pb::Filter { categories: args.category.clone(), price_min: args.price_min, price_max: args.price_max, attributes }),
+        min_score: 0.0,
+        space: args.space.clone(),
+        ef: 0,
+    };
+    let mut client = SearchServiceClient::new(channel(&args.addr.server).await?)
+        .max_encoding_message_size(MAX_MESSAGE)
+        .max_decoding_message_size(MAX_MESSAGE);
+    let resp = client.search(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner();
+    if args.json {
+        let hits: Vec<serde_json::Value> = resp
+            .hits
+            .iter()
+            .map(|h| serde_json::json!({"id": h.id, "score": h.score, "title": h.item.as_ref().map(|i| i.title.clone())}))
+            .collect();
+        println!("{}", serde_json::json!({"transcript": resp.transcript, "hits": hits, "exact": resp.exact}));
+        return Ok(());
+    }
+    if !resp.transcript.is_empty() {
+        println!("transcript: {}", resp.transcript);
+    }
+    for (rank, h) in resp.hits.iter().enumerate() {
+        let (title, price, category) = h.item.as_ref().map_or((String::new(), 0.0, String::new()), |i| (i.title.clone(), i.price, i.category.clone()));
+        println!("{:>3}. {:.4}  {:<24} {:<40} {:>9.2}  {}", rank + 1 + args.offset as usize, h.score, h.id, title, price, category);
+    }
+    if let Some(t) = resp.timing {
+        println!("encode {} µs, search {} µs, hydrate {} µs", t.encode_us, t.search_us, t.hydrate_us);
+    }
+    Ok(())
+}
+
+pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    let mut client = AdminServiceClient::new(channel(&args.addr.server).await?);
+    match args.command {
+        AdminCommand::Status => {
+            let s = client.status(pb::StatusRequest {}).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner();
+            println!("items {}  generation {}  on disk {:?}  rebuilding {}  uptime {}s  last version {}", s.items, s.generation, s.generations_on_disk, s.rebuilding, s.uptime_seconds, s.last_version);
+            for sp in s.spaces {
+                println!(
+                    "space {:<8} dim {:<5} {:<7} base {:<8} fresh {:<8} tombstones {:<6} layers {:?}",
+                    sp.name, sp.dim, sp.metric, sp.base_vectors, sp.fresh_vectors, sp.tombstones, sp.layer_counts
+                );
+            }
+            for m in s.models {
+                println!("model {:<28} {:<16} {:<5} dim {}", m.id, m.kind, m.provider, m.dim);
+            }
+        }
+        AdminCommand::Rebuild => {
+            let mut stream = client.rebuild(pb::RebuildRequest {}).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner();
+            let started = std::time::Instant::now();
+            while let Some(p) = stream.message().await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))? {
+                println!("{:<9} {:>8}/{:<8} space {:<8} eta {:.1}s  generation {}", p.phase, p.done, p.total, p.space, p.eta_seconds, p.generation);
+            }
+            println!("rebuild finished in {:.1}s", started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The `mmsearch` command line: `serve`, plus client commands that talk to a server.
+
+pub mod catalog;
+mod client;
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "mmsearch", version, about = "Multimodal product search server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Stream a catalogue file (JSON lines) to a server.
+    Ingest(IngestArgs),
+    /// Query a server.
+    Search(SearchArgs),
+    /// Admin operations.
+    Admin(AdminArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// TOML config file (defaults apply to anything it leaves out).
+    #[arg(long, env = "MMSEARCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (store + index generations); overrides the config.
+    #[arg(long, env = "MMSEARCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on, e.g. 0.0.0.0:50051 or 127.0.0.1:0; overrides the config.
+    #[arg(long, env = "MMSEARCH_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory with the model folders (models/setup.sh output); overrides the config.
+    #[arg(long, env = "MMSEARCH_MODELS")]
+    pub models: Option<PathBuf>,
+    /// Serve vector and item queries only, without loading models.
+    #[arg(long, env = "MMSEARCH_NO_MODELS")]
+    pub no_models: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "MMSEARCH_LOG_JSON")]
+    pub log_json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerAddr {
+    /// Server address.
+    #[arg(long, short = 's', env = "MMSEARCH_SERVER", default_value = "http://127.0.0.1:50051", global = true)]
+    pub server: String,
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Catalogue file, one JSON object per line.
+    pub catalog: PathBuf,
+    /// Items per Upsert stream; each stream's summary acknowledges its items.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub addr: ServerAddr,
+}
+
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    #[arg(long, group = "query")]
+    pub text: Option<String>,
+    /// Path of a photo (JPEG, PNG, WebP, GIF, BMP).
+    #[arg(long, group = "query")]
+    pub image: Option<PathBuf>,
+    /// Path of a WAV recording.
+    #[arg(long, group = "query")]
+    pub voice: Option<PathBuf>,
+    /// Items like this item id.
+    #[arg(long, group = "query")]
+    pub item: Option<String>,
+    /// Comma-separated vector values (use with --space).
+    #[arg(long, group = "query", allow_hyphen_values = true)]
+    pub vector: Option<String>,
+    /// Space for --vector and --item.
+    #[arg(long, default_value = "shared")]
+    pub space: String,
+    #[arg(long, short = 'k', default_value_t = 10)]
+    pub top_k: u32,
+    #[arg(long, default_value_t = 0)]
+    pub offset: u32,
+    #[arg(long)]
+    pub category: Vec<String>,
+    #[arg(long)]
+    pub price_min: Option<f64>,
+    #[arg(long)]
+    pub price_max: Option<f64>,
+    /// Attribute filter, key=value (repeatable).
+    #[arg(long = "attr")]
+    pub attributes: Vec<String>,
+    /// Print the raw response as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub addr: ServerAddr,
+}
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+    #[command(flatten)]
+    pub addr: ServerAddr,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Build a new index generation and swap it in, showing progress.
+    Rebuild,
+    /// Show items, generations, layers and models.
+    Status,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(a) => serve::run(a).await,
+        Command::Ingest(a) => client::ingest(a).await,
+        Command::Search(a) => client::search(a).await,
+        Command::Admin(a) => client::admin(a).await,
+    }
+}

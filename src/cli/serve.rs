@@ -1,0 +1,98 @@
+use super::ServeArgs;
+use crate::collection::Collection;
+use crate::config::Config;
+use crate::encode::Encoders;
+use anyhow::Context;
+use std::sync::Arc;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_json);
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(m) = args.models {
+        config.encode.model_dir = m;
+    }
+    if args.no_models {
+        config.no_models = true;
+    }
+    config.validate()?;
+
+    let encoders = if !config.no_models {
+        let cfg = config.encode.clone();
+        let enc = tokio::task::spawn_blocking(move || Encoders::load(&cfg))
+            .await?
+            .context("loading models (run models/setup.sh, or serve with --no-models for vector-only search)")?;
+        for m in enc.models() {
+            tracing::info!(id = %m.id, kind = ?m.kind, provider = ?m.provider_in_use, dim = m.dim, "model loaded");
+        }
+        check_dims(&config, &enc)?;
+        Some(Arc::new(enc))
+    } else {
+        tracing::warn!("serving without models: text, image and voice queries answer UNIMPLEMENTED");
+        None
+    };
+
+    let cfg = config.clone();
+    let collection = tokio::task::spawn_blocking(move || Collection::open(&cfg)).await??;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+    // Tests and scripts read the bound address (the port may have been 0) from this line.
+    println!("mmsearch listening on {addr}");
+    crate::api::serve(listener, collection, encoders, shutdown_signal()).await?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+fn check_dims(config: &Config, enc: &Encoders) -> anyhow::Result<()> {
+    for s in &config.spaces {
+        let model_dim = match s.name.as_str() {
+            crate::search::SHARED_SPACE => Some(enc.shared_dim()),
+            crate::search::VISUAL_SPACE => enc.visual_dim(),
+            _ => None,
+        };
+        if let Some(d) = model_dim {
+            anyhow::ensure!(d == s.dim, "space {} is configured with dim {} but the models produce {d}", s.name, s.dim);
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn,hnsw_rs=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
