@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian 12 machine to a running server on the Vendure demo catalogue:
+# installs prerequisites, builds the default models, fetches the catalogue (npm @vendure/create),
+# builds mmsearch, starts it, ingests the 54 products with their photos, and keeps serving.
+#   deploy/demo.sh                 # serves on 127.0.0.1:50051 until Ctrl-C
+#   MMSEARCH_LISTEN=0.0.0.0:50051 deploy/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mmsearch-target}"
+DEMO="${MMSEARCH_DEMO:-$HOME/.cache/mmsearch/demo}"
+LISTEN="${MMSEARCH_LISTEN:-127.0.0.1:50051}"
+DATA="${MMSEARCH_DEMO_DATA:-$DEMO/data}"
+
+deploy/install-deps.sh
+models/setup.sh
+python3 deploy/demo/fetch_vendure.py
+cargo build --bin mmsearch
+BIN="$CARGO_TARGET_DIR/debug/mmsearch"
+
+LOG="$DEMO/server.log"
+mkdir -p "$DEMO"
+"$BIN" serve --data-dir "$DATA" --listen "$LISTEN" > "$DEMO/server.out" 2> "$LOG" &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' INT TERM EXIT
+for _ in $(seq 1 600); do
+  grep -q "mmsearch listening on" "$DEMO/server.out" 2>/dev/null && break
+  kill -0 $SERVER 2>/dev/null || { echo "server failed to start:"; tail -20 "$LOG"; exit 1; }
+  sleep 0.2
+done
+ADDR="http://$(sed -n 's/^mmsearch listening on //p' "$DEMO/server.out" | head -1)"
+echo "server up at $ADDR (log: $LOG)"
+
+"$BIN" ingest --server "$ADDR" "$DEMO/catalog.jsonl"
+"$BIN" admin --server "$ADDR" status
+
+cat <<MSG
+
+mmsearch is serving the Vendure demo catalogue at $ADDR. Try, in another shell:
+  $BIN search --server $ADDR --text "camera on a tripod"
+  $BIN search --server $ADDR --image $DEMO/vendure-create-3.7.3/package/assets/images/<a photo>.jpg
+  espeak-ng -w /tmp/q.wav "wireless mouse" && $BIN search --server $ADDR --voice /tmp/q.wav
+  $BIN search --server $ADDR --text "running shoes" --price-max 100
+Ctrl-C stops the server.
+MSG
+wait $SERVER

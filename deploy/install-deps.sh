@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what building and testing mmsearch needs on a fresh Debian 12 machine (idempotent):
+#   - libclang (bindgen for the RocksDB bindings), espeak-ng + sox (spoken test queries)
+#   - Python grpcio + grpcio-reflection (the stock-client reflection test)
+set -euo pipefail
+APT_PKGS=(libclang1-14 libclang-common-14-dev espeak-ng sox)
+missing=()
+for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! python3 -c "import grpc, grpc_reflection, google.protobuf" 2>/dev/null; then
+  python3 -m pip install -q "grpcio==1.85.3" "grpcio-reflection==1.85.1" "protobuf==7.36.2"
+fi

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test of mmsearch on a fresh Debian 12 machine: installs prerequisites, builds the
+# default models (cached in ~/.cache/mmsearch/models), then `cargo test` for the workspace.
+# The cargo target dir lives outside the clone so later runs reuse the RocksDB build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mmsearch-target}"
+deploy/install-deps.sh
+models/setup.sh
+cargo test --workspace --no-fail-fast -- --test-threads="${MMSEARCH_TEST_THREADS:-2}" "$@"
