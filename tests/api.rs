@@ -144,11 +144,11 @@ async fn bad_input_gets_clear_status_and_server_keeps_serving() {
     let huge = pb::Item { id: "h".into(), description: "x".repeat(100_000), ..item("h", "h", "", 1.0, unit(0)) };
     let err = ing.upsert(tokio_stream::iter(vec![pb::UpsertRequest { item: Some(huge) }])).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-    // An expired deadline.
+    // A generous client deadline is honoured without harm (expiry itself is unit-tested in
+    // api::layers, where a handler can be made slower than its deadline deterministically).
     let mut req = tonic::Request::new(vector_query(unit(0), 5));
-    req.set_timeout(Duration::from_nanos(1));
-    let r = s.search(req).await;
-    assert!(matches!(r.map_err(|e| e.code()), Err(Code::DeadlineExceeded) | Ok(_)));
+    req.set_timeout(Duration::from_secs(5));
+    assert_eq!(s.search(req).await.unwrap().into_inner().hits.len(), 2);
 
     let health = tonic_health::pb::health_client::HealthClient::new(server.channel().await)
         .check(tonic_health::pb::HealthCheckRequest { service: "mmsearch.v1.SearchService".into() })

@@ -1,6 +1,6 @@
 //! Hostile or broken inputs must map to the right `EncodeError` variant, quickly, without panics.
 
-#[path = "encode_common.rs"]
+#[path = "common/encode.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The ingest batcher: concurrent single submissions are batched, results match direct calls,
 //! and one bad input only fails its own request.
 
-#[path = "encode_common.rs"]
+#[path = "common/encode.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! The clip_text / clip_image path with the tiny random CLIP pair from `models/make_tiny_clip.py`.
 
-#[path = "encode_common.rs"]
+#[path = "common/encode.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

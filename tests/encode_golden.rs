@@ -1,7 +1,7 @@
 //! Rust encoders vs the Python onnxruntime goldens written by `models/setup.sh`
 //! (`$MMSEARCH_MODELS/golden/golden.json`, layout in models/MANIFEST.md §6).
 
-#[path = "encode_common.rs"]
+#[path = "common/encode.rs"]
 mod common;
 
 use common::*;

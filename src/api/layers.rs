@@ -93,6 +93,27 @@ fn parse_grpc_timeout(v: &str) -> Option<std::time::Duration> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn expired_deadline_answers_deadline_exceeded() {
+        let mut md = tonic::metadata::MetadataMap::new();
+        md.insert("grpc-timeout", "20m".parse().unwrap());
+        let slow = async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            Ok::<_, tonic::Status>(())
+        };
+        let started = std::time::Instant::now();
+        let err = with_deadline(&md, std::time::Duration::from_secs(30), slow).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::DeadlineExceeded);
+        assert!(started.elapsed() < std::time::Duration::from_millis(400));
+        // The server cap applies when the client sends no deadline.
+        let none = tonic::metadata::MetadataMap::new();
+        let slow = async {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            Ok::<_, tonic::Status>(())
+        };
+        assert!(with_deadline(&none, std::time::Duration::from_millis(20), slow).await.is_err());
+    }
+
     #[test]
     fn parses_grpc_timeouts() {
         assert_eq!(parse_grpc_timeout("100m"), Some(std::time::Duration::from_millis(100)));
