@@ -66,6 +66,8 @@ pub struct Limits {
 pub struct IngestConfig {
     /// Items written (and WAL-synced) together when a stream has them ready.
     pub group_commit_max: usize,
+    /// Dynamic batching of encoder calls across concurrent ingest streams.
+    pub batch: crate::encode::batcher::BatcherConfig,
 }
 
 
@@ -117,7 +119,7 @@ impl Default for Limits {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { group_commit_max: 256 }
+        IngestConfig { group_commit_max: 256, batch: Default::default() }
     }
 }
 

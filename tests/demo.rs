@@ -106,6 +106,17 @@ async fn vendure_demo_text_photo_voice_and_bad_media() {
         assert_eq!(ok.into_inner().hits.len(), 1);
     }
 
+    // A corrupt photo rejects only its own item; the rest of the stream is indexed.
+    let bad = pb::Item { id: "broken".into(), title: "Broken photo".into(), images: vec![b"not an image".to_vec()], ..Default::default() };
+    let good = pb::Item { id: "lamp-2".into(), title: "Desk lamp".into(), ..Default::default() };
+    let summary = upsert(&server, vec![bad, good]).await;
+    assert_eq!(summary.accepted, 1);
+    assert_eq!(summary.rejected.len(), 1);
+    assert!(summary.rejected[0].reason.contains("photo 0"), "{:?}", summary.rejected);
+    let mut ing = server.ingest().await;
+    assert_eq!(ing.get(pb::GetRequest { id: "broken".into() }).await.unwrap_err().code(), Code::NotFound);
+    ing.delete(pb::DeleteRequest { ids: vec!["lamp-2".into()] }).await.unwrap();
+
     // Status reports the models and the provider actually in use.
     let status = server.admin().await.status(pb::StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.items, 54);

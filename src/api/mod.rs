@@ -39,7 +39,7 @@ pub async fn serve(
     let max = limits.max_message_bytes;
 
     let searcher = Arc::new(Searcher::new(collection.clone(), encoders.clone()));
-    let ingester = Arc::new(Ingester::new(collection.clone(), encoders.clone()));
+    let ingester = Arc::new(Ingester::new(collection.clone(), encoders.clone(), &config.ingest.batch));
 
     let search = pb::search_service_server::SearchServiceServer::new(services::SearchApi { searcher, deadline_cap })
         .max_decoding_message_size(max)

@@ -124,11 +124,7 @@ impl IngestApi {
                 }
             }
         }
-        let ingester = self.ingester.clone();
-        let outcome = tokio::task::spawn_blocking(move || ingester.write_group(items))
-            .await
-            .map_err(|e| Status::internal(format!("ingest task failed: {e}")))?
-            .map_err(status::from_ingest)?;
+        let outcome = self.ingester.write_group(items).await.map_err(status::from_ingest)?;
         summary.accepted += outcome.accepted as u64;
         for r in outcome.rejected {
             let index = base + r.index as u64;

@@ -47,6 +47,7 @@ pub fn from_search(e: SearchError) -> Status {
 pub fn from_ingest(e: IngestError) -> Status {
     match e {
         IngestError::Collection(e) => from_collection(e),
+        IngestError::Task(m) => internal("ingest", m),
     }
 }
 

@@ -1,10 +1,12 @@
 //! The write path: validate → encode what is missing → fuse → prepare → durable write.
 //!
 //! An item may bring precomputed vectors for any configured space; the encoders fill the
-//! `shared` and `visual` spaces that are not given (text of the title, photos). A bad item is
-//! rejected with a reason and never aborts the rest of its group.
+//! `shared` and `visual` spaces that are not given (text of the title, photos). Titles and photos
+//! go through the dynamic batcher (`encode::batcher`), so concurrent streams share model calls.
+//! A bad item is rejected with a reason and never aborts the rest of its group.
 
 use crate::collection::{Collection, PreparedItem};
+use crate::encode::batcher::{BatcherConfig, EncodeBatcher};
 use crate::encode::{Encoders, ImageVectors};
 use crate::fuse::{fuse_item, ItemEvidence};
 use crate::search::{SHARED_SPACE, VISUAL_SPACE};
@@ -45,6 +47,8 @@ pub struct Rejection {
 pub enum IngestError {
     #[error(transparent)]
     Collection(#[from] crate::collection::CollectionError),
+    #[error("ingest task failed: {0}")]
+    Task(String),
 }
 
 pub struct GroupOutcome {
@@ -56,24 +60,22 @@ pub struct GroupOutcome {
 struct EncodePlan {
     want_shared: bool,
     want_visual: bool,
-    text: Option<String>,
-    /// Photos to encode (all of the item's, or none).
-    photos: usize,
 }
 
 pub struct Ingester {
     collection: Arc<Collection>,
-    encoders: Option<Arc<Encoders>>,
+    batcher: Option<EncodeBatcher>,
 }
 
 impl Ingester {
-    pub fn new(collection: Arc<Collection>, encoders: Option<Arc<Encoders>>) -> Ingester {
-        Ingester { collection, encoders }
+    /// Must be called inside a tokio runtime (the batcher's workers are tasks).
+    pub fn new(collection: Arc<Collection>, encoders: Option<Arc<Encoders>>, batching: &BatcherConfig) -> Ingester {
+        let batcher = encoders.map(|e| EncodeBatcher::spawn(e, batching));
+        Ingester { collection, batcher }
     }
 
-    /// Writes one group (blocking: encoders and a synced RocksDB write). Returns once every
-    /// accepted item is durable.
-    pub fn write_group(&self, items: Vec<IngestItem>) -> Result<GroupOutcome, IngestError> {
+    /// Writes one group. Returns once every accepted item is durable (WAL-synced).
+    pub async fn write_group(&self, items: Vec<IngestItem>) -> Result<GroupOutcome, IngestError> {
         let mut rejected = Vec::new();
         let mut valid: Vec<(usize, IngestItem)> = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
@@ -82,17 +84,21 @@ impl Ingester {
                 Err(reason) => rejected.push(Rejection { index, id: item.id.clone(), reason }),
             }
         }
+        let encoded = futures::future::join_all(valid.iter_mut().map(|(_, item)| self.encode_missing(item))).await;
         let mut prepared = Vec::with_capacity(valid.len());
-        let encoded = self.encode_missing(&valid);
         for ((index, item), enc) in valid.into_iter().zip(encoded) {
-            match enc.and_then(|extra| self.prepare(item.clone(), extra)) {
+            let id = item.id.clone();
+            match enc.and_then(|extra| self.prepare(item, extra)) {
                 Ok(p) => prepared.push(p),
-                Err(reason) => rejected.push(Rejection { index, id: item.id, reason }),
+                Err(reason) => rejected.push(Rejection { index, id, reason }),
             }
         }
         rejected.sort_by_key(|r| r.index);
         let accepted = prepared.len();
-        let seqs = self.collection.upsert(prepared)?;
+        let collection = self.collection.clone();
+        let seqs = tokio::task::spawn_blocking(move || collection.upsert(prepared))
+            .await
+            .map_err(|e| IngestError::Task(e.to_string()))??;
         Ok(GroupOutcome { accepted, rejected, last_seq: seqs.last().copied() })
     }
 
@@ -134,60 +140,38 @@ impl Ingester {
         Ok(())
     }
 
-    /// Runs the encoders for the spaces items did not bring. Titles and photos of the whole
-    /// group go through the models in one batch each; if a batch fails (one corrupt photo), the
-    /// group is retried item by item so only the bad item is rejected.
-    fn encode_missing(&self, items: &[(usize, IngestItem)]) -> Vec<Result<HashMap<String, Vec<f32>>, String>> {
-        let Some(enc) = &self.encoders else {
-            return items.iter().map(|_| Ok(HashMap::new())).collect();
-        };
+    /// Encodes what the item did not bring. Photo bytes are taken out of the item: they are
+    /// never stored, only their vectors.
+    async fn encode_missing(&self, it: &mut IngestItem) -> Result<HashMap<String, Vec<f32>>, String> {
+        let Some(batcher) = &self.batcher else { return Ok(HashMap::new()) };
         let fusion = &self.collection.config().fusion;
-        let has_shared = self.collection.spec(SHARED_SPACE).is_ok();
-        let has_visual = self.collection.spec(VISUAL_SPACE).is_ok();
-        let plans: Vec<EncodePlan> = items
-            .iter()
-            .map(|(_, it)| {
-                let want_shared = has_shared && !it.vectors.iter().any(|(s, _)| s == SHARED_SPACE);
-                let want_visual = has_visual && !it.images.is_empty() && !it.vectors.iter().any(|(s, _)| s == VISUAL_SPACE);
-                let text = if fusion.include_description && !it.description.trim().is_empty() {
-                    format!("{}. {}", it.title.trim(), it.description.trim())
-                } else {
-                    it.title.trim().to_string()
-                };
-                let text = (want_shared && !text.is_empty()).then_some(text);
-                let photos = if want_shared || want_visual { it.images.len() } else { 0 };
-                EncodePlan { want_shared, want_visual, text, photos }
-            })
-            .collect();
-
-        let texts: Vec<&str> = plans.iter().filter_map(|p| p.text.as_deref()).collect();
-        let photos: Vec<&[u8]> = items.iter().zip(&plans).flat_map(|((_, it), p)| it.images[..p.photos].iter().map(Vec::as_slice)).collect();
-        let batched = (|| -> Result<(Vec<Vec<f32>>, Vec<ImageVectors>), crate::encode::EncodeError> {
-            let t = if texts.is_empty() { Vec::new() } else { enc.embed_texts(&texts)? };
-            let p = if photos.is_empty() { Vec::new() } else { enc.embed_images(&photos)? };
-            Ok((t, p))
-        })();
-        match batched {
-            Ok((text_vecs, photo_vecs)) if text_vecs.len() == texts.len() && photo_vecs.len() == photos.len() => {
-                let (mut ti, mut pi) = (0, 0);
-                items
-                    .iter()
-                    .zip(&plans)
-                    .map(|((_, it), plan)| {
-                        let text = plan.text.as_ref().map(|_| {
-                            ti += 1;
-                            text_vecs[ti - 1].as_slice()
-                        });
-                        let imgs = &photo_vecs[pi..pi + plan.photos];
-                        pi += plan.photos;
-                        Ok(self.fuse(plan, text, imgs, it))
-                    })
-                    .collect()
-            }
-            _ if items.len() > 1 => items.iter().map(|one| self.encode_missing(std::slice::from_ref(one)).remove(0)).collect(),
-            Ok(_) => vec![Err("encoder returned the wrong number of vectors".into())],
-            Err(e) => vec![Err(e.to_string())],
+        let want_shared = self.collection.spec(SHARED_SPACE).is_ok() && !it.vectors.iter().any(|(s, _)| s == SHARED_SPACE);
+        let want_visual = self.collection.spec(VISUAL_SPACE).is_ok()
+            && !it.images.is_empty()
+            && !it.vectors.iter().any(|(s, _)| s == VISUAL_SPACE);
+        if !want_shared && !want_visual {
+            return Ok(HashMap::new());
         }
+        let text = if fusion.include_description && !it.description.trim().is_empty() {
+            format!("{}. {}", it.title.trim(), it.description.trim())
+        } else {
+            it.title.trim().to_string()
+        };
+        let text_job = async {
+            match want_shared && !text.is_empty() {
+                true => batcher.embed_text(text).await.map(Some).map_err(|e| format!("title: {e}")),
+                false => Ok(None),
+            }
+        };
+        let photos = std::mem::take(&mut it.images);
+        let photo_jobs = futures::future::join_all(photos.into_iter().enumerate().map(|(i, bytes)| async move {
+            batcher.embed_image(bytes).await.map_err(|e| format!("photo {i}: {e}"))
+        }));
+        let (text_vec, images) = futures::join!(text_job, photo_jobs);
+        let text_vec = text_vec?;
+        let images: Vec<ImageVectors> = images.into_iter().collect::<Result<_, _>>()?;
+        let plan = EncodePlan { want_shared, want_visual };
+        Ok(self.fuse(&plan, text_vec.as_deref(), &images, it))
     }
 
     fn fuse(&self, plan: &EncodePlan, text: Option<&[f32]>, images: &[ImageVectors], it: &IngestItem) -> HashMap<String, Vec<f32>> {
@@ -219,7 +203,7 @@ impl Ingester {
             vectors.push((space, prepared));
         }
         if vectors.is_empty() {
-            return Err(if self.encoders.is_some() {
+            return Err(if self.batcher.is_some() {
                 "nothing to index: give a title, a photo or a vector".into()
             } else {
                 "no vectors given, and this server runs without encoders".into()
