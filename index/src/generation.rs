@@ -334,8 +334,11 @@ impl GenerationWriter {
     }
 }
 
+/// Generations that failed verification, newest first, with the reason.
+pub type Skipped = Vec<(u64, IndexError)>;
+
 /// Opens the newest generation that verifies, skipping (and reporting) broken ones.
-pub fn open_newest(root: &Path, specs: &[SpaceSpec]) -> Result<(Option<Generation>, Vec<(u64, IndexError)>)> {
+pub fn open_newest(root: &Path, specs: &[SpaceSpec]) -> Result<(Option<Generation>, Skipped)> {
     let mut skipped = Vec::new();
     for id in list_generations(root)?.into_iter().rev() {
         match Generation::open(&generation_dir(root, id), specs) {
