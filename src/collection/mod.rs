@@ -362,15 +362,18 @@ impl Collection {
         }
 
         let hits = self.approximate(base, fresh, query, k, ef, &accept);
-        let live_in_space = || catalog.iter().filter(|(seq, e)| e.spaces & bit != 0 && Some(*seq) != exclude).count();
-        if hits.len() < k && hits.len() < live_in_space() {
+        if hits.len() < k {
+            // Live items with a vector in this space: what an exact scan would rank.
+            let all: Vec<u64> =
+                catalog.iter().filter(|(seq, e)| e.spaces & bit != 0 && Some(*seq) != exclude).map(|(s, _)| s).collect();
+            if hits.len() >= all.len() {
+                return Ok(SearchOutcome { hits, exact: false });
+            }
             // Tombstones crowded the beam; widen it once before paying for an exact scan.
             let wider = self.approximate(base, fresh, query, k, (ef * 8).max(k * 8), &accept);
             if wider.len() >= k {
                 return Ok(SearchOutcome { hits: wider, exact: false });
             }
-            let all: Vec<u64> =
-                catalog.iter().filter(|(seq, e)| e.spaces & bit != 0 && Some(*seq) != exclude).map(|(s, _)| s).collect();
             return Ok(SearchOutcome { hits: exact_over(&all), exact: true });
         }
         Ok(SearchOutcome { hits, exact: false })

@@ -152,11 +152,7 @@ impl Ingester {
         if !want_shared && !want_visual {
             return Ok(HashMap::new());
         }
-        let text = if fusion.include_description && !it.description.trim().is_empty() {
-            format!("{}. {}", it.title.trim(), it.description.trim())
-        } else {
-            it.title.trim().to_string()
-        };
+        let text = crate::fuse::item_text(fusion, &it.title, Some(&it.description));
         let text_job = async {
             match want_shared && !text.is_empty() {
                 true => batcher.embed_text(text).await.map(Some).map_err(|e| format!("title: {e}")),
