@@ -9,6 +9,7 @@
 
 use clap::Parser;
 use mmsearch::api::pb;
+use mmsearch::cli::connect::{channel, percentile};
 use pb::search_request::Query;
 use pb::search_service_client::SearchServiceClient;
 use std::time::{Duration, Instant};
@@ -69,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         Some(p) => Some(std::fs::read(p)?),
         None => None,
     };
-    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?.connect().await?;
+    let channel = channel(&args.server).await?;
     for &c in &args.concurrency {
         let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
         let started = Instant::now();
@@ -100,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let secs = started.elapsed().as_secs_f64();
         all.sort_by(f64::total_cmp);
-        let pct = |p: f64| if all.is_empty() { 0.0 } else { all[((all.len() - 1) as f64 * p).round() as usize] };
+        let pct = |p: f64| percentile(&all, p);
         println!(
             "{}",
             serde_json::json!({

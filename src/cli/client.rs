@@ -1,5 +1,6 @@
 //! Client commands: ingest a catalogue, search, admin.
 
+use super::connect::channel;
 use super::{catalog, AdminArgs, AdminCommand, IngestArgs, SearchArgs};
 use crate::api::pb;
 use crate::api::pb::admin_service_client::AdminServiceClient;
@@ -8,13 +9,9 @@ use crate::api::pb::search_service_client::SearchServiceClient;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::BufRead;
-use tonic::transport::Channel;
 
 const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
-async fn channel(addr: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(addr.to_string())?.connect().await.with_context(|| format!("connecting to {addr}"))
-}
 
 pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let file = std::fs::File::open(&args.catalog).with_context(|| format!("opening {}", args.catalog.display()))?;

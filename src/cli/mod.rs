@@ -2,6 +2,7 @@
 
 pub mod catalog;
 mod client;
+pub mod connect;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
