@@ -14,18 +14,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MINUTES="${1:?usage: deploy/soak.sh <minutes> [--with-models] [--no-restart] [--concurrency N] [--seed N]}"
+MINUTES="${1:?usage: deploy/soak.sh <minutes> [--with-models] [--no-restart] [--concurrency N] [--seed N] [--max-ids N]}"
 shift
 MODELS=--no-models
 RESTART=1
 CONCURRENCY=16
 SEED=1
+MAX_IDS=10000
 while [ $# -gt 0 ]; do
   case "$1" in
     --with-models) MODELS= ;;
     --no-restart) RESTART=0 ;;
     --concurrency) CONCURRENCY="$2"; shift ;;
     --seed) SEED="$2"; shift ;;
+    --max-ids) MAX_IDS="$2"; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -35,9 +37,16 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mmsearch-target}"
 # (edited by the lead, see LEAD_NOTE.md) The dev profile compiles dependencies at opt-level 3
 # and shares the RocksDB build with the tests; a release build would compile RocksDB C++ again
 # (20-45 min on 2 cores).
-cargo build --bin mmsearch --bin mmsearch-soak
-BIN="$CARGO_TARGET_DIR/debug/mmsearch"
-SOAK="$CARGO_TARGET_DIR/debug/mmsearch-soak"
+# SOAK_BIN_DIR: use mmsearch and mmsearch-soak from there instead of building (e.g. a copy, so a
+# long run is not affected by later builds into the shared target dir).
+if [ -n "${SOAK_BIN_DIR:-}" ]; then
+  BIN="$SOAK_BIN_DIR/mmsearch"
+  SOAK="$SOAK_BIN_DIR/mmsearch-soak"
+else
+  cargo build --bin mmsearch --bin mmsearch-soak
+  BIN="$CARGO_TARGET_DIR/debug/mmsearch"
+  SOAK="$CARGO_TARGET_DIR/debug/mmsearch-soak"
+fi
 
 OUT="${SOAK_OUT:-$(mktemp -d /tmp/mmsearch-soak.XXXXXX)}"
 mkdir -p "$OUT"
@@ -102,7 +111,7 @@ for phase in $(seq 1 $PHASES); do
   [ "$phase" -eq 2 ] && SECS=$((TOTAL - FIRST))
   rc=0
   "$SOAK" --server "$ADDR" --server-pid "$SERVER" --duration "${SECS}s" --concurrency "$CONCURRENCY" \
-    --seed "$SEED" --csv "$OUT/soak.csv" --state "$OUT/state.json" --summary "$OUT/summary-phase$phase.json" \
+    --seed "$SEED" --max-ids "$MAX_IDS" --csv "$OUT/soak.csv" --state "$OUT/state.json" --summary "$OUT/summary-phase$phase.json" \
     > /dev/null 2> >(tee "$OUT/soak-phase$phase.log" >&2) || rc=$?
   [ "$rc" -eq 0 ] || FAILED=1
   stop_server

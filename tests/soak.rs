@@ -22,7 +22,7 @@ fn soak(server: &Server, dir: &Path, phase: usize, seconds: u32) -> serde_json::
     let summary = dir.join(format!("summary{phase}.json"));
     let status = Command::new(env!("CARGO_BIN_EXE_mmsearch-soak"))
         .args(["--server", &server.addr, "--duration", &format!("{seconds}s"), "--concurrency", "4"])
-        .args(["--rebuild-every", "4", "--sample-every", "2", "--max-ids", "1500", "--seed", "7"])
+        .args(["--rebuild-every", "4", "--sample-every", "2", "--max-ids", "1000", "--seed", "7"])
         .arg("--server-pid")
         .arg(server.child.id().to_string())
         .arg("--csv")
@@ -44,11 +44,11 @@ fn soak_with_restart_keeps_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = Server::start(&data, CONFIG);
-    let first = soak(&server, dir.path(), 1, 8);
+    let first = soak(&server, dir.path(), 1, 6);
     assert!(server.terminate().success(), "server did not exit cleanly on SIGTERM");
 
     let mut server = Server::start_with(&data, &server.config.clone(), &["--no-models"]);
-    let second = soak(&server, dir.path(), 2, 8);
+    let second = soak(&server, dir.path(), 2, 6);
     assert!(server.terminate().success());
 
     for s in [&first, &second] {
