@@ -15,7 +15,6 @@ mod workload;
 
 use clap::Parser;
 use mmsearch::api::pb;
-use mmsearch::cli::connect::auth_channel;
 use model::{Model, ModelData, SPACE};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -27,8 +26,9 @@ use workload::{check, Ctx, Finding};
 
 #[derive(Parser, Debug)]
 struct Args {
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    server: String,
+    /// --server, --api-key (sent as `authorization: Bearer <key>`), TLS options.
+    #[command(flatten)]
+    conn: mmsearch::api::client::ClientOptions,
     /// How long to run the workload: 90s, 10m, 1h (a bare number is seconds).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     duration: Duration,
@@ -36,9 +36,6 @@ struct Args {
     /// and one admin task.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// Sent as `authorization: Bearer <key>` on every request.
-    #[arg(long, env = "MMSEARCH_API_KEY")]
-    api_key: Option<String>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Server process for RSS samples; default: the only `mmsearch serve` process, if one.
@@ -101,8 +98,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let resumed = !state.phases.is_empty();
     let phase = state.phases.len() + 1;
-    let channel = auth_channel(&args.server, args.api_key.as_deref()).await?;
-    let status = pb::admin_service_client::AdminServiceClient::new(channel.clone())
+    let conn = args.conn.connect().await?;
+    let status = conn
+        .admin()
         .status(pb::StatusRequest {})
         .await
         .map_err(|s| anyhow::anyhow!("Status: {:?} {}", s.code(), s.message()))?
@@ -117,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
     let pid = args.server_pid.or_else(stats::find_server_pid);
     eprintln!(
         "soak phase {phase}: {} for {:?}, concurrency {}, dim {dim}, text {text}, server pid {pid:?}",
-        args.server, args.duration, args.concurrency
+        args.conn.server, args.duration, args.concurrency
     );
 
     let model = Arc::new(Model::new(state.seed, dim, std::mem::take(&mut state.model)));
@@ -135,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
 
     let restart = if resumed {
         eprintln!("verifying every acknowledged write of the previous phases");
-        let ctx = Ctx::new(channel.clone(), model.clone(), stats.clone(), Instant::now(), text, args.ef);
+        let ctx = Ctx::new(&conn, model.clone(), stats.clone(), Instant::now(), text, args.ef);
         Some(verify_all(&ctx, "restart_verify").await)
     } else {
         None
@@ -143,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let deadline = started + args.duration;
-    let ctx = Ctx::new(channel.clone(), model.clone(), stats.clone(), deadline, text, args.ef);
+    let ctx = Ctx::new(&conn, model.clone(), stats.clone(), deadline, text, args.ef);
     let writers = (args.concurrency / 4).max(1);
     let per_writer = args.max_ids.div_ceil(writers);
     let mut tasks = Vec::new();
@@ -199,7 +197,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let summary = serde_json::json!({
         "phase": phase,
-        "server": args.server,
+        "server": args.conn.server,
         "duration_s": (workload_secs * 10.0).round() / 10.0,
         "concurrency": args.concurrency,
         "writers": writers,
