@@ -3,6 +3,7 @@
 pub mod catalog;
 mod client;
 mod restore;
+pub mod connect;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
