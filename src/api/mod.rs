@@ -1,6 +1,6 @@
 //! The gRPC API: three services (search, ingest, admin), health and reflection, on one port.
 
-mod convert;
+pub mod convert;
 mod layers;
 mod services;
 pub mod status;
