@@ -10,9 +10,10 @@ mod filter;
 pub use filter::FilterSpec;
 
 use crate::collection::{Collection, CollectionError, Entry};
+use crate::config::Limits;
 use crate::encode::{EncodeError, Encoders};
 use crate::store::StoredItem;
-use mmsearch_index::Scored;
+use mmsearch_index::{Scored, SpaceSpec};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -104,44 +105,8 @@ impl Searcher {
         })
     }
 
-    fn validate(&self, req: &SearchRequest) -> Result<(), SearchError> {
-        let limits = &self.collection.config().limits;
-        if req.top_k == 0 {
-            return Err(SearchError::InvalidArgument("top_k must be at least 1".into()));
-        }
-        if req.top_k > limits.max_top_k {
-            return Err(SearchError::InvalidArgument(format!("top_k {} exceeds the limit {}", req.top_k, limits.max_top_k)));
-        }
-        if req.offset as u64 + req.top_k as u64 > limits.max_window as u64 {
-            return Err(SearchError::InvalidArgument(format!(
-                "offset + top_k = {} exceeds the limit {}",
-                req.offset as u64 + req.top_k as u64,
-                limits.max_window
-            )));
-        }
-        // NEG_INFINITY means "no threshold" (the wire's unset 0.0 maps to it).
-        if req.min_score.is_nan() || req.min_score == f32::INFINITY {
-            return Err(SearchError::InvalidArgument("min_score must be a finite number".into()));
-        }
-        req.filter.validate().map_err(SearchError::InvalidArgument)?;
-        match &req.query {
-            None => Err(SearchError::InvalidArgument("empty query: set one of text, image, audio, item_id, vector".into())),
-            Some(Query::Text(t)) if t.trim().is_empty() => Err(SearchError::InvalidArgument("text query is empty".into())),
-            Some(Query::Text(t)) if t.chars().count() > limits.max_text_chars => Err(SearchError::InvalidArgument(
-                format!("text query is longer than {} characters", limits.max_text_chars),
-            )),
-            Some(Query::Image(b)) if b.is_empty() => Err(SearchError::InvalidArgument("image query is empty".into())),
-            Some(Query::Audio(b)) if b.is_empty() => Err(SearchError::InvalidArgument("audio query is empty".into())),
-            Some(Query::ItemId(id)) if id.is_empty() => Err(SearchError::InvalidArgument("item_id is empty".into())),
-            Some(Query::Vector { values, .. }) if values.is_empty() => {
-                Err(SearchError::InvalidArgument("vector query has no values".into()))
-            }
-            _ => Ok(()),
-        }
-    }
-
     pub async fn search(&self, req: SearchRequest) -> Result<SearchResult, SearchError> {
-        self.validate(&req)?;
+        validate_request(&req, &self.collection.config().limits)?;
         let window = (req.offset + req.top_k) as usize;
         let ef = req.ef.map(|e| e as usize).unwrap_or(self.collection.config().index.ef_search).max(window);
         let filter = (!req.filter.is_empty()).then_some(req.filter.clone());
@@ -180,10 +145,7 @@ impl Searcher {
     async fn encode(&self, query: Query, item_space: Option<&str>) -> Result<Encoded, SearchError> {
         match query {
             Query::Vector { space, values } => {
-                let spec = self.collection.spec(&space)?;
-                let prepared = spec.metric.prepare(spec.dim, &values).map_err(|e| {
-                    SearchError::InvalidArgument(format!("vector for space {space:?}: {e}"))
-                })?;
+                let prepared = prepare_query_vector(self.collection.specs(), &space, &values)?;
                 Ok(Encoded::Single { space, vector: prepared, exclude: None, transcript: None })
             }
             Query::ItemId(id) => {
@@ -259,6 +221,58 @@ impl Searcher {
         .await
         .map_err(|e| SearchError::Internal(e.to_string()))?
     }
+}
+
+/// Checks a request against the configured limits before any encoder or index work; needs no
+/// engine, so the API layer's input handling can be exercised (and fuzzed) on its own.
+pub fn validate_request(req: &SearchRequest, limits: &Limits) -> Result<(), SearchError> {
+    if req.top_k == 0 {
+        return Err(SearchError::InvalidArgument("top_k must be at least 1".into()));
+    }
+    if req.top_k > limits.max_top_k {
+        return Err(SearchError::InvalidArgument(format!("top_k {} exceeds the limit {}", req.top_k, limits.max_top_k)));
+    }
+    if req.offset as u64 + req.top_k as u64 > limits.max_window as u64 {
+        return Err(SearchError::InvalidArgument(format!(
+            "offset + top_k = {} exceeds the limit {}",
+            req.offset as u64 + req.top_k as u64,
+            limits.max_window
+        )));
+    }
+    if let Some(ef) = req.ef.filter(|&ef| ef > limits.max_ef) {
+        return Err(SearchError::InvalidArgument(format!("ef {ef} exceeds the limit {}", limits.max_ef)));
+    }
+    // NEG_INFINITY means "no threshold" (the wire's unset 0.0 maps to it).
+    if req.min_score.is_nan() || req.min_score == f32::INFINITY {
+        return Err(SearchError::InvalidArgument("min_score must be a finite number".into()));
+    }
+    req.filter.validate().map_err(SearchError::InvalidArgument)?;
+    match &req.query {
+        None => Err(SearchError::InvalidArgument("empty query: set one of text, image, audio, item_id, vector".into())),
+        Some(Query::Text(t)) if t.trim().is_empty() => Err(SearchError::InvalidArgument("text query is empty".into())),
+        Some(Query::Text(t)) if t.chars().count() > limits.max_text_chars => Err(SearchError::InvalidArgument(
+            format!("text query is longer than {} characters", limits.max_text_chars),
+        )),
+        Some(Query::Image(b)) if b.is_empty() => Err(SearchError::InvalidArgument("image query is empty".into())),
+        Some(Query::Audio(b)) if b.is_empty() => Err(SearchError::InvalidArgument("audio query is empty".into())),
+        Some(Query::ItemId(id)) if id.is_empty() => Err(SearchError::InvalidArgument("item_id is empty".into())),
+        Some(Query::Vector { values, .. }) if values.is_empty() => {
+            Err(SearchError::InvalidArgument("vector query has no values".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A client-supplied query vector, checked against its space and normalised as the space's
+/// metric wants it.
+pub fn prepare_query_vector(specs: &[SpaceSpec], space: &str, values: &[f32]) -> Result<Vec<f32>, SearchError> {
+    let spec = specs
+        .iter()
+        .find(|s| s.name == space)
+        .ok_or_else(|| CollectionError::UnknownSpace(space.to_string()))?;
+    spec.metric
+        .prepare(spec.dim, values)
+        .map_err(|e| SearchError::InvalidArgument(format!("vector for space {space:?}: {e}")))
 }
 
 enum Encoded {
