@@ -314,3 +314,38 @@ async fn blocking<T: Send + 'static>(
 fn first(v: Vec<Vec<f32>>) -> Result<Vec<f32>, SearchError> {
     v.into_iter().next().ok_or_else(|| SearchError::Internal("encoder returned no vector".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_request(ef: Option<u32>) -> SearchRequest {
+        SearchRequest {
+            query: Some(Query::Text("shoes".into())),
+            top_k: 10,
+            offset: 0,
+            filter: FilterSpec::default(),
+            min_score: f32::NEG_INFINITY,
+            space: None,
+            ef,
+        }
+    }
+
+    #[test]
+    fn ef_is_bounded() {
+        let limits = Limits::default();
+        assert!(validate_request(&text_request(Some(limits.max_ef)), &limits).is_ok());
+        assert!(validate_request(&text_request(None), &limits).is_ok());
+        // u32::MAX used to reach hnsw_rs, which allocates the beam with capacity ef
+        let e = validate_request(&text_request(Some(u32::MAX)), &limits).unwrap_err();
+        assert!(matches!(e, SearchError::InvalidArgument(ref m) if m.contains("ef")), "{e}");
+    }
+
+    #[test]
+    fn query_vector_is_checked_against_its_space() {
+        let specs = [SpaceSpec { name: "c".into(), dim: 2, metric: mmsearch_index::Metric::Cosine }];
+        assert_eq!(prepare_query_vector(&specs, "c", &[3.0, 4.0]).unwrap(), vec![0.6, 0.8]);
+        assert!(matches!(prepare_query_vector(&specs, "x", &[1.0, 0.0]), Err(SearchError::Collection(_))));
+        assert!(matches!(prepare_query_vector(&specs, "c", &[1.0]), Err(SearchError::InvalidArgument(_))));
+    }
+}
