@@ -69,6 +69,9 @@ pub struct Limits {
     pub max_delete_ids: usize,
     /// Requests in flight and queued per service (search, ingest, admin).
     pub concurrency: crate::api::admission::ConcurrencyConfig,
+    /// Largest search beam a request may ask for: the beam is allocated up front (and widened
+    /// up to 8× when tombstones crowd it), so an unchecked `ef` is a memory request.
+    pub max_ef: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -128,6 +131,7 @@ impl Default for Limits {
             max_text_chars: 2_000,
             max_delete_ids: 10_000,
             concurrency: Default::default(),
+            max_ef: 10_000,
         }
     }
 }
