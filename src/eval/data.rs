@@ -121,7 +121,7 @@ impl DataDir {
 
     /// The first `n` Fashion-MNIST test images (28×28 grey, row-major) and their labels. The
     /// test split is ordered arbitrarily, so a prefix is a fair, fixed sample (the first 1000 hold
-    /// 86–114 images per class).
+    /// 87–115 images per class; the first 500, 39–65).
     pub fn fashion_mnist(&self, n: usize) -> Result<(Vec<Vec<u8>>, Vec<u8>), EvalError> {
         let read = |name: &str| {
             let p = self.0.join("fashion-mnist").join(name);
