@@ -146,6 +146,7 @@ async fn snapshot_restore_answers_identically() {
 
     // Refused targets.
     assert_eq!(snapshot_err(&server, "relative/snap").await.code(), Code::InvalidArgument);
+    assert_eq!(snapshot_err(&server, data.join("snap").to_str().unwrap()).await.code(), Code::InvalidArgument);
     let occupied_target = tmp.path().join("occupied-target");
     std::fs::create_dir(&occupied_target).unwrap();
     std::fs::write(occupied_target.join("keep"), b"x").unwrap();

@@ -23,7 +23,7 @@ pub fn from_collection(e: CollectionError) -> Status {
 pub fn from_snapshot(e: SnapshotError) -> Status {
     use std::io::ErrorKind;
     match &e {
-        SnapshotError::BadTarget(_) => Status::invalid_argument(e.to_string()),
+        SnapshotError::BadTarget(_) | SnapshotError::InsideDataDir(_) => Status::invalid_argument(e.to_string()),
         SnapshotError::TargetExists(_) | SnapshotError::TmpExists(_) => Status::already_exists(e.to_string()),
         // The admin named the path, so saying what is wrong with it leaks nothing new.
         SnapshotError::Target { source, .. } => match source.kind() {

@@ -44,6 +44,8 @@ const REPLACED_DIR: &str = ".restore-replaced";
 pub enum SnapshotError {
     #[error("snapshot target must be an absolute directory path on the server, got {0:?}")]
     BadTarget(PathBuf),
+    #[error("snapshot target {0} is inside the data directory (it would share its fate; pick a path outside)")]
+    InsideDataDir(PathBuf),
     #[error("snapshot target {0} already exists and is not empty")]
     TargetExists(PathBuf),
     #[error("{0} exists: another snapshot into it is running or was interrupted (remove it to retry)")]
@@ -144,11 +146,11 @@ impl Collection {
     /// Writes a consistent snapshot into `target` (absolute; missing or an empty directory).
     pub fn snapshot(&self, target: &Path, models: Vec<ModelRef>) -> Result<SnapshotInfo> {
         let started = Instant::now();
-        let tmp = prepare_target(target)?;
-        match self.write_snapshot(&tmp, models) {
+        let tmp = prepare_target(target, &self.config.data_dir)?;
+        // rename(2) replaces an empty directory, so an empty `target` is fine too.
+        let written = self.write_snapshot(&tmp, models).and_then(|m| Ok(fs::rename(&tmp, target).target(target).map(|_| m)?));
+        match written {
             Ok(manifest) => {
-                // rename(2) replaces an empty directory, so an empty `target` is fine too.
-                fs::rename(&tmp, target).target(target)?;
                 if let Some(parent) = target.parent() {
                     sync_dir(parent)?;
                 }
@@ -228,11 +230,14 @@ impl Collection {
 }
 
 /// Checks the target and creates `<target>.tmp`; returns the latter.
-fn prepare_target(target: &Path) -> SResult<PathBuf> {
+fn prepare_target(target: &Path, data_dir: &Path) -> SResult<PathBuf> {
     let name = match target.file_name() {
         Some(n) if target.is_absolute() => n.to_string_lossy().into_owned(),
         _ => return Err(SnapshotError::BadTarget(target.to_path_buf())),
     };
+    if is_inside(target, data_dir) {
+        return Err(SnapshotError::InsideDataDir(target.to_path_buf()));
+    }
     match fs::symlink_metadata(target) {
         Ok(m) if m.is_dir() => {
             if fs::read_dir(target).target(target)?.next().is_some() {
@@ -252,6 +257,28 @@ fn prepare_target(target: &Path) -> SResult<PathBuf> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(SnapshotError::TmpExists(tmp)),
         Err(e) => Err(SnapshotError::Target { path: tmp, source: e }),
     }
+}
+
+/// Whether `path` (which may not exist yet) lies inside `dir`, following symlinks of the part
+/// that exists.
+fn is_inside(path: &Path, dir: &Path) -> bool {
+    let Ok(dir) = fs::canonicalize(dir) else { return false };
+    let mut existing = path;
+    let mut missing = Vec::new();
+    while fs::symlink_metadata(existing).is_err() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                missing.push(name);
+                existing = parent;
+            }
+            _ => return false,
+        }
+    }
+    let Ok(mut resolved) = fs::canonicalize(existing) else { return false };
+    for name in missing.into_iter().rev() {
+        resolved.push(name);
+    }
+    resolved.starts_with(&dir)
 }
 
 fn link_or_copy(src: &Path, dst: &Path) -> io::Result<()> {
@@ -548,9 +575,18 @@ fn store_locked(store: &Path) -> io::Result<bool> {
 mod tests {
     use super::*;
 
+    fn prepare_target(target: &Path) -> SResult<PathBuf> {
+        super::prepare_target(target, Path::new("/nonexistent-data-dir"))
+    }
+
     #[test]
     fn target_rules() {
         let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        fs::create_dir_all(data.join("index")).unwrap();
+        let inside = super::prepare_target(&data.join("index/../snap"), &data);
+        assert!(matches!(inside, Err(SnapshotError::InsideDataDir(_))));
+        assert!(matches!(super::prepare_target(&data.join("new/deeper"), &data), Err(SnapshotError::InsideDataDir(_))));
         assert!(matches!(prepare_target(Path::new("relative/snap")), Err(SnapshotError::BadTarget(_))));
         let full = tmp.path().join("full");
         fs::create_dir(&full).unwrap();
