@@ -14,3 +14,4 @@ pub mod fuse;
 pub mod ingest;
 pub mod search;
 pub mod store;
+pub mod telemetry;
