@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mmsearch-target}"
 DEMO="${MMSEARCH_DEMO:-$HOME/.cache/mmsearch/demo}"
 LISTEN="${MMSEARCH_LISTEN:-127.0.0.1:50051}"
+METRICS="${MMSEARCH_METRICS_LISTEN:-127.0.0.1:9464}"
 DATA="${MMSEARCH_DEMO_DATA:-$DEMO/data}"
 
 deploy/install-deps.sh
@@ -19,7 +20,9 @@ BIN="$CARGO_TARGET_DIR/debug/mmsearch"
 
 LOG="$DEMO/server.log"
 mkdir -p "$DEMO"
-"$BIN" serve --data-dir "$DATA" --listen "$LISTEN" > "$DEMO/server.out" 2> "$LOG" &
+# The demo runs without API keys, on loopback only; production configs list [[auth.keys]].
+echo "NOTE: the demo server runs with --insecure-no-auth (no API keys): anyone who can reach $LISTEN may search, ingest and rebuild."
+"$BIN" serve --data-dir "$DATA" --listen "$LISTEN" --metrics-listen "$METRICS" --insecure-no-auth > "$DEMO/server.out" 2> "$LOG" &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' INT TERM EXIT
 for _ in $(seq 1 600); do
@@ -40,6 +43,7 @@ mmsearch is serving the Vendure demo catalogue at $ADDR. Try, in another shell:
   $BIN search --server $ADDR --image $DEMO/vendure-create-3.7.3/package/assets/images/<a photo>.jpg
   espeak-ng -w /tmp/q.wav "wireless mouse" && $BIN search --server $ADDR --voice /tmp/q.wav
   $BIN search --server $ADDR --text "running shoes" --price-max 100
+  curl -s http://$METRICS/metrics | grep mmsearch_requests_total     # Prometheus metrics
 Ctrl-C stops the server.
 MSG
 wait $SERVER

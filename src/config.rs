@@ -19,6 +19,14 @@ pub struct Config {
     /// Serve vector and item queries only, without loading models (`--no-models`).
     pub no_models: bool,
     pub encode: crate::encode::EncodeConfig,
+    /// API keys and roles; on unless disabled explicitly.
+    pub auth: crate::api::auth::AuthConfig,
+    /// TLS on the gRPC port; plaintext when absent.
+    pub tls: Option<crate::api::tls::TlsConfig>,
+    /// Address of the operations HTTP port (`/metrics`, `/healthz`, `/readyz`); empty = off.
+    pub metrics_listen: String,
+    /// After SIGTERM, how long in-flight requests may take before the server exits anyway.
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +67,8 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     pub max_text_chars: usize,
     pub max_delete_ids: usize,
+    /// Requests in flight and queued per service (search, ingest, admin).
+    pub concurrency: crate::api::admission::ConcurrencyConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +96,10 @@ impl Default for Config {
             fusion: crate::fuse::FusionConfig::default(),
             no_models: false,
             encode: crate::encode::EncodeConfig::default(),
+            auth: Default::default(),
+            tls: None,
+            metrics_listen: String::new(),
+            shutdown_grace_ms: 30_000,
         }
     }
 }
@@ -113,6 +127,7 @@ impl Default for Limits {
             request_timeout_ms: 30_000,
             max_text_chars: 2_000,
             max_delete_ids: 10_000,
+            concurrency: Default::default(),
         }
     }
 }
@@ -161,6 +176,8 @@ impl Config {
         if self.limits.max_top_k == 0 || self.limits.max_window < self.limits.max_top_k {
             return Err(ConfigError::Invalid("limits: need 0 < max_top_k <= max_window".into()));
         }
+        self.auth.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.limits.concurrency.validate().map_err(ConfigError::Invalid)?;
         if self.ingest.group_commit_max == 0 {
             return Err(ConfigError::Invalid("ingest.group_commit_max must be > 0".into()));
         }

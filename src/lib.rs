@@ -15,3 +15,4 @@ pub mod fuse;
 pub mod ingest;
 pub mod search;
 pub mod store;
+pub mod telemetry;

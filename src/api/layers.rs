@@ -59,15 +59,16 @@ pub async fn with_deadline<T>(
     cap: std::time::Duration,
     fut: impl std::future::Future<Output = Result<T, tonic::Status>>,
 ) -> Result<T, tonic::Status> {
-    let deadline = metadata
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout)
-        .map_or(cap, |d| d.min(cap));
+    let deadline = request_budget(metadata, cap);
     match tokio::time::timeout(deadline, fut).await {
         Ok(r) => r,
         Err(_) => Err(tonic::Status::deadline_exceeded(format!("deadline of {deadline:?} exceeded"))),
     }
+}
+
+/// Time the request may take: the client's `grpc-timeout`, capped by the server's limit.
+pub fn request_budget(metadata: &tonic::metadata::MetadataMap, cap: std::time::Duration) -> std::time::Duration {
+    metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout).map_or(cap, |d| d.min(cap))
 }
 
 /// `grpc-timeout` is an integer of at most 8 digits followed by a unit letter.

@@ -1,9 +1,14 @@
 //! The gRPC API: three services (search, ingest, admin), health and reflection, on one port.
 
+pub mod admission;
+pub mod auth;
+pub mod client;
 mod convert;
 mod layers;
+mod observe;
 mod services;
 pub mod status;
+pub mod tls;
 
 pub mod pb {
     tonic::include_proto!("mmsearch.v1");
@@ -24,6 +29,10 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish first.
@@ -78,8 +87,18 @@ pub async fn serve(
             }
         })
     });
-    tonic::transport::Server::builder()
+    let authenticator = Arc::new(auth::Authenticator::new(&config.auth)?);
+    let admission = admission::Admission::new(&limits.concurrency);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls.server_config()?)?;
+    }
+    // Outermost first: observe sees every answer, including auth and admission refusals.
+    builder
+        .layer(observe::ObserveLayer)
         .layer(layers::OversizeAsExhaustedLayer)
+        .layer(auth::AuthLayer::new(authenticator))
+        .layer(admission::AdmissionLayer::new(admission))
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)

@@ -1,7 +1,7 @@
 //! The three gRPC services. Handlers only convert, call the layer below, and map errors.
 
 use super::convert;
-use super::layers::with_deadline;
+use super::layers::{request_budget, with_deadline};
 use super::pb;
 use super::status;
 use crate::collection::{Collection, RebuildPhase};
@@ -24,8 +24,9 @@ impl pb::search_service_server::SearchService for SearchApi {
     async fn search(&self, request: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
         let (metadata, _, body) = request.into_parts();
         let req = convert::search_request(body);
+        let deadline = std::time::Instant::now() + request_budget(&metadata, self.deadline_cap);
         with_deadline(&metadata, self.deadline_cap, async {
-            let result = self.searcher.search(req).await.map_err(status::from_search)?;
+            let result = self.searcher.search_until(req, Some(deadline)).await.map_err(status::from_search)?;
             Ok(Response::new(convert::search_response(result)))
         })
         .await
@@ -113,6 +114,7 @@ impl IngestApi {
         }
         let base = *position;
         *position += group.len() as u64;
+        crate::telemetry::metrics().ingest_group_size.observe(group.len() as f64);
         let mut items: Vec<IngestItem> = Vec::with_capacity(group.len());
         for (i, req) in group.drain(..).enumerate() {
             match req.item {

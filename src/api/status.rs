@@ -29,6 +29,7 @@ pub fn from_encode(e: EncodeError) -> Status {
         EncodeError::TooLarge(m) => Status::invalid_argument(format!("input too large: {m}")),
         EncodeError::ModelUnavailable(m) => Status::unavailable(format!("model unavailable: {m}")),
         EncodeError::Shutdown => Status::unavailable("encoder is shutting down"),
+        EncodeError::DeadlineExceeded => Status::deadline_exceeded("deadline exceeded before encoding started"),
         other => internal("encoder", other),
     }
 }

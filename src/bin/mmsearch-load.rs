@@ -10,13 +10,12 @@
 use clap::Parser;
 use mmsearch::api::pb;
 use pb::search_request::Query;
-use pb::search_service_client::SearchServiceClient;
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
 struct Args {
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    conn: mmsearch::api::client::ClientOptions,
     /// vector | text | image | voice
     #[arg(long)]
     kind: String,
@@ -69,13 +68,13 @@ async fn main() -> anyhow::Result<()> {
         Some(p) => Some(std::fs::read(p)?),
         None => None,
     };
-    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())?.connect().await?;
+    let connection = args.conn.connect().await?;
     for &c in &args.concurrency {
         let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
         let started = Instant::now();
         let mut tasks = Vec::new();
         for worker in 0..c {
-            let mut client = SearchServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20);
+            let mut client = connection.search();
             let requests: Vec<pb::SearchRequest> = (0..16)
                 .map(|i| query(&args, worker * 16 + i, &file).map(|q| pb::SearchRequest { query: Some(q), top_k: args.top_k, ..Default::default() }))
                 .collect::<anyhow::Result<_>>()?;

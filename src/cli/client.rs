@@ -2,27 +2,15 @@
 
 use super::{catalog, AdminArgs, AdminCommand, IngestArgs, SearchArgs};
 use crate::api::pb;
-use crate::api::pb::admin_service_client::AdminServiceClient;
-use crate::api::pb::ingest_service_client::IngestServiceClient;
-use crate::api::pb::search_service_client::SearchServiceClient;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::BufRead;
-use tonic::transport::Channel;
-
-const MAX_MESSAGE: usize = 256 * 1024 * 1024;
-
-async fn channel(addr: &str) -> anyhow::Result<Channel> {
-    Channel::from_shared(addr.to_string())?.connect().await.with_context(|| format!("connecting to {addr}"))
-}
 
 pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let file = std::fs::File::open(&args.catalog).with_context(|| format!("opening {}", args.catalog.display()))?;
     let base_dir = args.catalog.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let lines: Vec<String> = std::io::BufReader::new(file).lines().collect::<Result<_, _>>()?;
-    let mut client = IngestServiceClient::new(channel(&args.addr.server).await?)
-        .max_encoding_message_size(MAX_MESSAGE)
-        .max_decoding_message_size(MAX_MESSAGE);
+    let mut client = args.addr.connect().await?.ingest();
 
     let bar = ProgressBar::new(lines.len() as u64);
     bar.set_style(
@@ -105,9 +93,7 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         space: args.space.clone(),
         ef: 0,
     };
-    let mut client = SearchServiceClient::new(channel(&args.addr.server).await?)
-        .max_encoding_message_size(MAX_MESSAGE)
-        .max_decoding_message_size(MAX_MESSAGE);
+    let mut client = args.addr.connect().await?.search();
     let resp = client.search(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner();
     if args.json {
         let hits: Vec<serde_json::Value> = resp
@@ -132,7 +118,7 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
 }
 
 pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
-    let mut client = AdminServiceClient::new(channel(&args.addr.server).await?);
+    let mut client = args.addr.connect().await?.admin();
     match args.command {
         AdminCommand::Status => {
             let s = client.status(pb::StatusRequest {}).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner();

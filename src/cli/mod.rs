@@ -24,6 +24,29 @@ pub enum Command {
     Search(SearchArgs),
     /// Admin operations.
     Admin(AdminArgs),
+    /// Make a new API key: prints the key (give it to the client) and the config entry
+    /// holding only its hash (give that to the server).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Who will hold the key (shown in logs).
+    #[arg(long)]
+    pub name: String,
+    /// Roles: search, ingest, admin (repeatable).
+    #[arg(long = "role", required = true, value_parser = parse_role)]
+    pub roles: Vec<crate::api::auth::Role>,
+}
+
+fn parse_role(s: &str) -> Result<crate::api::auth::Role, String> {
+    use crate::api::auth::Role;
+    match s {
+        "search" => Ok(Role::Search),
+        "ingest" => Ok(Role::Ingest),
+        "admin" => Ok(Role::Admin),
+        other => Err(format!("unknown role {other:?}: use search, ingest or admin")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -46,14 +69,25 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "MMSEARCH_LOG_JSON")]
     pub log_json: bool,
+    /// Serve without API keys: anyone who reaches the port may search, ingest and rebuild.
+    /// For local demos and tests only.
+    #[arg(long, env = "MMSEARCH_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Operations HTTP port for /metrics, /healthz, /readyz (e.g. 0.0.0.0:9464); overrides the config.
+    #[arg(long, env = "MMSEARCH_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// PEM certificate chain for TLS on the gRPC port (with --tls-key); overrides the config.
+    #[arg(long, env = "MMSEARCH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "MMSEARCH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: require client certificates signed by it.
+    #[arg(long, env = "MMSEARCH_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct ServerAddr {
-    /// Server address.
-    #[arg(long, short = 's', env = "MMSEARCH_SERVER", default_value = "http://127.0.0.1:50051", global = true)]
-    pub server: String,
-}
+/// Connection options of the client commands (server, API key, TLS).
+pub use crate::api::client::ClientOptions as ServerAddr;
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
@@ -127,5 +161,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(a) => client::ingest(a).await,
         Command::Search(a) => client::search(a).await,
         Command::Admin(a) => client::admin(a).await,
+        Command::Keygen(a) => {
+            keygen(a);
+            Ok(())
+        }
     }
+}
+
+fn keygen(args: KeygenArgs) {
+    let key = crate::api::auth::generate_key();
+    let roles: Vec<String> = args.roles.iter().map(|r| format!("{r:?}", r = r.to_string())).collect();
+    println!("# API key for {} (give this to the client; it is not stored anywhere):", args.name);
+    println!("# {key}");
+    println!("# Server config entry:");
+    println!("[[auth.keys]]");
+    println!("name = {:?}", args.name);
+    println!("roles = [{}]", roles.join(", "));
+    println!("sha256 = {:?}", crate::api::auth::hash_key(&key));
 }

@@ -2,6 +2,7 @@ use super::ServeArgs;
 use crate::collection::Collection;
 use crate::config::Config;
 use crate::encode::Encoders;
+use crate::telemetry::http::{Phase, Probe};
 use anyhow::Context;
 use std::sync::Arc;
 
@@ -20,7 +21,44 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.no_models {
         config.no_models = true;
     }
+    if args.insecure_no_auth {
+        config.auth.enabled = false;
+    }
+    if let Some(m) = args.metrics_listen {
+        config.metrics_listen = m;
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(crate::api::tls::TlsConfig { cert, key, client_ca: args.tls_client_ca });
+    }
     config.validate()?;
+    if !config.auth.enabled {
+        tracing::warn!("AUTH DISABLED (--insecure-no-auth / [auth] enabled = false): anyone who can reach {} may search, ingest and rebuild", config.listen);
+    }
+
+    // Shutdown starts here so a signal during model loading is not lost, and readiness
+    // flips to "draining" the moment it arrives.
+    let probe = Probe::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    {
+        let probe = probe.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            probe.set_phase(Phase::Draining);
+            let _ = stop_tx.send(true);
+        });
+    }
+
+    // The operations port comes up first: /healthz answers and /readyz says "starting"
+    // while models load and the newest generation is mapped.
+    if !config.metrics_listen.is_empty() {
+        let ops = tokio::net::TcpListener::bind(&config.metrics_listen)
+            .await
+            .with_context(|| format!("binding the metrics port {}", config.metrics_listen))?;
+        let ops_addr = ops.local_addr()?;
+        println!("mmsearch metrics on {ops_addr}");
+        // Keeps serving while draining (so /readyz can say 503) until the process exits.
+        tokio::spawn(crate::telemetry::http::serve(ops, probe.clone(), std::future::pending()));
+    }
 
     let encoders = if !config.no_models {
         let cfg = config.encode.clone();
@@ -44,11 +82,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+    probe.attach(collection.clone());
+    if !*stop_rx.borrow() {
+        probe.set_phase(Phase::Ready);
+    }
     // Tests and scripts read the bound address (the port may have been 0) from this line.
     println!("mmsearch listening on {addr}");
-    crate::api::serve(listener, collection, encoders, shutdown_signal()).await?;
+
+    let grace = std::time::Duration::from_millis(config.shutdown_grace_ms);
+    let server = crate::api::serve(listener, collection.clone(), encoders, stopped(stop_rx.clone()));
+    let grace_over = async {
+        stopped(stop_rx).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = grace_over => tracing::warn!(?grace, "grace period over with requests still in flight; exiting anyway"),
+    }
+    // Acknowledged writes are already in the synced WAL; flushing memtables makes the next
+    // start skip WAL replay.
+    let c = collection.clone();
+    tokio::task::spawn_blocking(move || c.flush()).await??;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            // The signal task is gone (runtime shutting down); treat as stop.
+            return;
+        }
+    }
 }
 
 fn check_dims(config: &Config, enc: &Encoders) -> anyhow::Result<()> {

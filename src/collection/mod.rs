@@ -408,6 +408,16 @@ impl Collection {
         self.rebuild.is_running()
     }
 
+    /// Persists everything in memory (clean shutdown); acknowledged writes are durable already.
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.store.flush()?)
+    }
+
+    /// Progress of the running rebuild, or how the last one ended; `None` before the first.
+    pub fn rebuild_progress(&self) -> Option<RebuildProgress> {
+        self.rebuild.latest()
+    }
+
     /// Folds the mutable layer into a new generation once it grows past `max_fresh`.
     fn maybe_compact(self: &Arc<Self>) {
         let over = {

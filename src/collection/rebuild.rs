@@ -64,6 +64,11 @@ impl Coordinator {
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Acquire)
     }
+
+    /// Progress of the running rebuild, or the final state of the last one.
+    pub fn latest(&self) -> Option<RebuildProgress> {
+        self.current.lock().as_ref().map(|rx| rx.borrow().clone())
+    }
 }
 
 pub(super) fn start(collection: &Arc<Collection>) -> watch::Receiver<RebuildProgress> {

@@ -51,12 +51,13 @@ fn is_per_item(e: &EncodeError) -> bool {
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Spawns the worker on the current tokio runtime.
-    pub fn spawn<F>(cfg: &BatcherConfig, f: F) -> Self
+    /// `modality` labels the batch-size metric.
+    pub fn spawn<F>(cfg: &BatcherConfig, modality: &'static str, f: F) -> Self
     where
         F: Fn(&[I]) -> Result<Vec<O>> + Send + Sync + 'static,
     {
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-        tokio::spawn(run_worker(rx, Arc::new(f), cfg.max_batch.max(1), Duration::from_millis(cfg.max_wait_ms)));
+        tokio::spawn(run_worker(rx, Arc::new(f), modality, cfg.max_batch.max(1), Duration::from_millis(cfg.max_wait_ms)));
         Self { tx }
     }
 
@@ -67,7 +68,13 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
-async fn run_worker<I, O, F>(mut rx: mpsc::Receiver<Job<I, O>>, f: Arc<F>, max_batch: usize, max_wait: Duration)
+async fn run_worker<I, O, F>(
+    mut rx: mpsc::Receiver<Job<I, O>>,
+    f: Arc<F>,
+    modality: &'static str,
+    max_batch: usize,
+    max_wait: Duration,
+)
 where
     I: Send + 'static,
     O: Send + 'static,
@@ -82,6 +89,7 @@ where
                 Ok(None) | Err(_) => break,
             }
         }
+        crate::telemetry::metrics().encode_batch_size.with_label_values(&[modality]).observe(jobs.len() as f64);
         let (items, txs): (Vec<I>, Vec<_>) = jobs.into_iter().unzip();
         let f2 = Arc::clone(&f);
         let res = tokio::task::spawn_blocking(move || {
@@ -132,12 +140,12 @@ impl EncodeBatcher {
     /// Must be called inside a tokio runtime.
     pub fn spawn(encoders: Arc<Encoders>, cfg: &BatcherConfig) -> Self {
         let e1 = Arc::clone(&encoders);
-        let texts = Batcher::spawn(cfg, move |items: &[String]| {
+        let texts = Batcher::spawn(cfg, "text", move |items: &[String]| {
             let refs: Vec<&str> = items.iter().map(String::as_str).collect();
             e1.embed_texts(&refs)
         });
         let e2 = encoders;
-        let images = Batcher::spawn(cfg, move |items: &[Vec<u8>]| {
+        let images = Batcher::spawn(cfg, "image", move |items: &[Vec<u8>]| {
             let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
             e2.embed_images(&refs)
         });

@@ -24,6 +24,9 @@ pub enum EncodeError {
     /// The batcher was shut down while a request was queued.
     #[error("encoder shut down")]
     Shutdown,
+    /// The request's deadline passed before the model work started; it was skipped.
+    #[error("deadline exceeded before encoding started")]
+    DeadlineExceeded,
 }
 
 impl EncodeError {

@@ -479,6 +479,7 @@ impl ImageEncoder {
     pub fn encode_bytes(&self, images: &[&[u8]]) -> Result<Vec<ImageOutputs>> {
         let per = 3 * (self.prep.size * self.prep.size) as usize;
         let mut data = vec![0f32; per * images.len()];
+        let started = std::time::Instant::now();
         for (i, bytes) in images.iter().enumerate() {
             let img = decode_rgb(bytes, &self.prep).map_err(|e| match e {
                 EncodeError::InvalidInput(m) if images.len() > 1 => EncodeError::InvalidInput(format!("image #{i}: {m}")),
@@ -487,6 +488,7 @@ impl ImageEncoder {
             })?;
             preprocess_rgb(&img, &self.prep, &mut data[i * per..(i + 1) * per]);
         }
+        crate::telemetry::observe_stage("decode", started.elapsed());
         self.run_tensor(&data, images.len())
     }
 

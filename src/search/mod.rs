@@ -141,6 +141,13 @@ impl Searcher {
     }
 
     pub async fn search(&self, req: SearchRequest) -> Result<SearchResult, SearchError> {
+        self.search_until(req, None).await
+    }
+
+    /// Like [`Self::search`], but model work that has not started by `deadline` is skipped:
+    /// a caller that has given up must not keep an encoder busy (queued requests would
+    /// otherwise run long after their clients left).
+    pub async fn search_until(&self, req: SearchRequest, deadline: Option<Instant>) -> Result<SearchResult, SearchError> {
         self.validate(&req)?;
         let window = (req.offset + req.top_k) as usize;
         let ef = req.ef.map(|e| e as usize).unwrap_or(self.collection.config().index.ef_search).max(window);
@@ -149,8 +156,9 @@ impl Searcher {
 
         let started = Instant::now();
         let query = req.query.clone().ok_or_else(|| SearchError::Internal("validated query vanished".into()))?;
-        let encoded = self.encode(query, req.space.as_deref()).await?;
+        let encoded = self.encode(query, req.space.as_deref(), deadline).await?;
         timing.encode_us = started.elapsed().as_micros() as u64;
+        crate::telemetry::observe_stage("encode", started.elapsed());
 
         let started = Instant::now();
         let collection = self.collection.clone();
@@ -163,6 +171,7 @@ impl Searcher {
         .await
         .map_err(|e| SearchError::Internal(format!("search task failed: {e}")))??;
         timing.search_us = started.elapsed().as_micros() as u64;
+        crate::telemetry::observe_stage("search", started.elapsed());
 
         let started = Instant::now();
         let page: Vec<Scored> = candidates
@@ -174,10 +183,11 @@ impl Searcher {
             .collect();
         let hits = self.hydrate(&page).await?;
         timing.hydrate_us = started.elapsed().as_micros() as u64;
+        crate::telemetry::observe_stage("hydrate", started.elapsed());
         Ok(SearchResult { hits, transcript: candidates.transcript, timing, exact: candidates.exact })
     }
 
-    async fn encode(&self, query: Query, item_space: Option<&str>) -> Result<Encoded, SearchError> {
+    async fn encode(&self, query: Query, item_space: Option<&str>, deadline: Option<Instant>) -> Result<Encoded, SearchError> {
         match query {
             Query::Vector { space, values } => {
                 let spec = self.collection.spec(&space)?;
@@ -197,17 +207,18 @@ impl Searcher {
             }
             Query::Text(text) => {
                 let enc = self.encoders("text")?;
-                let vector = blocking(move || enc.embed_queries(&[text.as_str()])).await?;
+                let vector = blocking(deadline, move || enc.embed_queries(&[text.as_str()])).await?;
                 let vector = first(vector)?;
                 Ok(Encoded::Single { space: SHARED_SPACE.into(), vector: self.prepare(SHARED_SPACE, vector)?, exclude: None, transcript: None })
             }
             Query::Audio(bytes) => {
                 let enc = self.encoders("voice")?;
-                let (transcript, vector) = blocking(move || {
+                let (transcript, vector) = blocking(deadline, move || {
                     let t = enc.transcribe(&bytes)?;
                     if t.text.trim().is_empty() {
                         return Err(EncodeError::InvalidInput("no speech recognised in the audio".into()));
                     }
+                    check_deadline(deadline)?;
                     let v = enc.embed_queries(&[t.text.trim()])?;
                     Ok((t.text, v))
                 })
@@ -217,7 +228,7 @@ impl Searcher {
             }
             Query::Image(bytes) => {
                 let enc = self.encoders("image")?;
-                let vectors = blocking(move || enc.embed_images(&[bytes.as_slice()])).await?;
+                let vectors = blocking(deadline, move || enc.embed_images(&[bytes.as_slice()])).await?;
                 let v = vectors.into_iter().next().ok_or_else(|| SearchError::Internal("encoder returned nothing".into()))?;
                 let shared = self.prepare(SHARED_SPACE, v.shared)?;
                 let visual = match v.visual {
@@ -291,10 +302,25 @@ fn run_search(
     }
 }
 
+/// Runs model work on the blocking pool unless the deadline passed while it waited there.
 async fn blocking<T: Send + 'static>(
+    deadline: Option<Instant>,
     f: impl FnOnce() -> Result<T, EncodeError> + Send + 'static,
 ) -> Result<T, SearchError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| SearchError::Internal(format!("encoder task failed: {e}")))?.map_err(SearchError::from)
+    tokio::task::spawn_blocking(move || {
+        check_deadline(deadline)?;
+        f()
+    })
+    .await
+    .map_err(|e| SearchError::Internal(format!("encoder task failed: {e}")))?
+    .map_err(SearchError::from)
+}
+
+fn check_deadline(deadline: Option<Instant>) -> Result<(), EncodeError> {
+    match deadline {
+        Some(d) if Instant::now() >= d => Err(EncodeError::DeadlineExceeded),
+        _ => Ok(()),
+    }
 }
 
 fn first(v: Vec<Vec<f32>>) -> Result<Vec<f32>, SearchError> {

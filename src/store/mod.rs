@@ -202,10 +202,19 @@ impl Store {
 
     /// RocksDB's own estimate of its memory use (block cache, memtables), for status/metrics.
     pub fn approximate_memory_bytes(&self) -> u64 {
-        ["rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-table-readers-mem"]
+        ["rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-table-readers-mem", "rocksdb.block-cache-usage"]
             .iter()
             .filter_map(|p| self.db.property_int_value(*p).ok().flatten())
             .sum()
+    }
+
+    /// Writes memtables to SST files and syncs the WAL (clean shutdown).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush_wal(true)?;
+        for cf in [CF_ITEMS, CF_VECTORS, CF_META] {
+            self.db.flush_cf(&self.cf(cf))?;
+        }
+        Ok(())
     }
 
     /// Writes a consistent on-disk copy (hard links where possible) into `dir`.

@@ -17,6 +17,8 @@ pub struct Server {
     pub addr: String,
     pub data_dir: PathBuf,
     pub config: PathBuf,
+    /// `host:port` of the operations HTTP port, when the config or flags enable it.
+    pub metrics_addr: Option<String>,
 }
 
 impl Server {
@@ -27,7 +29,15 @@ impl Server {
         Self::start_with(data_dir, &config, &["--no-models"])
     }
 
+    /// Starts with auth disabled explicitly (`--insecure-no-auth`), as the demo does.
     pub fn start_with(data_dir: &Path, config: &Path, extra: &[&str]) -> Server {
+        let mut args = vec!["--insecure-no-auth"];
+        args.extend_from_slice(extra);
+        Self::start_raw(data_dir, config, &args)
+    }
+
+    /// Starts exactly as configured: auth on unless the config or `extra` turn it off.
+    pub fn start_raw(data_dir: &Path, config: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mmsearch"))
             .arg("serve")
             .arg("--config")
@@ -46,10 +56,14 @@ impl Server {
         let mut reader = BufReader::new(stdout);
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut line = String::new();
+        let mut metrics_addr = None;
         let addr = loop {
             line.clear();
             let n = reader.read_line(&mut line).expect("read server stdout");
             assert!(n > 0, "server exited before listening");
+            if let Some(a) = line.trim().strip_prefix("mmsearch metrics on ") {
+                metrics_addr = Some(a.to_string());
+            }
             if let Some(a) = line.trim().strip_prefix("mmsearch listening on ") {
                 break format!("http://{a}");
             }
@@ -57,7 +71,7 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in reader.lines() {});
-        Server { child, addr, data_dir: data_dir.to_path_buf(), config: config.to_path_buf() }
+        Server { child, addr, data_dir: data_dir.to_path_buf(), config: config.to_path_buf(), metrics_addr }
     }
 
     pub async fn channel(&self) -> Channel {
@@ -80,6 +94,26 @@ impl Server {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
+        unsafe_sigterm(self.child.id());
+    }
+
+    /// Waits for the process to exit; panics (after killing it) past `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("server did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM and wait for a clean exit.

@@ -65,9 +65,11 @@ impl SpeechEncoder {
     pub fn transcribe(&self, bytes: &[u8], max_seconds: f32) -> Result<Transcript> {
         // a single 30 s window is all this decoder handles, whatever the config says
         let limit = max_seconds.min(self.window_seconds);
+        let started = std::time::Instant::now();
         let pcm = wav::decode_wav(bytes, limit)?;
         let audio_seconds = pcm.seconds();
         let samples = wav::resample(&pcm.samples, pcm.sample_rate, self.sample_rate);
+        crate::telemetry::observe_stage("decode", started.elapsed());
         self.transcribe_samples(&samples, audio_seconds)
     }
 

@@ -1,0 +1,117 @@
+//! The operations HTTP port: `/metrics` (Prometheus text), `/healthz` (the process is up and
+//! its runtime answers), `/readyz` (models and an index generation are loaded and the server
+//! is not draining). Kept off the gRPC port so probes and scrapes never compete with, or need
+//! the credentials of, API traffic.
+
+use crate::collection::Collection;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Lifecycle as the orchestrator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Loading models, opening the store, mapping the newest generation.
+    Starting = 0,
+    Ready = 1,
+    /// SIGTERM received: finishing in-flight requests, refusing new ones.
+    Draining = 2,
+}
+
+/// Shared between the server's start-up/shutdown code and the probe handlers.
+#[derive(Default)]
+pub struct Probe {
+    phase: AtomicU8,
+    collection: OnceLock<Arc<Collection>>,
+}
+
+impl Probe {
+    pub fn new() -> Arc<Probe> {
+        Arc::new(Probe::default())
+    }
+
+    pub fn set_phase(&self, p: Phase) {
+        self.phase.store(p as u8, Ordering::Release);
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            1 => Phase::Ready,
+            2 => Phase::Draining,
+            _ => Phase::Starting,
+        }
+    }
+
+    /// Called once the collection is open (models, if any, are loaded before it).
+    pub fn attach(&self, collection: Arc<Collection>) {
+        let _ = self.collection.set(collection);
+    }
+}
+
+pub fn router(probe: Arc<Probe>) -> Router {
+    let ready_probe = probe.clone();
+    Router::new()
+        .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route(
+            "/readyz",
+            get(move || {
+                let probe = ready_probe.clone();
+                async move {
+                    match probe.phase() {
+                        Phase::Ready => (StatusCode::OK, "ready\n"),
+                        Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting: loading models and index\n"),
+                        Phase::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n"),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let probe = probe.clone();
+                async move {
+                    if let Some(c) = probe.collection.get().cloned() {
+                        // Stats walk the catalogue; keep that off the async workers.
+                        let _ = tokio::task::spawn_blocking(move || refresh_gauges(&c)).await;
+                    }
+                    super::metrics().memory_bytes.with_label_values(&["rss"]).set(super::rss_bytes() as i64);
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        super::render(),
+                    )
+                }
+            }),
+        )
+}
+
+fn refresh_gauges(c: &Collection) {
+    let m = super::metrics();
+    let stats = c.stats();
+    m.items.set(stats.items as i64);
+    m.generation.set(stats.generation as i64);
+    for s in &stats.spaces {
+        let name = s.spec.name.as_str();
+        m.layer_vectors.with_label_values(&[name, "base"]).set(s.base_vectors as i64);
+        m.layer_vectors.with_label_values(&[name, "fresh"]).set(s.fresh_vectors as i64);
+        m.layer_vectors.with_label_values(&[name, "tombstones"]).set(s.tombstones as i64);
+    }
+    m.memory_bytes.with_label_values(&["rocksdb"]).set(stats.store_memory_bytes as i64);
+    m.memory_bytes.with_label_values(&["mmap"]).set(stats.mapped_bytes as i64);
+    m.rebuild_running.set(i64::from(stats.rebuilding));
+    if let Some(p) = c.rebuild_progress() {
+        m.rebuild_done.set(p.done as i64);
+        m.rebuild_total.set(p.total as i64);
+    }
+}
+
+/// Serves the operations port until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    probe: Arc<Probe>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(probe)).with_graceful_shutdown(shutdown).await
+}
