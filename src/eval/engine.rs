@@ -28,6 +28,8 @@ impl Engine {
         let dir = tempfile::Builder::new().prefix("mmsearch-eval-").tempdir().map_err(|e| EvalError::Io(e.to_string()))?;
         let mut config = config.clone();
         config.data_dir = dir.path().to_path_buf();
+        // In-process only: no port is opened, so there is nothing for API keys to guard.
+        config.auth.enabled = false;
         config.validate().map_err(|e| EvalError::Engine(e.to_string()))?;
         let collection = tokio::task::spawn_blocking(move || Collection::open(&config))
             .await
