@@ -67,6 +67,9 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     pub max_text_chars: usize,
     pub max_delete_ids: usize,
+    /// Largest search beam a request may ask for: the beam is allocated up front (and widened
+    /// up to 8× when tombstones crowd it), so an unchecked `ef` is a memory request.
+    pub max_ef: u32,
     /// Requests in flight and queued per service (search, ingest, admin).
     pub concurrency: crate::api::admission::ConcurrencyConfig,
 }
@@ -127,6 +130,7 @@ impl Default for Limits {
             request_timeout_ms: 30_000,
             max_text_chars: 2_000,
             max_delete_ids: 10_000,
+            max_ef: 10_000,
             concurrency: Default::default(),
         }
     }

@@ -60,6 +60,22 @@ fn tls_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls")
 }
 
+/// True when the connection or its first call fails (handshake refused, wrong protocol).
+async fn is_refused(opts: ClientOptions) -> bool {
+    match opts.connect().await {
+        Err(_) => true,
+        Ok(c) => c.admin().status(pb::StatusRequest {}).await.is_err(),
+    }
+}
+
+fn tls_server(dir: &Path, extra: &[&str]) -> Server {
+    let tls = tls_dir();
+    let (cert, key) = (tls.join("server.pem"), tls.join("server.key"));
+    let mut args = vec!["--insecure-no-auth", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    start_raw(dir, &config_with_space(DIM, ""), &args)
+}
+
 fn probe_item(id: &str) -> pb::Item {
     item(id, "probe", "c", 1.0, normalise((0..DIM).map(|i| (i + 1) as f32).collect()))
 }
@@ -160,17 +176,7 @@ async fn auth_cannot_be_left_off_by_accident() {
 async fn tls_works_with_the_test_certificate_and_plaintext_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let tls = tls_dir();
-    let server = start_raw(
-        &tmp.path().join("d"),
-        &config_with_space(DIM, ""),
-        &[
-            "--insecure-no-auth",
-            "--tls-cert",
-            tls.join("server.pem").to_str().unwrap(),
-            "--tls-key",
-            tls.join("server.key").to_str().unwrap(),
-        ],
-    );
+    let server = tls_server(&tmp.path().join("d"), &[]);
     let https = server.addr.replace("http://127.0.0.1", "https://localhost");
     let opts = ClientOptions { server: https.clone(), ca_cert: Some(tls.join("ca.pem")), ..Default::default() };
     let conn = opts.connect().await.expect("TLS handshake with the test CA");
@@ -178,48 +184,24 @@ async fn tls_works_with_the_test_certificate_and_plaintext_is_refused() {
 
     // Plaintext HTTP/2 to the TLS port: connecting or the first call fails.
     let plain = ClientOptions { server: server.addr.clone(), ..Default::default() };
-    let refused = match plain.connect().await {
-        Err(_) => true,
-        Ok(c) => c.admin().status(pb::StatusRequest {}).await.is_err(),
-    };
-    assert!(refused, "plaintext must not be served when TLS is on");
-
+    assert!(is_refused(plain).await, "plaintext must not be served when TLS is on");
     // A client that does not trust the CA is refused by the handshake.
     let untrusting = ClientOptions { server: https, ..Default::default() };
-    let refused = match untrusting.connect().await {
-        Err(_) => true,
-        Ok(c) => c.admin().status(pb::StatusRequest {}).await.is_err(),
-    };
-    assert!(refused, "an unknown CA must fail verification");
+    assert!(is_refused(untrusting).await, "an unknown CA must fail verification");
 }
 
 #[tokio::test]
 async fn client_certificates_are_required_when_configured() {
     let tmp = tempfile::tempdir().unwrap();
     let tls = tls_dir();
-    let server = start_raw(
-        &tmp.path().join("d"),
-        &config_with_space(DIM, ""),
-        &[
-            "--insecure-no-auth",
-            "--tls-cert",
-            tls.join("server.pem").to_str().unwrap(),
-            "--tls-key",
-            tls.join("server.key").to_str().unwrap(),
-            "--tls-client-ca",
-            tls.join("ca.pem").to_str().unwrap(),
-        ],
-    );
+    let ca = tls.join("ca.pem");
+    let server = tls_server(&tmp.path().join("d"), &["--tls-client-ca", ca.to_str().unwrap()]);
     let https = server.addr.replace("http://127.0.0.1", "https://localhost");
-    let without = ClientOptions { server: https.clone(), ca_cert: Some(tls.join("ca.pem")), ..Default::default() };
-    let refused = match without.connect().await {
-        Err(_) => true,
-        Ok(c) => c.admin().status(pb::StatusRequest {}).await.is_err(),
-    };
-    assert!(refused, "a client without a certificate must be refused");
+    let without = ClientOptions { server: https.clone(), ca_cert: Some(ca.clone()), ..Default::default() };
+    assert!(is_refused(without).await, "a client without a certificate must be refused");
     let with = ClientOptions {
         server: https,
-        ca_cert: Some(tls.join("ca.pem")),
+        ca_cert: Some(ca),
         client_cert: Some(tls.join("client.pem")),
         client_key: Some(tls.join("client.key")),
         ..Default::default()

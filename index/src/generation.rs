@@ -146,6 +146,23 @@ impl Generation {
     }
 }
 
+/// Checks a complete generation folder without loading it: the manifest parses and every file
+/// it lists has its recorded size and crc32. Used to verify copies (snapshots, restores).
+pub fn verify(dir: &Path) -> Result<Manifest> {
+    let manifest = read_manifest(dir)?;
+    for space in &manifest.spaces {
+        for f in &space.files {
+            verify_file(&dir.join(&f.name), f)?;
+        }
+    }
+    Ok(manifest)
+}
+
+/// The folder name of generation `id` (`gen-<20 digits>`).
+pub fn dir_name(id: u64) -> String {
+    gen_dir_name(id)
+}
+
 fn vec_name(space: &str) -> String {
     format!("{space}.vec")
 }

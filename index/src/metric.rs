@@ -42,11 +42,21 @@ impl Metric {
         match self {
             Metric::L2 => Ok(v.to_vec()),
             Metric::Cosine => {
-                let norm = dot(v, v).sqrt();
-                if norm <= f32::MIN_POSITIVE {
+                let squares = dot(v, v);
+                if squares.is_finite() && squares >= f32::MIN_POSITIVE {
+                    let norm = squares.sqrt();
+                    return Ok(v.iter().map(|x| x / norm).collect());
+                }
+                // The f32 sum of squares overflowed (components beyond ~1e19: the vector became
+                // all zeros) or fell into the subnormal range, where it keeps a few bits at best
+                // (the request_validate fuzz target got a "unit" vector of norm 0.707). Redo it in
+                // f64, where every finite f32 vector has an exact enough, non-zero norm unless
+                // it is all zeros.
+                let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+                if norm == 0.0 {
                     return Err(IndexError::ZeroVector);
                 }
-                Ok(v.iter().map(|x| x / norm).collect())
+                Ok(v.iter().map(|&x| (f64::from(x) / norm) as f32).collect())
             }
         }
     }
@@ -122,6 +132,23 @@ mod tests {
         assert!(matches!(Metric::Cosine.prepare(3, &[0.0; 3]), Err(IndexError::ZeroVector)));
         assert!(matches!(Metric::Cosine.prepare(2, &[1.0; 3]), Err(IndexError::Dimension { .. })));
         assert!(matches!(Metric::L2.prepare(2, &[1.0, f32::NAN]), Err(IndexError::NonFinite)));
+    }
+
+    #[test]
+    fn cosine_prepare_survives_huge_and_tiny_components() {
+        // |x|² overflows f32 past ~1.8e19: the f32 norm is inf and x/inf used to give all zeros
+        // fuzz/regressions/request_validate/cosine-subnormal-norm: its f32 sum of squares is
+        // subnormal, and it used to come out with norm 0.707
+        let fuzz = [f32::from_bits(0x0006_0000), 0.0, f32::from_bits(0x1a00_0000), f32::from_bits(0x0000_2200)];
+        let p = Metric::Cosine.prepare(4, &fuzz).unwrap();
+        assert!((p.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt() - 1.0).abs() < 1e-6, "{p:?}");
+        for v in [[3e30f32, 0.0, -4e30], [f32::MAX, f32::MAX, 1.0], [3e-40, 0.0, 4e-40], [1e-20, 0.0, 2e-21]] {
+            let p = Metric::Cosine.prepare(3, &v).unwrap();
+            let n: f64 = p.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+            assert!((n - 1.0).abs() < 1e-6, "{v:?} -> {p:?}");
+        }
+        let p = Metric::Cosine.prepare(3, &[3e30, 0.0, -4e30]).unwrap();
+        assert!((p[0] - 0.6).abs() < 1e-6 && (p[2] + 0.8).abs() < 1e-6, "{p:?}");
     }
 
     #[test]

@@ -74,6 +74,8 @@ fn incomplete_and_corrupt_generations_are_skipped() {
     assert_eq!(generation::remove_incomplete(dir.path()).unwrap().len(), 1);
 
     // Flip a byte in generation 2's graph: verification rejects it before hnsw_rs reads it.
+    assert_eq!(generation::verify(&second).unwrap().generation, 2);
+    assert_eq!(second.file_name().unwrap().to_string_lossy(), generation::dir_name(2));
     let graph = second.join("shared.hnsw.graph");
     let mut bytes = std::fs::read(&graph).unwrap();
     let mid = bytes.len() / 2;
@@ -82,6 +84,7 @@ fn incomplete_and_corrupt_generations_are_skipped() {
     let (g, skipped) = generation::open_newest(dir.path(), &[spec()]).unwrap();
     assert_eq!(g.unwrap().id, 1);
     assert_eq!(skipped.len(), 1);
+    assert!(generation::verify(&second).is_err(), "verify checks without loading");
 
     // A config whose dimension changed cannot use the generation.
     let other = SpaceSpec { dim: 32, ..spec() };

@@ -104,6 +104,11 @@ impl ClientOptions {
 }
 
 impl Connection {
+    /// The raw channel with the key attached, for clients built by hand.
+    pub fn channel(&self) -> AuthChannel {
+        InterceptedService::new(self.channel.clone(), self.auth.clone())
+    }
+
     pub fn search(&self) -> SearchServiceClient<AuthChannel> {
         SearchServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
             .max_encoding_message_size(MAX_MESSAGE)

@@ -1,7 +1,7 @@
 //! Conversions between the wire types (`pb`) and the domain types of each layer.
 
 use super::pb;
-use crate::collection::{RebuildProgress, Stats};
+use crate::collection::{RebuildProgress, SnapshotInfo, Stats};
 use crate::ingest::IngestItem;
 use crate::search::{FilterSpec, Query, SearchHit, SearchRequest, SearchResult};
 use crate::store::StoredItem;
@@ -115,5 +115,19 @@ pub fn status(s: Stats, models: Vec<pb::ModelStatus>, uptime_seconds: u64) -> pb
         rebuilding: s.rebuilding,
         last_version: s.last_seq,
         version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+pub fn snapshot(s: SnapshotInfo) -> pb::SnapshotResponse {
+    pb::SnapshotResponse {
+        directory: s.dir.to_string_lossy().into_owned(),
+        last_version: s.manifest.last_seq,
+        generation: s.manifest.generation,
+        generation_version: s.manifest.generation_snapshot_seq,
+        model_ids: s.manifest.models.into_iter().map(|m| m.id).collect(),
+        bytes: s.bytes,
+        linked_bytes: s.linked_bytes,
+        files: s.manifest.files.len() as u32,
+        seconds: s.seconds,
     }
 }

@@ -3,7 +3,7 @@
 pub mod admission;
 pub mod auth;
 pub mod client;
-mod convert;
+pub mod convert;
 mod layers;
 mod observe;
 mod services;

@@ -4,7 +4,7 @@ use super::convert;
 use super::layers::{request_budget, with_deadline};
 use super::pb;
 use super::status;
-use crate::collection::{Collection, RebuildPhase};
+use crate::collection::{Collection, ModelRef, RebuildPhase};
 use crate::encode::Encoders;
 use crate::ingest::{IngestItem, Ingester};
 use crate::search::Searcher;
@@ -197,6 +197,30 @@ impl pb::admin_service_server::AdminService for AdminApi {
             })
             .unwrap_or_default();
         Ok(Response::new(convert::status(stats, models, self.collection.started.elapsed().as_secs())))
+    }
+
+    async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let target = std::path::PathBuf::from(request.into_inner().directory);
+        let models = self
+            .encoders
+            .as_ref()
+            .map(|e| e.models().into_iter().map(|m| ModelRef { id: m.id, kind: m.kind.as_str().to_string() }).collect())
+            .unwrap_or_default();
+        let collection = self.collection.clone();
+        // No deadline: a snapshot that outlives its client still completes (or cleans up).
+        let info = tokio::task::spawn_blocking(move || collection.snapshot(&target, models))
+            .await
+            .map_err(|e| Status::internal(format!("snapshot task failed: {e}")))?
+            .map_err(status::from_collection)?;
+        tracing::info!(
+            dir = %info.dir.display(),
+            last_seq = info.manifest.last_seq,
+            generation = info.manifest.generation,
+            bytes = info.bytes,
+            seconds = info.seconds,
+            "snapshot written"
+        );
+        Ok(Response::new(convert::snapshot(info)))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The one place where errors of every layer become gRPC statuses.
 
-use crate::collection::CollectionError;
+use crate::collection::{CollectionError, SnapshotError};
 use crate::encode::EncodeError;
 use crate::ingest::IngestError;
 use crate::search::SearchError;
@@ -16,6 +16,30 @@ pub fn from_collection(e: CollectionError) -> Status {
         }
         CollectionError::Store(e) => from_store(e),
         CollectionError::Index(e) => internal("index", e),
+        CollectionError::Snapshot(e) => from_snapshot(e),
+    }
+}
+
+pub fn from_snapshot(e: SnapshotError) -> Status {
+    use std::io::ErrorKind;
+    match &e {
+        SnapshotError::BadTarget(_) | SnapshotError::InsideDataDir(_) => Status::invalid_argument(e.to_string()),
+        SnapshotError::TargetExists(_) | SnapshotError::TmpExists(_) => Status::already_exists(e.to_string()),
+        // The admin named the path, so saying what is wrong with it leaks nothing new.
+        SnapshotError::Target { source, .. } => match source.kind() {
+            ErrorKind::PermissionDenied
+            | ErrorKind::ReadOnlyFilesystem
+            | ErrorKind::NotADirectory
+            | ErrorKind::IsADirectory
+            | ErrorKind::NotFound
+            | ErrorKind::AlreadyExists
+            | ErrorKind::DirectoryNotEmpty
+            | ErrorKind::CrossesDevices => Status::failed_precondition(e.to_string()),
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Status::resource_exhausted(e.to_string()),
+            _ => internal("snapshot", e),
+        },
+        SnapshotError::InterruptedRestore(_) => Status::failed_precondition(e.to_string()),
+        _ => internal("snapshot", e),
     }
 }
 
@@ -83,5 +107,11 @@ mod tests {
         assert_eq!(from_search(SearchError::Unimplemented("x".into())).code(), Code::Unimplemented);
         let s = from_stream(Status::out_of_range("Error, decoded message length too large: found 9 bytes"));
         assert_eq!(s.code(), Code::ResourceExhausted);
+        let target = |kind| SnapshotError::Target { path: "/x".into(), source: std::io::Error::from(kind) };
+        assert_eq!(from_snapshot(target(std::io::ErrorKind::PermissionDenied)).code(), Code::FailedPrecondition);
+        assert_eq!(from_snapshot(target(std::io::ErrorKind::StorageFull)).code(), Code::ResourceExhausted);
+        assert_eq!(from_snapshot(SnapshotError::TargetExists("/x".into())).code(), Code::AlreadyExists);
+        assert_eq!(from_snapshot(SnapshotError::BadTarget("x".into())).code(), Code::InvalidArgument);
+        assert_eq!(from_collection(SnapshotError::TmpExists("/x.tmp".into()).into()).code(), Code::AlreadyExists);
     }
 }

@@ -9,6 +9,7 @@
 
 use clap::Parser;
 use mmsearch::api::pb;
+use mmsearch::cli::connect::percentile;
 use pb::search_request::Query;
 use std::time::{Duration, Instant};
 
@@ -99,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let secs = started.elapsed().as_secs_f64();
         all.sort_by(f64::total_cmp);
-        let pct = |p: f64| if all.is_empty() { 0.0 } else { all[((all.len() - 1) as f64 * p).round() as usize] };
+        let pct = |p: f64| percentile(&all, p);
         println!(
             "{}",
             serde_json::json!({

@@ -40,6 +40,15 @@ pub struct CatalogLine {
 
 /// Parses one line and loads its photos. Errors are the reasons shown to the user.
 pub fn parse_line(line: &str, base_dir: &Path) -> Result<pb::Item, String> {
+    parse_line_with(line, |p| {
+        let path = base_dir.join(p);
+        std::fs::read(&path).map_err(|e| format!("image {}: {e}", path.display()))
+    })
+}
+
+/// [`parse_line`] with the photo loader supplied by the caller: the parsing and validation
+/// are the same, without touching the file system.
+pub fn parse_line_with(line: &str, mut load_image: impl FnMut(&str) -> Result<Vec<u8>, String>) -> Result<pb::Item, String> {
     let parsed: CatalogLine = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     if parsed.id.trim().is_empty() {
         return Err("missing id".into());
@@ -47,9 +56,7 @@ pub fn parse_line(line: &str, base_dir: &Path) -> Result<pb::Item, String> {
     let mut images = Vec::with_capacity(parsed.images.len());
     let mut uris = parsed.image_uris.clone();
     for p in &parsed.images {
-        let path = base_dir.join(p);
-        let bytes = std::fs::read(&path).map_err(|e| format!("image {}: {e}", path.display()))?;
-        images.push(bytes);
+        images.push(load_image(p)?);
         if parsed.image_uris.is_empty() {
             uris.push(p.clone());
         }

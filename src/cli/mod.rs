@@ -2,6 +2,8 @@
 
 pub mod catalog;
 mod client;
+mod restore;
+pub mod connect;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};
@@ -27,6 +29,24 @@ pub enum Command {
     /// Make a new API key: prints the key (give it to the client) and the config entry
     /// holding only its hash (give that to the server).
     Keygen(KeygenArgs),
+    /// Bring a data directory back from a snapshot (`mmsearch admin snapshot`); run it while
+    /// no server uses the data directory.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Snapshot directory (what `mmsearch admin snapshot` wrote).
+    pub snapshot: PathBuf,
+    /// Data directory to restore into; must be missing or empty unless --force.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Replace the store and index of a non-empty data directory.
+    #[arg(long)]
+    pub force: bool,
+    /// Server config to check the snapshot's vector spaces against.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -153,6 +173,12 @@ pub enum AdminCommand {
     Rebuild,
     /// Show items, generations, layers and models.
     Status,
+    /// Write a consistent snapshot (store checkpoint + index generation + manifest) into a
+    /// directory on the server's machine.
+    Snapshot {
+        /// Absolute path on the server; must not exist or be empty.
+        directory: PathBuf,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -165,6 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             keygen(a);
             Ok(())
         }
+        Command::Restore(a) => restore::run(a),
     }
 }
 

@@ -12,9 +12,11 @@
 
 mod catalog;
 mod rebuild;
+pub mod snapshot;
 
 pub use catalog::{Catalog, Entry};
 pub use rebuild::{RebuildPhase, RebuildProgress};
+pub use snapshot::{ModelRef, SnapshotError, SnapshotInfo};
 
 use crate::config::Config;
 use crate::store::{Store, StoreError, StoredItem, WriteOp};
@@ -37,6 +39,8 @@ pub enum CollectionError {
     NotFound(String),
     #[error("item {id:?} has no vector in space {space:?}")]
     NoVector { id: String, space: String },
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
 pub type Result<T> = std::result::Result<T, CollectionError>;
@@ -90,6 +94,9 @@ pub struct Collection {
     /// Next seq to assign; holding the lock serialises writers.
     writer: Mutex<u64>,
     rebuild: rebuild::Coordinator,
+    /// Held while generation folders are deleted (rebuild's prune) or linked into a snapshot,
+    /// so a snapshot never links a half-deleted generation.
+    generation_files: Mutex<()>,
     pub started: Instant,
 }
 
@@ -97,6 +104,9 @@ impl Collection {
     /// Opens the store, maps the newest complete generation and replays what came after it.
     pub fn open(config: &Config) -> Result<Arc<Collection>> {
         let specs = config.space_specs();
+        if config.data_dir.join(snapshot::RESTORE_MARKER).exists() {
+            return Err(SnapshotError::InterruptedRestore(config.data_dir.clone()).into());
+        }
         let store = Store::open(&config.store_dir())?;
         let index_dir = config.index_dir();
         std::fs::create_dir_all(&index_dir)
@@ -154,6 +164,7 @@ impl Collection {
             state: RwLock::new(State { base: Arc::new(base), fresh, catalog }),
             writer: Mutex::new(next_seq),
             rebuild: rebuild::Coordinator::default(),
+            generation_files: Mutex::new(()),
             started: Instant::now(),
         });
         collection.maybe_compact();

@@ -185,7 +185,11 @@ fn run(c: &Arc<Collection>, tx: &watch::Sender<RebuildProgress>) -> super::Resul
             layer.retain_newer_than(snapshot_seq);
         }
     }
-    match generation::prune(&root, c.config.index.keep_generations.max(1), generation_id) {
+    let pruned = {
+        let _no_snapshot_linking = c.generation_files.lock();
+        generation::prune(&root, c.config.index.keep_generations.max(1), generation_id)
+    };
+    match pruned {
         Ok(removed) if !removed.is_empty() => tracing::info!(?removed, "pruned old generations"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not prune old generations"),

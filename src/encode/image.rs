@@ -118,6 +118,44 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<(ImageFormat, u32, u32)> {
     Ok((format, w, h))
 }
 
+/// Pixels of the largest buffer [`preprocess_rgb`] builds from a `w`×`h` image: the white
+/// square canvas for pad, the resized image before the centre crop for crop, the
+/// horizontally resized intermediate for squash.
+fn working_pixels(w: u32, h: u32, cfg: &PreprocessConfig) -> u64 {
+    let (w64, h64, s) = (u64::from(w), u64::from(h), u64::from(cfg.size));
+    match cfg.resize {
+        ResizeMode::Pad => w64.max(h64).pow(2),
+        ResizeMode::Squash => w64.max(h64) * s,
+        ResizeMode::Crop { padding } => {
+            let target = f64::from(cfg.size + padding);
+            let scale = target / f64::from(w.min(h).max(1));
+            let nw = ((f64::from(w) * scale).round() as u64).max(s);
+            let nh = ((f64::from(h) * scale).round() as u64).max(s);
+            nw.saturating_mul(nh)
+        }
+    }
+}
+
+/// The pixel limit bounds the decode; this bounds what preprocessing builds from the decoded
+/// image, which for a very elongated image within the pixel limit is far larger (a 1×40M PNG
+/// pads to a 40M×40M canvas). Twice the pixel limit keeps ordinary photos (8000×5000 pads to
+/// 64 MP under the default 40 MP) and rejects only extreme aspect ratios.
+fn check_working_size(w: u32, h: u32, cfg: &PreprocessConfig) -> Result<()> {
+    let work = working_pixels(w, h, cfg);
+    // the floor keeps small pixel limits from refusing ordinary aspect ratios
+    let limit = cfg.max_pixels.saturating_mul(2).max(16 * u64::from(cfg.size).pow(2));
+    if work > limit {
+        return Err(EncodeError::TooLarge(format!(
+            "image is {w}x{h}: {:?} preprocessing would need a {:.1} MP buffer, the limit is {:.1} MP \
+             (aspect ratio too extreme)",
+            cfg.resize,
+            work as f64 / 1e6,
+            limit as f64 / 1e6
+        )));
+    }
+    Ok(())
+}
+
 /// Decodes to 8-bit RGB with alpha composited on white and EXIF orientation applied.
 pub fn decode_rgb(bytes: &[u8], cfg: &PreprocessConfig) -> Result<RgbImage> {
     let (format, w, h) = probe(bytes, cfg.max_pixels)?;
@@ -125,12 +163,15 @@ pub fn decode_rgb(bytes: &[u8], cfg: &PreprocessConfig) -> Result<RgbImage> {
     let use_long = cfg.resize == ResizeMode::Pad;
     let side = if use_long { w.max(h) } else { w.min(h) };
     if format == ImageFormat::Jpeg && cfg.fast_jpeg && side >= 4 * cfg.size {
-        match decode_jpeg_scaled(bytes, 2 * cfg.size, use_long) {
+        let denom = jpeg_scale_denom(side, 2 * cfg.size);
+        check_working_size(w.div_ceil(denom), h.div_ceil(denom), cfg)?;
+        match decode_jpeg_scaled(bytes, 2 * cfg.size, use_long, cfg.max_pixels) {
             Ok(img) => return Ok(img),
             // zune-jpeg (below) is more tolerant of odd files than jpeg-decoder; try it before giving up
             Err(e) => tracing::debug!(error = %e, "scaled JPEG decode failed; decoding at full size"),
         }
     }
+    check_working_size(w, h, cfg)?;
     let mut reader = ImageReader::new(Cursor::new(bytes));
     reader.set_format(format);
     let mut limits = Limits::default();
@@ -151,18 +192,29 @@ pub fn decode_rgb(bytes: &[u8], cfg: &PreprocessConfig) -> Result<RgbImage> {
     Ok(to_rgb_on_white(img))
 }
 
-/// DCT-domain downscaled decode: the smallest of 1/8..1/1 whose longer (or shorter, with
-/// `!use_long`) side is still ≥ `min_side`, so the final bicubic step still downsamples ≥ 2×.
-fn decode_jpeg_scaled(bytes: &[u8], min_side: u32, use_long: bool) -> Result<RgbImage> {
-    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    dec.read_info().map_err(|e| EncodeError::InvalidInput(format!("corrupt JPEG: {e}")))?;
-    let info = dec.info().ok_or_else(|| EncodeError::InvalidInput("corrupt JPEG header".into()))?;
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    let side = if use_long { w.max(h) } else { w.min(h) };
+/// The largest of 8, 4, 2, 1 that keeps `side / denom` ≥ `min_side`.
+fn jpeg_scale_denom(side: u32, min_side: u32) -> u32 {
     let mut denom = 8u32;
     while denom > 1 && side.div_ceil(denom) < min_side {
         denom /= 2;
     }
+    denom
+}
+
+/// DCT-domain downscaled decode: the smallest of 1/8..1/1 whose longer (or shorter, with
+/// `!use_long`) side is still ≥ `min_side`, so the final bicubic step still downsamples ≥ 2×.
+fn decode_jpeg_scaled(bytes: &[u8], min_side: u32, use_long: bool, max_pixels: u64) -> Result<RgbImage> {
+    let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    dec.read_info().map_err(|e| EncodeError::InvalidInput(format!("corrupt JPEG: {e}")))?;
+    let info = dec.info().ok_or_else(|| EncodeError::InvalidInput("corrupt JPEG header".into()))?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    // jpeg-decoder parses the header itself; a file whose frames disagree with what the probe
+    // saw must not get past the limits through this path
+    if let Some(e) = too_large(w, h, max_pixels) {
+        return Err(e);
+    }
+    let side = if use_long { w.max(h) } else { w.min(h) };
+    let denom = jpeg_scale_denom(side, min_side);
     let req_w = w.div_ceil(denom).min(u32::from(u16::MAX)) as u16;
     let req_h = h.div_ceil(denom).min(u32::from(u16::MAX)) as u16;
     let (sw, sh) = dec
@@ -574,6 +626,27 @@ mod tests {
         png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
         let e = probe(&png, 40_000_000).unwrap_err();
         assert!(matches!(e, EncodeError::TooLarge(_)), "{e}");
+    }
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let img = RgbImage::from_pixel(w, h, image::Rgb([10, 20, 30]));
+        let mut out = Vec::new();
+        DynamicImage::ImageRgb8(img).write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
+        out
+    }
+
+    #[test]
+    fn extreme_aspect_ratio_rejected_before_decoding() {
+        // 1×100000 is within a 100 kP limit, but its pad canvas is 10^10 pixels (30 GB) and its
+        // crop intermediate 6.4 G pixels: before the check this aborted on allocation.
+        let tall = png(1, 100_000);
+        for resize in [ResizeMode::Pad, ResizeMode::Crop { padding: 32 }, ResizeMode::Squash] {
+            let cfg = PreprocessConfig { resize, max_pixels: 100_000, ..Default::default() };
+            let e = preprocess_bytes(&tall, &cfg).unwrap_err();
+            assert!(matches!(e, EncodeError::TooLarge(_)), "{resize:?}: {e}");
+            let t = preprocess_bytes(&png(400, 250), &cfg).unwrap();
+            assert_eq!(t.len(), 3 * 224 * 224);
+        }
     }
 
     fn crc32(data: &[u8]) -> u32 {

@@ -5,7 +5,8 @@
 //! go through the dynamic batcher (`encode::batcher`), so concurrent streams share model calls.
 //! A bad item is rejected with a reason and never aborts the rest of its group.
 
-use crate::collection::{Collection, PreparedItem};
+use crate::collection::{Collection, CollectionError, PreparedItem};
+use mmsearch_index::SpaceSpec;
 use crate::encode::batcher::{BatcherConfig, EncodeBatcher};
 use crate::encode::{Encoders, ImageVectors};
 use crate::fuse::{fuse_item, ItemEvidence};
@@ -79,7 +80,7 @@ impl Ingester {
         let mut rejected = Vec::new();
         let mut valid: Vec<(usize, IngestItem)> = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
-            match self.validate(&item) {
+            match validate_item(&item, self.collection.specs()) {
                 Ok(()) => valid.push((index, item)),
                 Err(reason) => rejected.push(Rejection { index, id: item.id.clone(), reason }),
             }
@@ -100,44 +101,6 @@ impl Ingester {
             .await
             .map_err(|e| IngestError::Task(e.to_string()))??;
         Ok(GroupOutcome { accepted, rejected, last_seq: seqs.last().copied() })
-    }
-
-    fn validate(&self, item: &IngestItem) -> Result<(), String> {
-        if item.id.is_empty() {
-            return Err("id is empty".into());
-        }
-        if item.id.len() > MAX_ID_BYTES {
-            return Err(format!("id is longer than {MAX_ID_BYTES} bytes"));
-        }
-        if item.id.chars().any(char::is_control) {
-            return Err("id contains control characters".into());
-        }
-        if !item.price.is_finite() || item.price < 0.0 {
-            return Err(format!("price {} must be a finite, non-negative number", item.price));
-        }
-        if item.title.len() + item.description.len() > MAX_TEXT_BYTES {
-            return Err(format!("title + description exceed {MAX_TEXT_BYTES} bytes"));
-        }
-        if item.images.len() > MAX_IMAGES_PER_ITEM {
-            return Err(format!("{} photos; at most {MAX_IMAGES_PER_ITEM} per item", item.images.len()));
-        }
-        if item.attributes.len() > MAX_ATTRIBUTES {
-            return Err(format!("{} attributes; at most {MAX_ATTRIBUTES}", item.attributes.len()));
-        }
-        for w in [item.text_weight, item.image_weight].into_iter().flatten() {
-            if !w.is_finite() || w < 0.0 {
-                return Err(format!("fusion weight {w} must be finite and non-negative"));
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (space, values) in &item.vectors {
-            let spec = self.collection.spec(space).map_err(|e| e.to_string())?;
-            if !seen.insert(space) {
-                return Err(format!("two vectors for space {space:?}"));
-            }
-            spec.metric.prepare(spec.dim, values).map_err(|e| format!("vector for space {space:?}: {e}"))?;
-        }
-        Ok(())
     }
 
     /// Encodes what the item did not bring. Photo bytes are taken out of the item: they are
@@ -223,4 +186,47 @@ impl Ingester {
             vectors,
         })
     }
+}
+
+/// Checks one client item against the write limits and the configured spaces, before any
+/// encoder work. Pure (no engine), so the wire-to-domain path can be exercised on its own.
+pub fn validate_item(item: &IngestItem, specs: &[SpaceSpec]) -> Result<(), String> {
+    if item.id.is_empty() {
+        return Err("id is empty".into());
+    }
+    if item.id.len() > MAX_ID_BYTES {
+        return Err(format!("id is longer than {MAX_ID_BYTES} bytes"));
+    }
+    if item.id.chars().any(char::is_control) {
+        return Err("id contains control characters".into());
+    }
+    if !item.price.is_finite() || item.price < 0.0 {
+        return Err(format!("price {} must be a finite, non-negative number", item.price));
+    }
+    if item.title.len() + item.description.len() > MAX_TEXT_BYTES {
+        return Err(format!("title + description exceed {MAX_TEXT_BYTES} bytes"));
+    }
+    if item.images.len() > MAX_IMAGES_PER_ITEM {
+        return Err(format!("{} photos; at most {MAX_IMAGES_PER_ITEM} per item", item.images.len()));
+    }
+    if item.attributes.len() > MAX_ATTRIBUTES {
+        return Err(format!("{} attributes; at most {MAX_ATTRIBUTES}", item.attributes.len()));
+    }
+    for w in [item.text_weight, item.image_weight].into_iter().flatten() {
+        if !w.is_finite() || w < 0.0 {
+            return Err(format!("fusion weight {w} must be finite and non-negative"));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (space, values) in &item.vectors {
+        let spec = specs
+            .iter()
+            .find(|s| s.name == *space)
+            .ok_or_else(|| CollectionError::UnknownSpace(space.clone()).to_string())?;
+        if !seen.insert(space) {
+            return Err(format!("two vectors for space {space:?}"));
+        }
+        spec.metric.prepare(spec.dim, values).map_err(|e| format!("vector for space {space:?}: {e}"))?;
+    }
+    Ok(())
 }

@@ -10,9 +10,10 @@ mod filter;
 pub use filter::FilterSpec;
 
 use crate::collection::{Collection, CollectionError, Entry};
+use crate::config::Limits;
 use crate::encode::{EncodeError, Encoders};
 use crate::store::StoredItem;
-use mmsearch_index::Scored;
+use mmsearch_index::{Scored, SpaceSpec};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -104,42 +105,6 @@ impl Searcher {
         })
     }
 
-    fn validate(&self, req: &SearchRequest) -> Result<(), SearchError> {
-        let limits = &self.collection.config().limits;
-        if req.top_k == 0 {
-            return Err(SearchError::InvalidArgument("top_k must be at least 1".into()));
-        }
-        if req.top_k > limits.max_top_k {
-            return Err(SearchError::InvalidArgument(format!("top_k {} exceeds the limit {}", req.top_k, limits.max_top_k)));
-        }
-        if req.offset as u64 + req.top_k as u64 > limits.max_window as u64 {
-            return Err(SearchError::InvalidArgument(format!(
-                "offset + top_k = {} exceeds the limit {}",
-                req.offset as u64 + req.top_k as u64,
-                limits.max_window
-            )));
-        }
-        // NEG_INFINITY means "no threshold" (the wire's unset 0.0 maps to it).
-        if req.min_score.is_nan() || req.min_score == f32::INFINITY {
-            return Err(SearchError::InvalidArgument("min_score must be a finite number".into()));
-        }
-        req.filter.validate().map_err(SearchError::InvalidArgument)?;
-        match &req.query {
-            None => Err(SearchError::InvalidArgument("empty query: set one of text, image, audio, item_id, vector".into())),
-            Some(Query::Text(t)) if t.trim().is_empty() => Err(SearchError::InvalidArgument("text query is empty".into())),
-            Some(Query::Text(t)) if t.chars().count() > limits.max_text_chars => Err(SearchError::InvalidArgument(
-                format!("text query is longer than {} characters", limits.max_text_chars),
-            )),
-            Some(Query::Image(b)) if b.is_empty() => Err(SearchError::InvalidArgument("image query is empty".into())),
-            Some(Query::Audio(b)) if b.is_empty() => Err(SearchError::InvalidArgument("audio query is empty".into())),
-            Some(Query::ItemId(id)) if id.is_empty() => Err(SearchError::InvalidArgument("item_id is empty".into())),
-            Some(Query::Vector { values, .. }) if values.is_empty() => {
-                Err(SearchError::InvalidArgument("vector query has no values".into()))
-            }
-            _ => Ok(()),
-        }
-    }
-
     pub async fn search(&self, req: SearchRequest) -> Result<SearchResult, SearchError> {
         self.search_until(req, None).await
     }
@@ -148,7 +113,7 @@ impl Searcher {
     /// a caller that has given up must not keep an encoder busy (queued requests would
     /// otherwise run long after their clients left).
     pub async fn search_until(&self, req: SearchRequest, deadline: Option<Instant>) -> Result<SearchResult, SearchError> {
-        self.validate(&req)?;
+        validate_request(&req, &self.collection.config().limits)?;
         let window = (req.offset + req.top_k) as usize;
         let ef = req.ef.map(|e| e as usize).unwrap_or(self.collection.config().index.ef_search).max(window);
         let filter = (!req.filter.is_empty()).then_some(req.filter.clone());
@@ -190,10 +155,7 @@ impl Searcher {
     async fn encode(&self, query: Query, item_space: Option<&str>, deadline: Option<Instant>) -> Result<Encoded, SearchError> {
         match query {
             Query::Vector { space, values } => {
-                let spec = self.collection.spec(&space)?;
-                let prepared = spec.metric.prepare(spec.dim, &values).map_err(|e| {
-                    SearchError::InvalidArgument(format!("vector for space {space:?}: {e}"))
-                })?;
+                let prepared = prepare_query_vector(self.collection.specs(), &space, &values)?;
                 Ok(Encoded::Single { space, vector: prepared, exclude: None, transcript: None })
             }
             Query::ItemId(id) => {
@@ -272,6 +234,58 @@ impl Searcher {
     }
 }
 
+/// Checks a request against the configured limits before any encoder or index work; needs no
+/// engine, so the API layer's input handling can be exercised (and fuzzed) on its own.
+pub fn validate_request(req: &SearchRequest, limits: &Limits) -> Result<(), SearchError> {
+    if req.top_k == 0 {
+        return Err(SearchError::InvalidArgument("top_k must be at least 1".into()));
+    }
+    if req.top_k > limits.max_top_k {
+        return Err(SearchError::InvalidArgument(format!("top_k {} exceeds the limit {}", req.top_k, limits.max_top_k)));
+    }
+    if req.offset as u64 + req.top_k as u64 > limits.max_window as u64 {
+        return Err(SearchError::InvalidArgument(format!(
+            "offset + top_k = {} exceeds the limit {}",
+            req.offset as u64 + req.top_k as u64,
+            limits.max_window
+        )));
+    }
+    if let Some(ef) = req.ef.filter(|&ef| ef > limits.max_ef) {
+        return Err(SearchError::InvalidArgument(format!("ef {ef} exceeds the limit {}", limits.max_ef)));
+    }
+    // NEG_INFINITY means "no threshold" (the wire's unset 0.0 maps to it).
+    if req.min_score.is_nan() || req.min_score == f32::INFINITY {
+        return Err(SearchError::InvalidArgument("min_score must be a finite number".into()));
+    }
+    req.filter.validate().map_err(SearchError::InvalidArgument)?;
+    match &req.query {
+        None => Err(SearchError::InvalidArgument("empty query: set one of text, image, audio, item_id, vector".into())),
+        Some(Query::Text(t)) if t.trim().is_empty() => Err(SearchError::InvalidArgument("text query is empty".into())),
+        Some(Query::Text(t)) if t.chars().count() > limits.max_text_chars => Err(SearchError::InvalidArgument(
+            format!("text query is longer than {} characters", limits.max_text_chars),
+        )),
+        Some(Query::Image(b)) if b.is_empty() => Err(SearchError::InvalidArgument("image query is empty".into())),
+        Some(Query::Audio(b)) if b.is_empty() => Err(SearchError::InvalidArgument("audio query is empty".into())),
+        Some(Query::ItemId(id)) if id.is_empty() => Err(SearchError::InvalidArgument("item_id is empty".into())),
+        Some(Query::Vector { values, .. }) if values.is_empty() => {
+            Err(SearchError::InvalidArgument("vector query has no values".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A client-supplied query vector, checked against its space and normalised as the space's
+/// metric wants it.
+pub fn prepare_query_vector(specs: &[SpaceSpec], space: &str, values: &[f32]) -> Result<Vec<f32>, SearchError> {
+    let spec = specs
+        .iter()
+        .find(|s| s.name == space)
+        .ok_or_else(|| CollectionError::UnknownSpace(space.to_string()))?;
+    spec.metric
+        .prepare(spec.dim, values)
+        .map_err(|e| SearchError::InvalidArgument(format!("vector for space {space:?}: {e}")))
+}
+
 enum Encoded {
     Single { space: String, vector: Vec<f32>, exclude: Option<u64>, transcript: Option<String> },
     Image { shared: Vec<f32>, visual: Option<Vec<f32>> },
@@ -325,4 +339,39 @@ fn check_deadline(deadline: Option<Instant>) -> Result<(), EncodeError> {
 
 fn first(v: Vec<Vec<f32>>) -> Result<Vec<f32>, SearchError> {
     v.into_iter().next().ok_or_else(|| SearchError::Internal("encoder returned no vector".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_request(ef: Option<u32>) -> SearchRequest {
+        SearchRequest {
+            query: Some(Query::Text("shoes".into())),
+            top_k: 10,
+            offset: 0,
+            filter: FilterSpec::default(),
+            min_score: f32::NEG_INFINITY,
+            space: None,
+            ef,
+        }
+    }
+
+    #[test]
+    fn ef_is_bounded() {
+        let limits = Limits::default();
+        assert!(validate_request(&text_request(Some(limits.max_ef)), &limits).is_ok());
+        assert!(validate_request(&text_request(None), &limits).is_ok());
+        // u32::MAX used to reach hnsw_rs, which allocates the beam with capacity ef
+        let e = validate_request(&text_request(Some(u32::MAX)), &limits).unwrap_err();
+        assert!(matches!(e, SearchError::InvalidArgument(ref m) if m.contains("ef")), "{e}");
+    }
+
+    #[test]
+    fn query_vector_is_checked_against_its_space() {
+        let specs = [SpaceSpec { name: "c".into(), dim: 2, metric: mmsearch_index::Metric::Cosine }];
+        assert_eq!(prepare_query_vector(&specs, "c", &[3.0, 4.0]).unwrap(), vec![0.6, 0.8]);
+        assert!(matches!(prepare_query_vector(&specs, "x", &[1.0, 0.0]), Err(SearchError::Collection(_))));
+        assert!(matches!(prepare_query_vector(&specs, "c", &[1.0]), Err(SearchError::InvalidArgument(_))));
+    }
 }

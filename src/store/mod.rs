@@ -217,10 +217,26 @@ impl Store {
         Ok(())
     }
 
-    /// Writes a consistent on-disk copy (hard links where possible) into `dir`.
+    /// Writes a consistent on-disk copy (hard links where possible) into `dir`, which must not
+    /// exist. The memtables are flushed first, so the copy needs no WAL replay.
     pub fn checkpoint(&self, dir: &Path) -> Result<()> {
         let cp = rocksdb::checkpoint::Checkpoint::new(&self.db)?;
         cp.create_checkpoint(dir)?;
         Ok(())
+    }
+}
+
+/// The last write sequence (0 = none) of a store directory that no server has open (a
+/// checkpoint or a restored copy), read without modifying it.
+pub fn last_seq_at(path: &Path) -> Result<u64> {
+    let cfs = [CF_ITEMS, CF_VECTORS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let db = DB::open_cf_descriptors_read_only(&Options::default(), path, cfs, false)?;
+    let cf = db
+        .cf_handle(CF_META)
+        .ok_or_else(|| StoreError::Corrupt { key: "meta".into(), reason: "column family missing".into() })?;
+    match db.get_cf(&cf, KEY_NEXT_SEQ)? {
+        None => Ok(0),
+        Some(b) if b.len() == 8 => Ok(u64::from_le_bytes(b[..8].try_into().unwrap_or_default()).saturating_sub(1)),
+        Some(_) => Err(StoreError::Corrupt { key: "next_seq".into(), reason: "not 8 bytes".into() }),
     }
 }

@@ -15,6 +15,7 @@ mod workload;
 
 use clap::Parser;
 use mmsearch::api::pb;
+use mmsearch::cli::connect::auth_channel;
 use model::{Model, ModelData, SPACE};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -26,9 +27,8 @@ use workload::{check, Ctx, Finding};
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// --server, --api-key (sent as `authorization: Bearer <key>`), TLS options.
-    #[command(flatten)]
-    conn: mmsearch::api::client::ClientOptions,
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    server: String,
     /// How long to run the workload: 90s, 10m, 1h (a bare number is seconds).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     duration: Duration,
@@ -36,6 +36,9 @@ struct Args {
     /// and one admin task.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Sent as `authorization: Bearer <key>` on every request.
+    #[arg(long, env = "MMSEARCH_API_KEY")]
+    api_key: Option<String>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Server process for RSS samples; default: the only `mmsearch serve` process, if one.
@@ -98,9 +101,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let resumed = !state.phases.is_empty();
     let phase = state.phases.len() + 1;
-    let conn = args.conn.connect().await?;
-    let status = conn
-        .admin()
+    let channel = auth_channel(&args.server, args.api_key.as_deref()).await?;
+    let status = pb::admin_service_client::AdminServiceClient::new(channel.clone())
         .status(pb::StatusRequest {})
         .await
         .map_err(|s| anyhow::anyhow!("Status: {:?} {}", s.code(), s.message()))?
@@ -115,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
     let pid = args.server_pid.or_else(stats::find_server_pid);
     eprintln!(
         "soak phase {phase}: {} for {:?}, concurrency {}, dim {dim}, text {text}, server pid {pid:?}",
-        args.conn.server, args.duration, args.concurrency
+        args.server, args.duration, args.concurrency
     );
 
     let model = Arc::new(Model::new(state.seed, dim, std::mem::take(&mut state.model)));
@@ -133,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
 
     let restart = if resumed {
         eprintln!("verifying every acknowledged write of the previous phases");
-        let ctx = Ctx::new(&conn, model.clone(), stats.clone(), Instant::now(), text, args.ef);
+        let ctx = Ctx::new(channel.clone(), model.clone(), stats.clone(), Instant::now(), text, args.ef);
         Some(verify_all(&ctx, "restart_verify").await)
     } else {
         None
@@ -141,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let deadline = started + args.duration;
-    let ctx = Ctx::new(&conn, model.clone(), stats.clone(), deadline, text, args.ef);
+    let ctx = Ctx::new(channel.clone(), model.clone(), stats.clone(), deadline, text, args.ef);
     let writers = (args.concurrency / 4).max(1);
     let per_writer = args.max_ids.div_ceil(writers);
     let mut tasks = Vec::new();
@@ -197,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let summary = serde_json::json!({
         "phase": phase,
-        "server": args.conn.server,
+        "server": args.server,
         "duration_s": (workload_secs * 10.0).round() / 10.0,
         "concurrency": args.concurrency,
         "writers": writers,

@@ -1,5 +1,6 @@
 //! Counters, latencies and failures of a soak run, the RSS/CSV sampler and the summary.
 
+use mmsearch::cli::connect::percentile;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,14 +100,6 @@ impl Stats {
     pub fn add(a: &AtomicU64, n: u64) {
         a.fetch_add(n, Ordering::Relaxed);
     }
-}
-
-/// The `p`-quantile (0..=1) of an ascending slice, nearest rank; 0 for an empty slice.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize]
 }
 
 fn round3(x: f64) -> f64 {

@@ -4,7 +4,7 @@
 use crate::model::{category, Expect, Model, Settled, CATEGORIES, SPACE};
 use crate::stats::Stats;
 use mmsearch::api::pb;
-use mmsearch::api::client::{AuthChannel, Connection};
+use mmsearch::cli::connect::AuthChannel;
 use pb::admin_service_client::AdminServiceClient;
 use pb::ingest_service_client::IngestServiceClient;
 use pb::search_service_client::SearchServiceClient;
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tonic::{Code, Request, Status};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_MESSAGE: usize = 64 << 20;
 /// Scores of identical vectors may differ by float rounding between the fresh layer and a
 /// generation; a tie within this is still "top-1".
 const SCORE_TIE: f32 = 1e-4;
@@ -35,13 +36,13 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(conn: &Connection, model: Arc<Model>, stats: Arc<Stats>, deadline: Instant, text: bool, ef: u32) -> Ctx {
+    pub fn new(channel: AuthChannel, model: Arc<Model>, stats: Arc<Stats>, deadline: Instant, text: bool, ef: u32) -> Ctx {
         Ctx {
             model,
             stats,
-            search: conn.search(),
-            ingest: conn.ingest(),
-            admin: conn.admin(),
+            search: SearchServiceClient::new(channel.clone()).max_encoding_message_size(MAX_MESSAGE).max_decoding_message_size(MAX_MESSAGE),
+            ingest: IngestServiceClient::new(channel.clone()).max_encoding_message_size(MAX_MESSAGE).max_decoding_message_size(MAX_MESSAGE),
+            admin: AdminServiceClient::new(channel),
             deadline,
             text,
             ef,

@@ -49,10 +49,18 @@ pub fn decode_wav(bytes: &[u8], max_seconds: f32) -> Result<Pcm> {
     }
     let ch = spec.channels as usize;
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader
-            .samples::<f32>()
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| EncodeError::InvalidInput(format!("corrupt WAV data: {e}")))?,
+        (hound::SampleFormat::Float, 32) => {
+            let raw: Vec<f32> = reader
+                .samples::<f32>()
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| EncodeError::InvalidInput(format!("corrupt WAV data: {e}")))?;
+            if raw.iter().any(|x| !x.is_finite()) {
+                return Err(EncodeError::InvalidInput("WAV contains NaN/inf samples".into()));
+            }
+            // Float PCM is nominally in [-1, 1]; clip like the reference's ffmpeg → s16 load.
+            // Unclipped, a 3e38 sample summed in the channel average and the resampler to ±inf.
+            raw.into_iter().map(|x| x.clamp(-1.0, 1.0)).collect()
+        }
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f64;
             reader
@@ -168,6 +176,44 @@ mod tests {
             .map(|i| (y[i] - (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 16_000.0).sin()).abs())
             .fold(0f32, f32::max);
         assert!(err < 0.01, "max err {err}");
+    }
+
+    fn float_wav(rate: u32, samples: &[f32]) -> Vec<u8> {
+        let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let mut buf = Cursor::new(Vec::new());
+        let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
+        for &s in samples {
+            w.write_sample(s).unwrap();
+        }
+        w.finalize().unwrap();
+        buf.into_inner()
+    }
+
+    #[test]
+    fn float_samples_are_clipped_and_stay_finite_through_resampling() {
+        let wav = float_wav(44_100, &[3e38, -3e38, 3e38, 0.5, 3e38, 3e38, 3e38, 3e38]);
+        let pcm = decode_wav(&wav, 30.0).unwrap();
+        assert_eq!(pcm.samples[..4], [1.0, -1.0, 1.0, 0.5]);
+        assert!(resample(&pcm.samples, pcm.sample_rate, 16_000).iter().all(|x| x.is_finite()));
+        let e = decode_wav(&float_wav(16_000, &[0.1, f32::INFINITY]), 30.0).unwrap_err();
+        assert!(matches!(e, EncodeError::InvalidInput(_)), "{e}");
+    }
+
+    #[test]
+    fn length_limit_is_read_from_the_header() {
+        // a data chunk claiming 1 GB at 16 kHz mono 16-bit (9 hours) with 4 bytes present:
+        // rejected as too long before any sample is read
+        let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let mut buf = Cursor::new(Vec::new());
+        let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
+        w.write_sample(0i16).unwrap();
+        w.write_sample(0i16).unwrap();
+        w.finalize().unwrap();
+        let mut wav = buf.into_inner();
+        let data = wav.windows(4).position(|w| w == b"data").unwrap();
+        wav[data + 4..data + 8].copy_from_slice(&(1u32 << 30).to_le_bytes());
+        let e = decode_wav(&wav, 30.0).unwrap_err();
+        assert!(matches!(e, EncodeError::TooLarge(_)), "{e}");
     }
 
     #[test]

@@ -1,0 +1,20 @@
+//! Connection helpers for the load and soak tools: a bearer-authenticated channel from an
+//! address and key, and the percentile the tools report with. The connection logic itself
+//! (TLS, API key) lives in [`crate::api::client`].
+
+use crate::api::client::ClientOptions;
+pub use crate::api::client::AuthChannel;
+
+/// A channel to `addr` whose calls carry `key`, if given.
+pub async fn auth_channel(addr: &str, key: Option<&str>) -> anyhow::Result<AuthChannel> {
+    let opts = ClientOptions { server: addr.to_string(), api_key: key.map(String::from), ..Default::default() };
+    Ok(opts.connect().await?.channel())
+}
+
+/// The `p`-quantile (0..=1) of an ascending slice, nearest rank; 0 for an empty slice.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize]
+}

@@ -1,0 +1,109 @@
+//! An embedded engine: the server's own collection, ingest and search code over a temporary
+//! data directory, without the gRPC layer. What is measured here is what a client of the server
+//! gets (same fusion, same batching, same index and filters), minus transport.
+
+use super::EvalError;
+use crate::collection::{Collection, RebuildPhase};
+use crate::config::Config;
+use crate::encode::Encoders;
+use crate::ingest::{IngestItem, Ingester};
+use crate::search::{FilterSpec, Query, SearchError, SearchRequest, SearchResult, Searcher};
+use std::sync::Arc;
+
+/// Items per `write_group` call: large enough that the batcher fills its batches.
+const GROUP: usize = 64;
+
+pub struct Engine {
+    searcher: Searcher,
+    ingester: Ingester,
+    collection: Arc<Collection>,
+    // Dropped last: RocksDB and the mmapped generation live in it.
+    _dir: tempfile::TempDir,
+}
+
+impl Engine {
+    /// A fresh, empty collection with `config` (its `data_dir` is replaced by a temporary one).
+    /// Must be called inside a tokio runtime.
+    pub async fn open(config: &Config, encoders: Arc<Encoders>) -> Result<Engine, EvalError> {
+        let dir = tempfile::Builder::new().prefix("mmsearch-eval-").tempdir().map_err(|e| EvalError::Io(e.to_string()))?;
+        let mut config = config.clone();
+        config.data_dir = dir.path().to_path_buf();
+        // In-process only: no port is opened, so there is nothing for API keys to guard.
+        config.auth.enabled = false;
+        config.validate().map_err(|e| EvalError::Engine(e.to_string()))?;
+        let collection = tokio::task::spawn_blocking(move || Collection::open(&config))
+            .await
+            .map_err(|e| EvalError::Engine(e.to_string()))?
+            .map_err(|e| EvalError::Engine(e.to_string()))?;
+        let ingester = Ingester::new(collection.clone(), Some(encoders.clone()), &collection.config().ingest.batch);
+        let searcher = Searcher::new(collection.clone(), Some(encoders));
+        Ok(Engine { searcher, ingester, collection, _dir: dir })
+    }
+
+    /// Ingests every item; any rejection is an error (the data sets are meant to be clean).
+    pub async fn ingest(&self, items: Vec<IngestItem>) -> Result<(), EvalError> {
+        let mut items = items;
+        while !items.is_empty() {
+            let rest = items.split_off(items.len().min(GROUP));
+            let group = std::mem::replace(&mut items, rest);
+            let out = self.ingester.write_group(group).await.map_err(|e| EvalError::Engine(e.to_string()))?;
+            if let Some(r) = out.rejected.first() {
+                return Err(EvalError::Engine(format!(
+                    "{} item(s) rejected, first {:?}: {}",
+                    out.rejected.len(),
+                    r.id,
+                    r.reason
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds everything into an HNSW generation (as the server's automatic or admin rebuild
+    /// does), so the searches go through the graph rather than the mutable layer's exact scan.
+    pub async fn rebuild(&self) -> Result<(), EvalError> {
+        let mut rx = self.collection.rebuild();
+        loop {
+            let p = rx.borrow_and_update().clone();
+            match p.phase {
+                RebuildPhase::Done => return Ok(()),
+                RebuildPhase::Failed => {
+                    return Err(EvalError::Engine(format!("rebuild failed: {}", p.error.unwrap_or_default())))
+                }
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                // Sender gone: the final state is whatever it last published.
+                let p = rx.borrow().clone();
+                return match p.phase {
+                    RebuildPhase::Done => Ok(()),
+                    _ => Err(EvalError::Engine(format!("rebuild ended in phase {}", p.phase.as_str()))),
+                };
+            }
+        }
+    }
+
+    pub async fn search(&self, query: Query, top_k: usize, space: Option<&str>, filter: FilterSpec) -> Result<SearchResult, SearchError> {
+        self.searcher
+            .search(SearchRequest {
+                query: Some(query),
+                top_k: top_k as u32,
+                offset: 0,
+                filter,
+                min_score: f32::NEG_INFINITY,
+                space: space.map(str::to_string),
+                ef: None,
+            })
+            .await
+    }
+
+    /// Ids of the hits, best first.
+    pub async fn ranked(&self, query: Query, top_k: usize) -> Result<Vec<String>, EvalError> {
+        let r = self.search(query, top_k, None, FilterSpec::default()).await.map_err(|e| EvalError::Search(e.to_string()))?;
+        Ok(r.hits.into_iter().map(|h| h.id).collect())
+    }
+
+    pub fn collection(&self) -> &Arc<Collection> {
+        &self.collection
+    }
+}
