@@ -160,7 +160,14 @@ impl Config {
         toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
     }
 
+    /// Everything a server checks before it starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_spaces()?;
+        self.validate_serving()
+    }
+
+    /// The vector spaces: what a data directory (or a snapshot of one) must agree with.
+    pub fn validate_spaces(&self) -> Result<(), ConfigError> {
         if self.spaces.is_empty() {
             return Err(ConfigError::Invalid("at least one [[spaces]] entry is required".into()));
         }
@@ -176,6 +183,10 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("space {} defined twice", s.name)));
             }
         }
+        Ok(())
+    }
+
+    fn validate_serving(&self) -> Result<(), ConfigError> {
         self.hnsw_params().validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.limits.max_top_k == 0 || self.limits.max_window < self.limits.max_top_k {
             return Err(ConfigError::Invalid("limits: need 0 < max_top_k <= max_window".into()));
