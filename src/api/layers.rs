@@ -59,10 +59,18 @@ pub async fn with_deadline<T>(
     cap: std::time::Duration,
     fut: impl std::future::Future<Output = Result<T, tonic::Status>>,
 ) -> Result<T, tonic::Status> {
-    let deadline = request_budget(metadata, cap);
-    match tokio::time::timeout(deadline, fut).await {
+    within(request_budget(metadata, cap), fut).await
+}
+
+/// Runs a handler under an already computed budget (see [`request_budget`]), for handlers
+/// that also pass the deadline further down.
+pub async fn within<T>(
+    budget: std::time::Duration,
+    fut: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    match tokio::time::timeout(budget, fut).await {
         Ok(r) => r,
-        Err(_) => Err(tonic::Status::deadline_exceeded(format!("deadline of {deadline:?} exceeded"))),
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!("deadline of {budget:?} exceeded"))),
     }
 }
 

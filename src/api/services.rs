@@ -1,7 +1,7 @@
 //! The three gRPC services. Handlers only convert, call the layer below, and map errors.
 
 use super::convert;
-use super::layers::{request_budget, with_deadline};
+use super::layers::{request_budget, with_deadline, within};
 use super::pb;
 use super::status;
 use crate::collection::{Collection, ModelRef, RebuildPhase};
@@ -24,8 +24,10 @@ impl pb::search_service_server::SearchService for SearchApi {
     async fn search(&self, request: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
         let (metadata, _, body) = request.into_parts();
         let req = convert::search_request(body);
-        let deadline = std::time::Instant::now() + request_budget(&metadata, self.deadline_cap);
-        with_deadline(&metadata, self.deadline_cap, async {
+        // One budget for both: the handler's timeout and the encoders' skip-if-late check.
+        let budget = request_budget(&metadata, self.deadline_cap);
+        let deadline = std::time::Instant::now() + budget;
+        within(budget, async {
             let result = self.searcher.search_until(req, Some(deadline)).await.map_err(status::from_search)?;
             Ok(Response::new(convert::search_response(result)))
         })

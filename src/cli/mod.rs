@@ -197,7 +197,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn keygen(args: KeygenArgs) {
     let key = crate::api::auth::generate_key();
-    let roles: Vec<String> = args.roles.iter().map(|r| format!("{r:?}", r = r.to_string())).collect();
+    // Debug of the role name gives the quoted TOML string.
+    let roles: Vec<String> = args.roles.iter().map(|r| format!("{:?}", r.to_string())).collect();
     println!("# API key for {} (give this to the client; it is not stored anywhere):", args.name);
     println!("# {key}");
     println!("# Server config entry:");
