@@ -1,5 +1,5 @@
-//! Connection helpers for the load and soak tools: a bearer-authenticated channel from an
-//! address and key, and the percentile the tools report with. The connection logic itself
+//! Helpers for the load, soak and scale tools: a bearer-authenticated channel from an
+//! address and key, the percentile they report with, and a process's memory. The connection logic itself
 //! (TLS, API key) lives in [`crate::api::client`].
 
 use crate::api::client::ClientOptions;
@@ -17,4 +17,13 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
         return 0.0;
     }
     sorted[((sorted.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize]
+}
+
+/// A memory line of /proc/<pid>/status in MiB: `VmRSS` (resident now) or `VmHWM` (peak
+/// resident since the process started). `None` where /proc is not available.
+pub fn proc_memory_mb(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    let kb: f64 = line.split_whitespace().next()?.parse().ok()?;
+    Some(kb / 1024.0)
 }

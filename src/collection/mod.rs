@@ -478,6 +478,12 @@ impl Collection {
         }
     }
 
+    /// The generation searches use now. For measuring the index on its own (benches); the
+    /// search path goes through [`Self::search`], which also covers the mutable layer.
+    pub fn base_generation(&self) -> Arc<Generation> {
+        self.state.read().base.clone()
+    }
+
     pub(crate) fn state(&self) -> &RwLock<State> {
         &self.state
     }

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod metrics;
 pub mod report;
 pub mod suites;
+pub mod synthetic;
 
 use crate::config::Config;
 use crate::encode::Encoders;

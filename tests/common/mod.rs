@@ -154,52 +154,7 @@ max_fresh = 1000000
     )
 }
 
-/// Deterministic clustered unit vectors: `clusters` gaussian blobs on the sphere.
-pub struct Clustered {
-    pub centres: Vec<Vec<f32>>,
-    state: u64,
-    pub dim: usize,
-}
-
-impl Clustered {
-    pub fn new(dim: usize, clusters: usize, seed: u64) -> Clustered {
-        let mut c = Clustered { centres: Vec::new(), state: seed.max(1), dim };
-        for _ in 0..clusters {
-            let v: Vec<f32> = (0..dim).map(|_| c.gauss()).collect();
-            c.centres.push(normalise(v));
-        }
-        c
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        // xorshift64*: deterministic and dependency-free.
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545F4914F6CDD1D)
-    }
-
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    pub fn gauss(&mut self) -> f32 {
-        let u1 = self.uniform().max(1e-7);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
-    }
-
-    pub fn sample(&mut self, cluster: usize, spread: f32) -> Vec<f32> {
-        let c = self.centres[cluster % self.centres.len()].clone();
-        let v: Vec<f32> = c.iter().map(|x| x + spread * self.gauss()).collect();
-        normalise(v)
-    }
-}
-
-pub fn normalise(v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.into_iter().map(|x| x / n).collect()
-}
+pub use mmsearch::eval::synthetic::{normalise, Clustered};
 
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

@@ -108,10 +108,7 @@ fn round3(x: f64) -> f64 {
 
 /// Resident memory of a process in MiB, from /proc/<pid>/status.
 pub fn rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    mmsearch::cli::connect::proc_memory_mb(pid, "VmRSS")
 }
 
 /// The only running `mmsearch serve` process, if there is exactly one.
