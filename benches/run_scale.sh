@@ -2,7 +2,8 @@
 # Scale run (issue #5 §3): a fresh server takes N synthetic clustered items (default
 # 1,000,000 x 384-d, cosine) over streaming Upsert, builds one generation, then is measured:
 # bytes per item on disk and in memory, rebuild time, cold start (page cache dropped and warm),
-# and the same queries through the index, the collection, the in-process pipeline and gRPC.
+# the same queries through the index, the collection, the in-process pipeline and gRPC, and
+# closed-loop vector load at concurrency 1, 8, 32, 128.
 #
 #   benches/run_scale.sh                   # N=1000000
 #   N=20000 benches/run_scale.sh           # a quick check of the whole path
@@ -21,12 +22,12 @@ STREAMS=${STREAMS:-2}
 WORK=${SCALE_WORK:-$HOME/.cache/mmsearch/scale/n$N}
 DATA=$WORK/data
 OUT=$WORK/results.jsonl
-LISTEN=127.0.0.1:50898
+LISTEN=127.0.0.1:29898   # below the ephemeral port range (see mmsearch-scale measure --listen)
 GEN=(--n "$N" --dim "$DIM" --clusters "$CLUSTERS")
 
 # Dev profile with the workspace crates at opt-level 3 (dependencies already are, via
 # [profile.dev.package."*"]): reuses the warm RocksDB build; a release build recompiles it.
-CARGO_ARGS=(build --bin mmsearch --bin mmsearch-scale
+CARGO_ARGS=(build --bin mmsearch --bin mmsearch-scale --bin mmsearch-load
   --config 'profile.dev.package.mmsearch.opt-level=3'
   --config 'profile.dev.package.mmsearch.debug-assertions=false'
   --config 'profile.dev.package.mmsearch.overflow-checks=false'
@@ -86,4 +87,15 @@ machine | tee -a "$OUT"
   "${GEN[@]}" "${drop[@]}" --server-log "$WORK/measure-server.log" | tee -a "$OUT"
 "$BIN/mmsearch-scale" measure --config "$CONFIG" --data-dir "$DATA" --server-bin "$BIN/mmsearch" --listen "$LISTEN" \
   "${GEN[@]}" --skip-direct --server-log "$WORK/measure-server-warm.log" | tee -a "$OUT"
+# Closed-loop vector queries at rising concurrency against the whole index.
+"$BIN/mmsearch" serve --config "$CONFIG" --data-dir "$DATA" --listen "$LISTEN" --no-models --insecure-no-auth \
+  > "$WORK/load-server.log" 2>&1 &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 6000); do grep -q "listening on" "$WORK/load-server.log" && break; sleep 0.1; done
+"$BIN/mmsearch-load" --server "http://$LISTEN" --kind vector --dim "$DIM" --concurrency 1,8,32,128 --seconds 10 \
+  | sed 's/^{/{"measure":"load",/' | tee -a "$OUT"
+printf '{"measure":"load_server","vmrss_mb":%s,"rss_anon_mb":%s,"rss_file_mb":%s}\n' $(awk '/^(VmRSS|RssAnon|RssFile):/ {printf "%s ", $2/1024}' /proc/$SERVER/status) | tee -a "$OUT"
+kill -TERM $SERVER; wait $SERVER || true
+trap - EXIT
 machine | tee -a "$OUT"

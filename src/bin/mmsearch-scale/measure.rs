@@ -33,7 +33,10 @@ pub struct MeasureArgs {
     /// The `mmsearch` binary to cold-start.
     #[arg(long)]
     server_bin: PathBuf,
-    #[arg(long, default_value = "127.0.0.1:50899")]
+    /// Keep it below the kernel's ephemeral range (32768+ on Linux): a client that keeps
+    /// connecting to a port nobody listens on yet can be handed that very port as its own
+    /// source port, connect to itself and then hold the port the server wants to bind.
+    #[arg(long, default_value = "127.0.0.1:29899")]
     listen: String,
     #[command(flatten)]
     catalogue: Catalogue,
@@ -81,8 +84,27 @@ fn request(space: &str, values: &[f32], top_k: usize, ef: usize) -> pb::SearchRe
     }
 }
 
-fn ids(r: &pb::SearchResponse) -> Vec<String> {
-    r.hits.iter().map(|h| h.id.clone()).collect()
+/// What a response says: its ids, and the server-side stage times (search includes the hop to
+/// the blocking pool, hydrate the RocksDB reads) that split latency into engine and transport.
+struct Answer {
+    ids: Vec<String>,
+    search_us: u64,
+    hydrate_us: u64,
+}
+
+fn answer(r: &pb::SearchResponse) -> Answer {
+    let timing = r.timing.clone().unwrap_or_default();
+    Answer { ids: r.hits.iter().map(|h| h.id.clone()).collect(), search_us: timing.search_us, hydrate_us: timing.hydrate_us }
+}
+
+/// Median server-side stage times of a pass, in milliseconds.
+fn stages(answers: &[Answer]) -> serde_json::Value {
+    let median = |f: &dyn Fn(&Answer) -> u64| {
+        let mut v: Vec<f64> = answers.iter().map(|a| f(a) as f64 / 1e3).collect();
+        v.sort_by(f64::total_cmp);
+        mmsearch::cli::connect::percentile(&v, 0.5)
+    };
+    serde_json::json!({ "search_p50_ms": median(&|a| a.search_us), "hydrate_p50_ms": median(&|a| a.hydrate_us) })
 }
 
 /// Times `f` over every query after a warm-up pass; returns the summary and f's outputs.
@@ -153,17 +175,19 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
             let searcher = &searcher;
             async move {
                 let result = searcher.search(req).await.map_err(|e| anyhow::anyhow!("search: {e}"))?;
-                anyhow::Ok(ids(&convert::search_response(result)))
+                anyhow::Ok(answer(&convert::search_response(result)))
             }
         })
         .await?;
         pipeline_p50 = pipeline["p50_ms"].as_f64();
-        pipeline_ids = Some(responses);
+        let pipeline_stages = stages(&responses);
+        pipeline_ids = Some(responses.into_iter().map(|a| a.ids).collect::<Vec<_>>());
         print(serde_json::json!({
             "measure": "direct", "open_seconds": open_s, "rss_mb_after_open": rss_open,
             "rss_mb_after_queries": proc_memory_mb(std::process::id(), "VmRSS"),
+            "rss_anon_mb_after_queries": proc_memory_mb(std::process::id(), "RssAnon"),
             "vectors": segment.len(), "ef": ef, "top_k": k,
-            "index": index, "collection": coll, "pipeline": pipeline,
+            "index": index, "collection": coll, "pipeline": pipeline, "pipeline_stages": pipeline_stages,
         }));
         drop(searcher);
         drop(generation);
@@ -178,19 +202,42 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
     } else {
         "warm"
     };
-    let log = std::fs::File::create(&args.server_log)?;
+    let mut log = std::fs::File::create(&args.server_log)?;
     let spawned = Instant::now();
-    let child = Command::new(&args.server_bin)
+    let mut child = Command::new(&args.server_bin)
         .arg("serve")
         .arg("--config")
         .arg(&args.config)
         .arg("--data-dir")
         .arg(&args.data_dir)
         .args(["--listen", &args.listen, "--no-models", "--insecure-no-auth"])
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log.try_clone()?))
         .spawn()?;
+    // Connect only once the server says it listens: polling a closed port is what invites the
+    // self-connection described at `listen`. The line is printed right after the bind.
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no server stdout"))?;
+    let (listening_tx, listening_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let mut tx = Some(listening_tx);
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = writeln!(log, "{line}");
+            if line.contains("listening on") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Instant::now());
+                }
+            }
+        }
+    });
     let mut server = ServerGuard(child);
+    let listening_at = tokio::select! {
+        at = listening_rx => at.ok(),
+        _ = tokio::time::sleep(Duration::from_secs(args.start_timeout)) => None,
+    };
+    let Some(listening_at) = listening_at else {
+        anyhow::bail!("server did not start listening; see {}", args.server_log.display());
+    };
     let pid = server.0.id();
     let opts = ClientOptions { server: format!("http://{}", args.listen), ..Default::default() };
     let first_req = request(&c.space, &raw[0], k, ef);
@@ -212,6 +259,9 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
     };
     let first_answer_s = spawned.elapsed().as_secs_f64();
     let rss_first = proc_memory_mb(pid, "VmRSS");
+    // Anonymous = heap (graph, catalogue, caches); file = mapped generation pages, which the
+    // kernel can drop and re-read under memory pressure.
+    let (anon_first, file_first) = (proc_memory_mb(pid, "RssAnon"), proc_memory_mb(pid, "RssFile"));
     // The next queries one by one: how long the cold tail lasts.
     let mut following = Vec::new();
     for q in raw.iter().skip(1).take(20) {
@@ -222,19 +272,24 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
     let (grpc, responses) = timed(&raw, args.warmup, |q| {
         let mut client = client.clone();
         let req = request(&c.space, q, k, ef);
-        async move { anyhow::Ok(ids(&client.search(req).await?.into_inner())) }
+        async move { anyhow::Ok(answer(&client.search(req).await?.into_inner())) }
     })
     .await?;
     print(serde_json::json!({
         "measure": "cold_start", "page_cache": page_cache, "first_answer_seconds": first_answer_s,
+        "listening_seconds": (listening_at - spawned).as_secs_f64(),
         "first_query_ms": first_ms, "connect_attempts_before": attempts, "next_20_queries_ms": following,
-        "server_rss_mb_at_first_answer": rss_first,
+        "server_rss_mb_at_first_answer": rss_first, "server_rss_anon_mb_at_first_answer": anon_first,
+        "server_rss_file_mb_at_first_answer": file_first,
     }));
-    let same = pipeline_ids.as_ref().map(|p| p.iter().zip(&responses).filter(|(a, b)| a == b).count() as f64 / responses.len() as f64);
+    let same = pipeline_ids
+        .as_ref()
+        .map(|p| p.iter().zip(&responses).filter(|(a, b)| **a == b.ids).count() as f64 / responses.len() as f64);
     let grpc_p50 = grpc["p50_ms"].as_f64();
     print(serde_json::json!({
-        "measure": "grpc", "ef": ef, "top_k": k, "grpc": grpc,
+        "measure": "grpc", "ef": ef, "top_k": k, "grpc": grpc, "server_stages": stages(&responses),
         "server_rss_mb_steady": proc_memory_mb(pid, "VmRSS"), "server_vmhwm_mb": proc_memory_mb(pid, "VmHWM"),
+        "server_rss_anon_mb_steady": proc_memory_mb(pid, "RssAnon"), "server_rss_file_mb_steady": proc_memory_mb(pid, "RssFile"),
         "same_results_as_in_process": same,
         "grpc_over_pipeline_p50": match (grpc_p50, pipeline_p50) { (Some(g), Some(p)) if p > 0.0 => Some(g / p), _ => None },
     }));
