@@ -154,6 +154,8 @@ max_fresh = 1000000
     )
 }
 
+// Not every test binary uses both.
+#[allow(unused_imports)]
 pub use mmsearch::eval::synthetic::{normalise, Clustered};
 
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# End-to-end gRPC load (issue #5 §3): a fresh server with the default models serving the Vendure
+# demo catalogue (54 products with photos), then `mmsearch-load` for vector, text, image and
+# voice queries at concurrency 1, 8, 32, 128 (closed loop, CELL_SECONDS per cell).
+#
+#   benches/run_load.sh            # needs models/setup.sh and deploy/demo/fetch_vendure.py done
+#                                  # (deploy/demo.sh does both)
+# Env: CELL_SECONDS (default 5; voice gets 2x), LOAD_WORK (default ~/.cache/mmsearch/loadbench).
+# Results: one JSON line per cell in $LOAD_WORK/results.jsonl (also on stdout).
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/mmsearch-target}
+CELL=${CELL_SECONDS:-5}
+WORK=${LOAD_WORK:-$HOME/.cache/mmsearch/loadbench}
+DEMO=${MMSEARCH_DEMO:-$HOME/.cache/mmsearch/demo}
+PHOTO=$DEMO/vendure-create-3.7.3/package/assets/images/florian-klauer-14840-unsplash.jpg
+LISTEN=127.0.0.1:29897   # below the ephemeral port range
+OUT=$WORK/results.jsonl
+
+# Same build as benches/run_scale.sh: dev profile, workspace crates at opt-level 3.
+cargo build --bin mmsearch --bin mmsearch-load \
+  --config 'profile.dev.package.mmsearch.opt-level=3' \
+  --config 'profile.dev.package.mmsearch.debug-assertions=false' \
+  --config 'profile.dev.package.mmsearch.overflow-checks=false' \
+  --config 'profile.dev.package.mmsearch-index.opt-level=3' \
+  --config 'profile.dev.package.mmsearch-index.debug-assertions=false' \
+  --config 'profile.dev.package.mmsearch-index.overflow-checks=false'
+BIN=$CARGO_TARGET_DIR/debug
+[ -f "$DEMO/catalog.jsonl" ] || python3 deploy/demo/fetch_vendure.py
+rm -rf "$WORK/data"
+mkdir -p "$WORK"
+espeak-ng -w "$WORK/query.wav" "wireless mouse"
+
+"$BIN/mmsearch" serve --data-dir "$WORK/data" --listen "$LISTEN" --insecure-no-auth > "$WORK/serve.out" 2> "$WORK/serve.log" &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 1200); do grep -q "listening on" "$WORK/serve.out" && break; sleep 0.1; done
+"$BIN/mmsearch" ingest --server "http://$LISTEN" "$DEMO/catalog.jsonl" > /dev/null
+
+printf '{"measure":"machine","date":"%s","nproc":%s,"cpu":"%s","commit":"%s","load":"%s"}\n' \
+  "$(date -u +%FT%TZ)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
+  "$(git rev-parse --short HEAD)" "$(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT"
+run() {  # kind, seconds, extra args...
+  local kind=$1 secs=$2; shift 2
+  "$BIN/mmsearch-load" --server "http://$LISTEN" --kind "$kind" --concurrency 1,8,32,128 --seconds "$secs" "$@" \
+    | sed 's/^{/{"measure":"load",/' | tee -a "$OUT"
+}
+run vector "$CELL"
+run text "$CELL"
+run image "$CELL" --file "$PHOTO"
+run voice "$((CELL * 2))" --file "$WORK/query.wav"
+printf '{"measure":"machine_end","load":"%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT"
