@@ -17,29 +17,18 @@ PHOTO=$DEMO/vendure-create-3.7.3/package/assets/images/florian-klauer-14840-unsp
 LISTEN=127.0.0.1:29897   # below the ephemeral port range
 OUT=$WORK/results.jsonl
 
-# Same build as benches/run_scale.sh: dev profile, workspace crates at opt-level 3.
-cargo build --bin mmsearch --bin mmsearch-load \
-  --config 'profile.dev.package.mmsearch.opt-level=3' \
-  --config 'profile.dev.package.mmsearch.debug-assertions=false' \
-  --config 'profile.dev.package.mmsearch.overflow-checks=false' \
-  --config 'profile.dev.package.mmsearch-index.opt-level=3' \
-  --config 'profile.dev.package.mmsearch-index.debug-assertions=false' \
-  --config 'profile.dev.package.mmsearch-index.overflow-checks=false'
+source benches/lib.sh
+cargo "${OPT3_BUILD[@]}" --bin mmsearch --bin mmsearch-load
 BIN=$CARGO_TARGET_DIR/debug
 [ -f "$DEMO/catalog.jsonl" ] || python3 deploy/demo/fetch_vendure.py
 rm -rf "$WORK/data"
 mkdir -p "$WORK"
 espeak-ng -w "$WORK/query.wav" "wireless mouse"
 
-"$BIN/mmsearch" serve --data-dir "$WORK/data" --listen "$LISTEN" --insecure-no-auth > "$WORK/serve.out" 2> "$WORK/serve.log" &
-SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 1200); do grep -q "listening on" "$WORK/serve.out" && break; sleep 0.1; done
+start_server "$WORK/serve.out" "$WORK/serve.log" --data-dir "$WORK/data" --listen "$LISTEN" --insecure-no-auth
 "$BIN/mmsearch" ingest --server "http://$LISTEN" "$DEMO/catalog.jsonl" > /dev/null
 
-printf '{"measure":"machine","date":"%s","nproc":%s,"cpu":"%s","commit":"%s","load":"%s"}\n' \
-  "$(date -u +%FT%TZ)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
-  "$(git rev-parse --short HEAD)" "$(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT"
+machine | tee "$OUT"
 run() {  # kind, seconds, extra args...
   local kind=$1 secs=$2; shift 2
   "$BIN/mmsearch-load" --server "http://$LISTEN" --kind "$kind" --concurrency 1,8,32,128 --seconds "$secs" "$@" \

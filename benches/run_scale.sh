@@ -25,16 +25,8 @@ OUT=$WORK/results.jsonl
 LISTEN=127.0.0.1:29898   # below the ephemeral port range (see mmsearch-scale measure --listen)
 GEN=(--n "$N" --dim "$DIM" --clusters "$CLUSTERS")
 
-# Dev profile with the workspace crates at opt-level 3 (dependencies already are, via
-# [profile.dev.package."*"]): reuses the warm RocksDB build; a release build recompiles it.
-CARGO_ARGS=(build --bin mmsearch --bin mmsearch-scale --bin mmsearch-load
-  --config 'profile.dev.package.mmsearch.opt-level=3'
-  --config 'profile.dev.package.mmsearch.debug-assertions=false'
-  --config 'profile.dev.package.mmsearch.overflow-checks=false'
-  --config 'profile.dev.package.mmsearch-index.opt-level=3'
-  --config 'profile.dev.package.mmsearch-index.debug-assertions=false'
-  --config 'profile.dev.package.mmsearch-index.overflow-checks=false')
-cargo "${CARGO_ARGS[@]}"
+source benches/lib.sh
+cargo "${OPT3_BUILD[@]}" --bin mmsearch --bin mmsearch-scale --bin mmsearch-load
 BIN=$CARGO_TARGET_DIR/debug
 mkdir -p "$WORK"
 CONFIG=$WORK/mmsearch.toml
@@ -53,27 +45,16 @@ max_fresh = $((N + 1))
 TOML
 
 log() { echo "$*" | tee -a "$OUT"; }
-machine() {
-  printf '{"measure":"machine","date":"%s","nproc":%s,"cpu":"%s","mem_total_kb":%s,"rustc":"%s","commit":"%s","load":"%s"}\n' \
-    "$(date -u +%FT%TZ)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
-    "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" "$(rustc --version)" "$(git rev-parse --short HEAD)" \
-    "$(cut -d' ' -f1-3 /proc/loadavg)"
-}
 du_bytes() { du -sb "$1" 2>/dev/null | cut -f1; }
 
 if [ -z "${KEEP_DATA:-}" ]; then
   rm -rf "$DATA"
   : > "$OUT"
   machine | tee -a "$OUT"
-  "$BIN/mmsearch" serve --config "$CONFIG" --data-dir "$DATA" --listen "$LISTEN" --no-models --insecure-no-auth \
-    > "$WORK/serve.log" 2>&1 &
-  SERVER=$!
-  trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-  for _ in $(seq 1 600); do grep -q "listening on" "$WORK/serve.log" && break; sleep 0.1; done
+  start_server "$WORK/serve.out" "$WORK/serve.log" --config "$CONFIG" --data-dir "$DATA" --listen "$LISTEN" --no-models --insecure-no-auth
   "$BIN/mmsearch-scale" ingest --server "http://$LISTEN" "${GEN[@]}" --streams "$STREAMS" | tee -a "$OUT"
   "$BIN/mmsearch-scale" rebuild --server "http://$LISTEN" --pid "$SERVER" | tee -a "$OUT"
-  kill -TERM $SERVER; wait $SERVER || true
-  trap - EXIT
+  stop_server
   gen_dir=$(ls -d "$DATA"/index/gen-* | tail -1)
   log "$(printf '{"measure":"disk","items":%s,"data_dir_bytes":%s,"store_bytes":%s,"generation_bytes":%s,"generation":"%s","files":"%s"}' \
     "$N" "$(du_bytes "$DATA")" "$(du_bytes "$DATA/store")" "$(du_bytes "$gen_dir")" "$(basename "$gen_dir")" \
@@ -88,14 +69,9 @@ machine | tee -a "$OUT"
 "$BIN/mmsearch-scale" measure --config "$CONFIG" --data-dir "$DATA" --server-bin "$BIN/mmsearch" --listen "$LISTEN" \
   "${GEN[@]}" --skip-direct --server-log "$WORK/measure-server-warm.log" | tee -a "$OUT"
 # Closed-loop vector queries at rising concurrency against the whole index.
-"$BIN/mmsearch" serve --config "$CONFIG" --data-dir "$DATA" --listen "$LISTEN" --no-models --insecure-no-auth \
-  > "$WORK/load-server.log" 2>&1 &
-SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 6000); do grep -q "listening on" "$WORK/load-server.log" && break; sleep 0.1; done
+start_server "$WORK/load-server.out" "$WORK/load-server.log" --config "$CONFIG" --data-dir "$DATA" --listen "$LISTEN" --no-models --insecure-no-auth
 "$BIN/mmsearch-load" --server "http://$LISTEN" --kind vector --dim "$DIM" --concurrency 1,8,32,128 --seconds 10 \
   | sed 's/^{/{"measure":"load",/' | tee -a "$OUT"
 printf '{"measure":"load_server","vmrss_mb":%s,"rss_anon_mb":%s,"rss_file_mb":%s}\n' $(awk '/^(VmRSS|RssAnon|RssFile):/ {printf "%s ", $2/1024}' /proc/$SERVER/status) | tee -a "$OUT"
-kill -TERM $SERVER; wait $SERVER || true
-trap - EXIT
+stop_server
 machine | tee -a "$OUT"

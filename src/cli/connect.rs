@@ -19,11 +19,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize]
 }
 
-/// A memory line of /proc/<pid>/status in MiB: `VmRSS` (resident now) or `VmHWM` (peak
-/// resident since the process started). `None` where /proc is not available.
+/// A memory line of /proc/<pid>/status (see [`crate::telemetry::proc_memory_bytes`]) in MiB.
 pub fn proc_memory_mb(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
-    let kb: f64 = line.split_whitespace().next()?.parse().ok()?;
-    Some(kb / 1024.0)
+    crate::telemetry::proc_memory_bytes(&pid.to_string(), field).map(|b| b as f64 / (1024.0 * 1024.0))
 }

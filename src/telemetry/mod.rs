@@ -162,12 +162,17 @@ pub fn render() -> String {
 
 /// Resident set size of this process, from /proc (0 where /proc is unavailable).
 pub fn rss_bytes() -> u64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return 0 };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    proc_memory_bytes("self", "VmRSS").unwrap_or(0)
+}
+
+/// A memory line of /proc/<pid>/status in bytes: `VmRSS` (resident now), `VmHWM` (peak
+/// resident), `RssAnon` (heap), `RssFile` (mapped files); `pid` may be "self".
+/// `None` where /proc is unavailable or the process is gone.
+pub fn proc_memory_bytes(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let value = status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    let kib: u64 = value.split_whitespace().next()?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(test)]

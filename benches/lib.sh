@@ -1,0 +1,41 @@
+# Shared by benches/run_scale.sh and benches/run_load.sh (source it; it defines, runs nothing).
+
+# Dev profile with the workspace crates at opt-level 3 (dependencies already are, via
+# [profile.dev.package."*"]): reuses the warm RocksDB build; a release build recompiles it.
+OPT3_BUILD=(build
+  --config 'profile.dev.package.mmsearch.opt-level=3'
+  --config 'profile.dev.package.mmsearch.debug-assertions=false'
+  --config 'profile.dev.package.mmsearch.overflow-checks=false'
+  --config 'profile.dev.package.mmsearch-index.opt-level=3'
+  --config 'profile.dev.package.mmsearch-index.debug-assertions=false'
+  --config 'profile.dev.package.mmsearch-index.overflow-checks=false')
+
+# One JSON line describing the machine and its load right now.
+machine() {
+  printf '{"measure":"machine","date":"%s","nproc":%s,"cpu":"%s","mem_total_kb":%s,"rustc":"%s","commit":"%s","load":"%s"}\n' \
+    "$(date -u +%FT%TZ)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" \
+    "$(awk '/MemTotal/ {print $2}' /proc/meminfo)" "$(rustc --version)" "$(git rev-parse --short HEAD)" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# start_server STDOUT_FILE STDERR_FILE ARGS...: `mmsearch serve ARGS` in the background; sets
+# SERVER, stops it on exit, returns once it prints its "listening on" line (10 min at most).
+start_server() {
+  local out=$1 err=$2; shift 2
+  "$BIN/mmsearch" serve "$@" > "$out" 2> "$err" &
+  SERVER=$!
+  trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+  for _ in $(seq 1 6000); do
+    grep -q "listening on" "$out" && return 0
+    kill -0 "$SERVER" 2>/dev/null || { echo "server exited; see $err" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "server did not start listening; see $err" >&2
+  return 1
+}
+
+# stop_server: SIGTERM, wait for the clean exit.
+stop_server() {
+  kill -TERM "$SERVER"; wait "$SERVER" || true
+  trap - EXIT
+}
