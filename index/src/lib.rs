@@ -5,6 +5,9 @@
 //! - [`vectors`]: a generation's vectors sorted by id, mmapped, for lookups and exact scans.
 //! - [`generation`]: immutable on-disk snapshots published by an atomic rename.
 //! - [`flat`]: the mutable layer for writes newer than the current generation.
+//! - [`plan`](mod@plan): the query planner. [`plan()`](fn@plan) turns k, the requested `ef` and the filter's
+//!   estimated cardinality into ordered steps (graph, widened graph, exact scan); every `ef`
+//!   rule and every exact-vs-graph decision lives there.
 //!
 //! Ids are `u64` write sequence numbers assigned by the caller, unique per stored version,
 //! which is what hnsw_rs needs (it has no delete and its mmap reload looks vectors up by id).
@@ -14,6 +17,7 @@ pub mod flat;
 pub mod generation;
 pub mod graph;
 pub mod metric;
+pub mod plan;
 pub mod topk;
 pub mod vectors;
 
@@ -22,5 +26,6 @@ pub use flat::FlatLayer;
 pub use generation::{BaseSegment, Generation, GenerationWriter, SpaceSpec};
 pub use graph::{HnswGraph, HnswParams};
 pub use metric::Metric;
+pub use plan::{plan, Matching, Path, Plan, PlanInput, PlannerConfig, Step};
 pub use topk::{Scored, TopK};
 pub use vectors::VectorFile;
