@@ -73,7 +73,7 @@ impl BaseSegment {
         self.vectors.is_empty()
     }
 
-    /// Graph search, or an exact scan when the segment is too small to have a graph.
+    /// Graph search (`ef` ≥ k), or an exact scan when the segment is too small to have a graph.
     pub fn search(&self, query: &[f32], k: usize, ef: usize, accept: &dyn Fn(u64) -> bool) -> Vec<Scored> {
         match &self.graph {
             Some(g) => g.search(query, k, ef, accept),

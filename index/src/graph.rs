@@ -6,7 +6,8 @@
 //!   higher helps high-dimensional or hard data at the cost of memory and build time. ≤ 256.
 //! - `ef_construction`: beam width while inserting. Higher builds a better graph, slower.
 //! - `ef` (search time, per query): beam width in layer 0; recall rises with it, speed falls.
-//!   Always at least k.
+//!   Chosen by the planner ([`crate::plan::PlannerConfig::ef`]), which keeps it at least k;
+//!   this module takes it as given.
 
 use crate::error::{IndexError, Result};
 use crate::metric::Metric;
@@ -169,11 +170,14 @@ impl HnswGraph {
     /// nothing is deleted, it expands every remaining candidate, several times the work at equal
     /// ef (see BENCHMARKS.md, "ANN index vs hnswlib and faiss"). The beam holds the ef nearest
     /// points found, so the accepted ones among them are the nearest accepted ones found.
+    ///
+    /// `ef` must be at least k (the planner's rule). This strategy is internal to one graph;
+    /// whether to widen the beam or give up on the graph is the planner's decision.
     pub fn search(&self, query: &[f32], k: usize, ef: usize, accept: &dyn Fn(u64) -> bool) -> Vec<Scored> {
         if k == 0 || self.len == 0 {
             return Vec::new();
         }
-        let ef = ef.max(k);
+        debug_assert!(ef >= k, "ef {ef} below k {k}: the planner keeps ef >= k");
         let beam = match &*self.graph {
             AnyHnsw::Dot(h) => h.search_filter(query, ef, ef, None),
             AnyHnsw::L2(h) => h.search_filter(query, ef, ef, None),
