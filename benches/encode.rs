@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use mmsearch::encode::{EncodeConfig, Encoders};
-use mmsearch::fuse::{encode_and_fuse, FusionConfig, ItemContent};
+use mmsearch::fusion::{fuse_item, FusionConfig, ItemEvidence};
 
 const QUERY: &str = "red running shoes";
 
@@ -235,7 +235,51 @@ fn main() {
     let n = items.len();
     b.run("ingest_titles", n, 1, 5, || enc.embed_texts(&titles).expect("texts"));
     b.run("ingest_photos", n, 1, 5, || enc.embed_images(&imgs).expect("images"));
-    let contents: Vec<ItemContent> = (0..n).map(|i| ItemContent { title: titles[i], images: vec![imgs[i]], ..Default::default() }).collect();
+    // The ingest path's compute: one batched call per tower, then `fusion::fuse_item` per item
+    // (what the Python reference's "fused" case does).
     let fc = FusionConfig::default();
-    b.run("ingest_fused", n, 1, 5, || encode_and_fuse(&enc, &fc, &contents).expect("fuse"));
+    b.run("ingest_fused", n, 1, 5, || {
+        let t = enc.embed_texts(&titles).expect("texts");
+        let p = enc.embed_images(&imgs).expect("images");
+        let fused: Vec<_> = t
+            .iter()
+            .zip(&p)
+            .map(|(t, p)| {
+                let ev = ItemEvidence {
+                    text: Some(t),
+                    photo_text_space: vec![&p.shared],
+                    photo_visual: p.visual.as_deref().into_iter().collect(),
+                };
+                fuse_item(&ev, fc.weights())
+            })
+            .collect();
+        fused
+    });
+    // The whole server-side ingest path, in process: the engine's ingester (validation, the
+    // dynamic batcher, fusion, one WAL-synced group write) on a temporary data directory.
+    ingest_engine(&b, enc, &items);
+}
+
+fn ingest_engine(b: &Bench, enc: Encoders, items: &[(String, String, Vec<u8>)]) {
+    use mmsearch::engine::{Engine, EngineConfig};
+    use mmsearch::model::{Item, NewItem};
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = EngineConfig { data_dir: dir.path().to_path_buf(), ..Default::default() };
+    let engine = rt.block_on(Engine::open(config, Some(std::sync::Arc::new(enc)))).expect("engine");
+    let group = || -> Vec<NewItem> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, (title, _, photo))| NewItem {
+                item: Item { id: format!("bench-{i}"), title: title.clone(), ..Default::default() },
+                images: vec![photo.clone()],
+                vectors: Vec::new(),
+            })
+            .collect()
+    };
+    b.run("ingest_engine", items.len(), 1, 5, || {
+        let out = rt.block_on(engine.ingester().write_group(group())).expect("write");
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected.first());
+    });
 }

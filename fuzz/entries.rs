@@ -7,15 +7,17 @@
 
 use std::sync::OnceLock;
 
-use mmsearch::api::{convert, pb};
 use mmsearch::cli::catalog;
-use mmsearch::config::{Config, Limits};
+use mmsearch::engine::EngineConfig;
+use mmsearch::fusion::FusionConfig;
+use mmsearch::pb;
+use mmsearch::pipeline::QueryLimits;
+use mmsearch::server::convert;
 use mmsearch::encode::audio::mel::MelFrontEnd;
 use mmsearch::encode::audio::wav;
 use mmsearch::encode::image::{self, PreprocessConfig, ResizeMode};
 use mmsearch::encode::EncodeError;
-use mmsearch::ingest;
-use mmsearch::search::{self, Query};
+use mmsearch::pipeline::{ingest, search, Query};
 use mmsearch_index::{Metric, SpaceSpec};
 use prost::Message;
 
@@ -95,7 +97,7 @@ pub fn audio(data: &[u8]) {
 pub fn specs() -> &'static [SpaceSpec] {
     static SPECS: OnceLock<Vec<SpaceSpec>> = OnceLock::new();
     SPECS.get_or_init(|| {
-        let mut s = Config::default().space_specs();
+        let mut s = EngineConfig::default().collection().spaces;
         s.push(SpaceSpec { name: "c4".into(), dim: 4, metric: Metric::Cosine });
         s.push(SpaceSpec { name: "l4".into(), dim: 4, metric: Metric::L2 });
         s
@@ -115,8 +117,8 @@ fn check_prepared(space: &str, v: &[f32]) {
 /// An item as `ingest` sees it after the wire conversion: validation, and every vector it
 /// accepts must prepare cleanly into its space.
 fn ingest_item(item: pb::Item) {
-    let it = convert::ingest_item(item);
-    if ingest::validate_item(&it, specs()).is_ok() {
+    let it = convert::new_item(item);
+    if ingest::validate_item(&it, specs(), &FusionConfig::default()).is_ok() {
         for (space, values) in &it.vectors {
             let spec = specs().iter().find(|s| s.name == *space).expect("validated space exists");
             let v = spec.metric.prepare(spec.dim, values).expect("validated vector prepares");
@@ -142,8 +144,8 @@ pub fn catalog_line(data: &[u8]) {
 /// Arbitrary bytes decoded (prost) as a `SearchRequest` and as an `UpsertRequest`, converted to
 /// the domain types and validated exactly as the services do before any encoder or index work.
 pub fn request(data: &[u8]) {
-    static LIMITS: OnceLock<Limits> = OnceLock::new();
-    let limits = LIMITS.get_or_init(Limits::default);
+    static LIMITS: OnceLock<QueryLimits> = OnceLock::new();
+    let limits = LIMITS.get_or_init(QueryLimits::default);
     if let Ok(r) = pb::SearchRequest::decode(data) {
         let req = convert::search_request(r);
         if search::validate_request(&req, limits).is_ok() {
@@ -156,6 +158,7 @@ pub fn request(data: &[u8]) {
             assert!(req.ef.map_or(0, u64::from) <= 1 << 20, "accepted ef {:?}", req.ef);
             match &req.query {
                 Some(Query::Vector { space, values }) => {
+                    let space = if space.is_empty() { "shared" } else { space.as_str() };
                     if let Ok(v) = search::prepare_query_vector(specs(), space, values) {
                         check_prepared(space, &v);
                     }

@@ -1,147 +1,74 @@
-//! Server configuration: a TOML file, overridden by environment variables and flags
-//! (clap handles `MMSEARCH_*` variables and flags together; a flag wins over its variable).
+//! The configuration file: a TOML file, overridden by environment variables and flags (clap
+//! handles `MMSEARCH_*` variables and flags together; a flag wins over its variable).
+//!
+//! This module only gathers the sections each component owns and hands each its own:
+//! [`Config::engine`] and [`Config::server`]. Nothing below the CLI reads it.
 
-use mmsearch_index::{HnswParams, Metric, SpaceSpec};
+use crate::collection::IndexConfig;
+use crate::encode::EncodeConfig;
+use crate::engine::EngineConfig;
+use crate::fusion::FusionConfig;
+use crate::pipeline::{IngestConfig, QueryLimits, SpaceConfig};
+use crate::server::auth::AuthConfig;
+use crate::server::tls::TlsConfig;
+use crate::server::{ServerConfig, ServerLimits};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Holds `store/` (RocksDB) and `index/` (generations).
     pub data_dir: PathBuf,
     pub listen: String,
     pub spaces: Vec<SpaceConfig>,
     pub index: IndexConfig,
     pub limits: Limits,
     pub ingest: IngestConfig,
-    pub fusion: crate::fuse::FusionConfig,
-    /// Serve vector and item queries only, without loading models (`--no-models`).
+    pub fusion: FusionConfig,
     pub no_models: bool,
-    pub encode: crate::encode::EncodeConfig,
-    /// API keys and roles; on unless disabled explicitly.
-    pub auth: crate::api::auth::AuthConfig,
-    /// TLS on the gRPC port; plaintext when absent.
-    pub tls: Option<crate::api::tls::TlsConfig>,
-    /// Address of the operations HTTP port (`/metrics`, `/healthz`, `/readyz`); empty = off.
+    pub encode: EncodeConfig,
+    pub auth: AuthConfig,
+    pub tls: Option<TlsConfig>,
     pub metrics_listen: String,
-    /// After SIGTERM, how long in-flight requests may take before the server exits anyway.
     pub shutdown_grace_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SpaceConfig {
-    pub name: String,
-    pub dim: usize,
-    pub metric: Metric,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IndexConfig {
-    /// HNSW links per node per layer (hnswlib's M).
-    pub m: usize,
-    pub ef_construction: usize,
-    /// Default search beam width; a request may raise it.
-    pub ef_search: usize,
-    /// Spaces with fewer vectors than this get no graph: an exact scan is faster.
-    pub min_graph_size: usize,
-    /// Mutable-layer size (per space) that starts a background rebuild.
-    pub max_fresh: usize,
-    /// A filter matching at most this many items is answered by an exact scan.
-    pub exact_scan_threshold: usize,
-    /// Complete generations kept on disk (the one in use is always kept).
-    pub keep_generations: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// `[limits]`: the request limits the pipelines check and the transport's limits, in one
+/// section of the file as users know it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Limits {
-    pub max_top_k: u32,
-    /// offset + top_k may not exceed this.
-    pub max_window: u32,
-    /// Largest gRPC message accepted (bytes); larger ones get RESOURCE_EXHAUSTED.
-    pub max_message_bytes: usize,
-    /// Server-side cap on any request's deadline (ms); a client's shorter grpc-timeout wins.
-    pub request_timeout_ms: u64,
-    pub max_text_chars: usize,
-    pub max_delete_ids: usize,
-    /// Largest search beam a request may ask for: the beam is allocated up front (and widened
-    /// up to 8× when tombstones crowd it), so an unchecked `ef` is a memory request.
-    pub max_ef: u32,
-    /// Requests in flight and queued per service (search, ingest, admin).
-    pub concurrency: crate::api::admission::ConcurrencyConfig,
+    #[serde(flatten)]
+    pub query: QueryLimits,
+    #[serde(flatten)]
+    pub server: ServerLimits,
+    /// Keys neither part knows: refused by [`Config::validate`] (flattened sections cannot
+    /// use `deny_unknown_fields`).
+    #[serde(flatten, skip_serializing)]
+    unknown: BTreeMap<String, toml::Value>,
 }
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IngestConfig {
-    /// Items written (and WAL-synced) together when a stream has them ready.
-    pub group_commit_max: usize,
-    /// Dynamic batching of encoder calls across concurrent ingest streams.
-    pub batch: crate::encode::batcher::BatcherConfig,
-}
-
 
 impl Default for Config {
     fn default() -> Self {
+        let engine = EngineConfig::default();
+        let server = ServerConfig::default();
         Config {
-            data_dir: PathBuf::from("data"),
-            listen: "127.0.0.1:50051".into(),
-            spaces: vec![
-                SpaceConfig { name: "shared".into(), dim: 384, metric: Metric::Cosine },
-                SpaceConfig { name: "visual".into(), dim: 1280, metric: Metric::Cosine },
-            ],
-            index: IndexConfig::default(),
-            limits: Limits::default(),
-            ingest: IngestConfig::default(),
-            fusion: crate::fuse::FusionConfig::default(),
-            no_models: false,
-            encode: crate::encode::EncodeConfig::default(),
-            auth: Default::default(),
-            tls: None,
-            metrics_listen: String::new(),
-            shutdown_grace_ms: 30_000,
+            data_dir: engine.data_dir,
+            listen: server.listen,
+            spaces: engine.spaces,
+            index: engine.index,
+            limits: Limits { query: engine.limits, server: server.limits, unknown: BTreeMap::new() },
+            ingest: engine.ingest,
+            fusion: engine.fusion,
+            no_models: engine.no_models,
+            encode: engine.encode,
+            auth: server.auth,
+            tls: server.tls,
+            metrics_listen: server.metrics_listen,
+            shutdown_grace_ms: server.shutdown_grace_ms,
         }
     }
 }
-
-impl Default for IndexConfig {
-    fn default() -> Self {
-        IndexConfig {
-            m: 16,
-            ef_construction: 200,
-            ef_search: 64,
-            min_graph_size: 256,
-            max_fresh: 50_000,
-            exact_scan_threshold: 2_000,
-            keep_generations: 2,
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_top_k: 1000,
-            max_window: 10_000,
-            max_message_bytes: 32 * 1024 * 1024,
-            request_timeout_ms: 30_000,
-            max_text_chars: 2_000,
-            max_delete_ids: 10_000,
-            max_ef: 10_000,
-            concurrency: Default::default(),
-        }
-    }
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        IngestConfig { group_commit_max: 256, batch: Default::default() }
-    }
-}
-
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -162,56 +89,76 @@ impl Config {
 
     /// Everything a server checks before it starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_spaces()?;
-        self.validate_serving()
+        if let Some(key) = self.limits.unknown.keys().next() {
+            return Err(ConfigError::Invalid(format!("unknown key limits.{key}")));
+        }
+        self.engine().validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.server().validate().map_err(ConfigError::Invalid)
     }
 
-    /// The vector spaces: what a data directory (or a snapshot of one) must agree with.
+    /// The vector spaces alone: what a data directory (or a snapshot of one) must agree with.
     pub fn validate_spaces(&self) -> Result<(), ConfigError> {
-        if self.spaces.is_empty() {
-            return Err(ConfigError::Invalid("at least one [[spaces]] entry is required".into()));
+        crate::pipeline::spaces::validate(&self.spaces).map_err(ConfigError::Invalid)
+    }
+
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            data_dir: self.data_dir.clone(),
+            spaces: self.spaces.clone(),
+            index: self.index.clone(),
+            ingest: self.ingest.clone(),
+            fusion: self.fusion.clone(),
+            encode: self.encode.clone(),
+            no_models: self.no_models,
+            limits: self.limits.query.clone(),
         }
-        let mut names = std::collections::HashSet::new();
-        for s in &self.spaces {
-            if s.dim == 0 || s.dim > 65_536 {
-                return Err(ConfigError::Invalid(format!("space {}: dim must be 1..=65536", s.name)));
-            }
-            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err(ConfigError::Invalid(format!("space name {:?}: use [A-Za-z0-9_-]", s.name)));
-            }
-            if !names.insert(&s.name) {
-                return Err(ConfigError::Invalid(format!("space {} defined twice", s.name)));
-            }
+    }
+
+    pub fn server(&self) -> ServerConfig {
+        ServerConfig {
+            listen: self.listen.clone(),
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
+            metrics_listen: self.metrics_listen.clone(),
+            shutdown_grace_ms: self.shutdown_grace_ms,
+            limits: self.limits.server.clone(),
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_split_between_pipeline_and_server() {
+        let text = "[auth]\nenabled = false\n[limits]\nmax_top_k = 5\nmax_message_bytes = 1000\nmax_ef = 300\n\
+                    [limits.concurrency]\nsearch = { max_in_flight = 3, max_queued = 9 }\n";
+        let c: Config = toml::from_str(text).expect("parse");
+        c.validate().expect("valid");
+        assert_eq!(c.engine().limits.max_top_k, 5);
+        assert_eq!(c.engine().limits.max_window, QueryLimits::default().max_window);
+        assert_eq!(c.server().limits.max_message_bytes, 1000);
+        assert_eq!(c.server().limits.concurrency.search.max_in_flight, 3);
+        // max_ef is a request limit and the planner's cap
+        assert_eq!(c.engine().collection().index.planner().max_ef, 300);
     }
 
-    fn validate_serving(&self) -> Result<(), ConfigError> {
-        self.hnsw_params().validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if self.limits.max_top_k == 0 || self.limits.max_window < self.limits.max_top_k {
-            return Err(ConfigError::Invalid("limits: need 0 < max_top_k <= max_window".into()));
-        }
-        self.auth.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        self.limits.concurrency.validate().map_err(ConfigError::Invalid)?;
-        if self.ingest.group_commit_max == 0 {
-            return Err(ConfigError::Invalid("ingest.group_commit_max must be > 0".into()));
-        }
-        Ok(())
+    #[test]
+    fn unknown_keys_are_refused() {
+        let c: Config = toml::from_str("[limits]\nmax_topk = 5\n").expect("parse");
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("limits.max_topk"), "{e}");
+        assert!(toml::from_str::<Config>("[index]\nefsearch = 5\n").is_err());
+        assert!(toml::from_str::<Config>("bogus = 1\n").is_err());
     }
 
-    pub fn space_specs(&self) -> Vec<SpaceSpec> {
-        self.spaces.iter().map(|s| SpaceSpec { name: s.name.clone(), dim: s.dim, metric: s.metric }).collect()
-    }
-
-    pub fn hnsw_params(&self) -> HnswParams {
-        HnswParams { m: self.index.m, ef_construction: self.index.ef_construction, max_layer: 16 }
-    }
-
-    pub fn store_dir(&self) -> PathBuf {
-        self.data_dir.join("store")
-    }
-
-    pub fn index_dir(&self) -> PathBuf {
-        self.data_dir.join("index")
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/mmsearch.example.toml");
+        let c = Config::load(Some(&path)).expect("load");
+        let mut c = c.clone();
+        c.auth.enabled = false;
+        c.validate().expect("valid");
     }
 }

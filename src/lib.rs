@@ -1,18 +1,24 @@
 //! mmsearch: multimodal product search.
 //!
-//! Request flow (one direction): `api` → `search` (validate, `encode`, `fuse`) →
-//! `collection` (index search over `mmsearch_index` generations + mutable layer, filters) →
-//! `store` (hydrate) → `api`. Writes: `api` → `ingest` (`encode`, `fuse`) → `collection`
-//! (`store` first, then the in-memory layers).
+//! Layers, lowest first (each knows only those before it; `tests/architecture.rs` checks the
+//! imports against ARCHITECTURE.md):
+//! `model` (item, entry, filter) → `store` (RocksDB) → `collection` (live state over
+//! `mmsearch_index` generations and the mutable layer) → `encode` (ONNX encoders) and `fusion`
+//! (vector math) → `pipeline` (search and ingest, space roles) → `engine` (wires it all) →
+//! `server` (gRPC) → `cli`. Beside them: `pb` (wire types), `client` (gRPC client helpers),
+//! `telemetry` (metrics, probes), `config` (the file's sections, read only by the CLI).
 
-pub mod api;
 pub mod cli;
+pub mod client;
 pub mod collection;
 pub mod config;
 pub mod encode;
+pub mod engine;
 pub mod eval;
-pub mod fuse;
-pub mod ingest;
-pub mod search;
+pub mod fusion;
+pub mod model;
+pub mod pb;
+pub mod pipeline;
+pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use mmsearch::api::pb;
+use mmsearch::pb;
 use pb::search_request::Query;
 use std::time::{Duration, Instant};
 use tonic::Code;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use mmsearch::api::pb;
+use mmsearch::pb;
 use pb::search_request::Query;
 use std::path::PathBuf;
 use std::process::Command;

@@ -84,9 +84,15 @@ fn tiny_clip_end_to_end() {
     assert_eq!(enc.embed_texts(&texts).expect("again"), tv, "text vectors must be deterministic");
 
     // fusion works in the CLIP space too (no visual part)
-    let item = mmsearch::fuse::ItemContent { title: "red running shoe", images: vec![&png], ..Default::default() };
-    let f = mmsearch::fuse::encode_and_fuse(&enc, &Default::default(), std::slice::from_ref(&item)).expect("fuse").remove(0);
-    assert!(unit(&f.shared) && f.visual.is_none());
+    let text = enc.embed_texts(&["red running shoe"]).expect("text").remove(0);
+    let photo = enc.embed_images(&[&png]).expect("photo").remove(0);
+    let evidence = mmsearch::fusion::ItemEvidence {
+        text: Some(&text),
+        photo_text_space: vec![&photo.shared],
+        photo_visual: photo.visual.as_deref().into_iter().collect(),
+    };
+    let f = mmsearch::fusion::fuse_item(&evidence, Default::default());
+    assert!(f.text.as_deref().is_some_and(unit) && f.visual.is_none());
 }
 
 #[test]

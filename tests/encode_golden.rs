@@ -178,27 +178,33 @@ fn whisper_handles_other_rates_and_stereo() {
 
 #[test]
 fn fusion_of_real_item() {
-    use mmsearch::fuse::{encode_and_fuse, FusionConfig, FusionWeights, ItemContent};
+    // The ingest path's fusion (`fusion::fuse_item`) over real encoder outputs.
+    use mmsearch::fusion::{fuse_item, FusionWeights, ItemEvidence};
     let enc = encoders();
     let dir = models_dir().join("golden");
     let jpg = std::fs::read(dir.join("img_rings.jpg")).expect("jpg");
     let png = std::fs::read(dir.join("img_alpha.png")).expect("png");
-    let cfg = FusionConfig::default();
-    let items = vec![
-        ItemContent { title: "Silk tie with rings pattern", images: vec![&jpg, &png], ..Default::default() },
-        ItemContent { title: "Silk tie with rings pattern", ..Default::default() },
-        ItemContent { title: "Silk tie", images: vec![&jpg], weights: Some(FusionWeights { text: 1.0, image: 0.0 }), ..Default::default() },
-    ];
-    let f = encode_and_fuse(enc, &cfg, &items).expect("fuse");
+    let photos = enc.embed_images(&[&jpg, &png]).expect("photos");
     let t = enc.embed_texts(&["Silk tie with rings pattern"]).expect("t").remove(0);
     let t2 = enc.embed_texts(&["Silk tie"]).expect("t").remove(0);
-    assert!(unit(&f[0].shared) && unit(f[0].visual.as_deref().expect("visual")));
-    assert_eq!(f[0].visual.as_ref().map(Vec::len), Some(1280));
-    assert!(max_abs(&f[1].shared, &t) < 1e-6, "no photo → shared = T(title)");
-    assert!(f[1].visual.is_none());
-    assert!(max_abs(&f[2].shared, &t2) < 1e-6, "image weight 0 → text only");
-    assert!(f[2].visual.is_some(), "visual does not depend on the weights");
+    fn evidence<'a>(text: &'a [f32], photos: &'a [mmsearch::encode::ImageVectors]) -> ItemEvidence<'a> {
+        ItemEvidence {
+            text: Some(text),
+            photo_text_space: photos.iter().map(|p| p.shared.as_slice()).collect(),
+            photo_visual: photos.iter().filter_map(|p| p.visual.as_deref()).collect(),
+        }
+    }
+    let both = fuse_item(&evidence(&t, &photos), FusionWeights::default());
+    let text_only = fuse_item(&evidence(&t, &[]), FusionWeights::default());
+    let image_weight_0 = fuse_item(&evidence(&t2, &photos[..1]), FusionWeights { text: 1.0, image: 0.0 });
+    let fused = both.text.expect("text vector");
+    assert!(unit(&fused) && unit(both.visual.as_deref().expect("visual")));
+    assert_eq!(both.visual.as_ref().map(Vec::len), Some(1280));
+    assert!(max_abs(text_only.text.as_deref().expect("text"), &t) < 1e-6, "no photo → text vector = T(title)");
+    assert!(text_only.visual.is_none());
+    assert!(max_abs(image_weight_0.text.as_deref().expect("text"), &t2) < 1e-6, "image weight 0 → text only");
+    assert!(image_weight_0.visual.is_some(), "visual does not depend on the weights");
     // the photo pulls the fused vector away from the pure text vector
-    let c = mmsearch::encode::vecmath::cosine(&f[0].shared, &t);
+    let c = cosine(&fused, &t);
     assert!(c < 0.999 && c > 0.5, "cos(fused, text) = {c}");
 }

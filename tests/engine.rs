@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use mmsearch::api::pb;
+use mmsearch::pb;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use mmsearch::api::client::{ClientOptions, Connection};
-use mmsearch::api::pb;
+use mmsearch::client::{ClientOptions, Connection};
+use mmsearch::pb;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ const INGEST_KEY: &str = "test-ingest-key";
 const ADMIN_KEY: &str = "test-admin-key";
 
 fn keys_toml() -> String {
-    let h = mmsearch::api::auth::hash_key;
+    let h = mmsearch::server::auth::hash_key;
     format!(
         r#"
 [auth]

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use mmsearch::api::pb;
+use mmsearch::pb;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;

@@ -42,21 +42,12 @@ impl Metric {
         match self {
             Metric::L2 => Ok(v.to_vec()),
             Metric::Cosine => {
-                let squares = dot(v, v);
-                if squares.is_finite() && squares >= f32::MIN_POSITIVE {
-                    let norm = squares.sqrt();
-                    return Ok(v.iter().map(|x| x / norm).collect());
+                let mut out = v.to_vec();
+                if normalize(&mut out) {
+                    Ok(out)
+                } else {
+                    Err(IndexError::ZeroVector)
                 }
-                // The f32 sum of squares overflowed (components beyond ~1e19: the vector became
-                // all zeros) or fell into the subnormal range, where it keeps a few bits at best
-                // (the request_validate fuzz target got a "unit" vector of norm 0.707). Redo it in
-                // f64, where every finite f32 vector has an exact enough, non-zero norm unless
-                // it is all zeros.
-                let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
-                if norm == 0.0 {
-                    return Err(IndexError::ZeroVector);
-                }
-                Ok(v.iter().map(|&x| (f64::from(x) / norm) as f32).collect())
             }
         }
     }
@@ -79,6 +70,31 @@ impl Metric {
             Metric::L2 => -d,
         }
     }
+}
+
+/// Scales `v` to unit length in place — the one normalisation of the project (query and item
+/// vectors, fusion, encoder outputs). Returns `false`, leaving `v` as it was, for a zero or
+/// non-finite vector, so the caller decides whether that is an error.
+pub fn normalize(v: &mut [f32]) -> bool {
+    if v.iter().any(|x| !x.is_finite()) {
+        return false;
+    }
+    let squares = dot(v, v);
+    if squares.is_finite() && squares >= f32::MIN_POSITIVE {
+        let inv = 1.0 / squares.sqrt();
+        v.iter_mut().for_each(|x| *x *= inv);
+        return true;
+    }
+    // The f32 sum of squares overflowed (components beyond ~1e19: the vector would become all
+    // zeros) or fell into the subnormal range, where it keeps a few bits at best (the
+    // request_validate fuzz target got a "unit" vector of norm 0.707). Redo it in f64, where
+    // every finite f32 vector has an exact enough, non-zero norm unless it is all zeros.
+    let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    if norm == 0.0 {
+        return false;
+    }
+    v.iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32);
+    true
 }
 
 /// Dot product with 8 independent accumulators so the compiler emits packed FMAs/adds

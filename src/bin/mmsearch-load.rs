@@ -8,7 +8,7 @@
 //! Loopback only by intent: it is a measurement tool for a server you run yourself.
 
 use clap::Parser;
-use mmsearch::api::pb;
+use mmsearch::pb;
 use mmsearch::cli::connect::percentile;
 use pb::search_request::Query;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 #[derive(Parser, Debug)]
 struct Args {
     #[command(flatten)]
-    conn: mmsearch::api::client::ClientOptions,
+    conn: mmsearch::client::ClientOptions,
     /// vector | text | image | voice
     #[arg(long)]
     kind: String,

@@ -7,7 +7,7 @@
 //! Image paths are read from disk (relative to the catalogue file) and sent as bytes; the
 //! path is kept as the item's image URI.
 
-use crate::api::pb;
+use crate::pb;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

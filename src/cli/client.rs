@@ -1,7 +1,7 @@
 //! Client commands: ingest a catalogue, search, admin.
 
 use super::{catalog, AdminArgs, AdminCommand, IngestArgs, SearchArgs};
-use crate::api::pb;
+use crate::pb;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::BufRead;
@@ -92,6 +92,7 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         min_score: 0.0,
         space: args.space.clone(),
         ef: 0,
+        explain: args.explain,
     };
     let mut client = args.addr.connect().await?.search();
     let resp = client.search(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner();
@@ -110,6 +111,17 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
     for (rank, h) in resp.hits.iter().enumerate() {
         let (title, price, category) = h.item.as_ref().map_or((String::new(), 0.0, String::new()), |i| (i.title.clone(), i.price, i.category.clone()));
         println!("{:>3}. {:.4}  {:<24} {:<40} {:>9.2}  {}", rank + 1 + args.offset as usize, h.score, h.id, title, price, category);
+        if let Some(e) = &h.explanation {
+            let parts: Vec<String> = e
+                .spaces
+                .iter()
+                .map(|p| {
+                    let rank = if p.rank == 0 { "absent, floor".to_string() } else { format!("rank {}", p.rank) };
+                    format!("{} ({}) {:.4} × {:.2}, {rank}", p.space, p.role, p.score, p.weight)
+                })
+                .collect();
+            println!("       plan {}: {}", e.plan, parts.join("; "));
+        }
     }
     if let Some(t) = resp.timing {
         println!("encode {} µs, search {} µs, hydrate {} µs", t.encode_us, t.search_us, t.hydrate_us);
@@ -125,8 +137,8 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
             println!("items {}  generation {}  on disk {:?}  rebuilding {}  uptime {}s  last version {}", s.items, s.generation, s.generations_on_disk, s.rebuilding, s.uptime_seconds, s.last_version);
             for sp in s.spaces {
                 println!(
-                    "space {:<8} dim {:<5} {:<7} base {:<8} fresh {:<8} tombstones {:<6} layers {:?}",
-                    sp.name, sp.dim, sp.metric, sp.base_vectors, sp.fresh_vectors, sp.tombstones, sp.layer_counts
+                    "space {:<8} role {:<6} dim {:<5} {:<7} base {:<8} fresh {:<8} tombstones {:<6} layers {:?}",
+                    sp.name, sp.role, sp.dim, sp.metric, sp.base_vectors, sp.fresh_vectors, sp.tombstones, sp.layer_counts
                 );
             }
             for m in s.models {

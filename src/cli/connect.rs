@@ -1,9 +1,9 @@
 //! Helpers for the load, soak and scale tools: a bearer-authenticated channel from an
 //! address and key, the percentile they report with, and a process's memory. The connection logic itself
-//! (TLS, API key) lives in [`crate::api::client`].
+//! (TLS, API key) lives in [`crate::client`].
 
-use crate::api::client::ClientOptions;
-pub use crate::api::client::AuthChannel;
+use crate::client::ClientOptions;
+pub use crate::client::AuthChannel;
 
 /// A channel to `addr` whose calls carry `key`, if given.
 pub async fn auth_channel(addr: &str, key: Option<&str>) -> anyhow::Result<AuthChannel> {

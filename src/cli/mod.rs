@@ -56,11 +56,11 @@ pub struct KeygenArgs {
     pub name: String,
     /// Roles: search, ingest, admin (repeatable).
     #[arg(long = "role", required = true, value_parser = parse_role)]
-    pub roles: Vec<crate::api::auth::Role>,
+    pub roles: Vec<crate::server::auth::Role>,
 }
 
-fn parse_role(s: &str) -> Result<crate::api::auth::Role, String> {
-    use crate::api::auth::Role;
+fn parse_role(s: &str) -> Result<crate::server::auth::Role, String> {
+    use crate::server::auth::Role;
     match s {
         "search" => Ok(Role::Search),
         "ingest" => Ok(Role::Ingest),
@@ -107,7 +107,7 @@ pub struct ServeArgs {
 }
 
 /// Connection options of the client commands (server, API key, TLS).
-pub use crate::api::client::ClientOptions as ServerAddr;
+pub use crate::client::ClientOptions as ServerAddr;
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
@@ -136,9 +136,12 @@ pub struct SearchArgs {
     /// Comma-separated vector values (use with --space).
     #[arg(long, group = "query", allow_hyphen_values = true)]
     pub vector: Option<String>,
-    /// Space for --vector and --item.
-    #[arg(long, default_value = "shared")]
+    /// Space for --vector and --item (default: the server's text-role space).
+    #[arg(long, default_value = "")]
     pub space: String,
+    /// Show why each hit scored what it did (per-space scores, weights, ranks, plan).
+    #[arg(long)]
+    pub explain: bool,
     #[arg(long, short = 'k', default_value_t = 10)]
     pub top_k: u32,
     #[arg(long, default_value_t = 0)]
@@ -196,7 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn keygen(args: KeygenArgs) {
-    let key = crate::api::auth::generate_key();
+    let key = crate::server::auth::generate_key();
     // Debug of the role name gives the quoted TOML string.
     let roles: Vec<String> = args.roles.iter().map(|r| format!("{:?}", r.to_string())).collect();
     println!("# API key for {} (give this to the client; it is not stored anywhere):", args.name);
@@ -205,5 +208,5 @@ fn keygen(args: KeygenArgs) {
     println!("[[auth.keys]]");
     println!("name = {:?}", args.name);
     println!("roles = [{}]", roles.join(", "));
-    println!("sha256 = {:?}", crate::api::auth::hash_key(&key));
+    println!("sha256 = {:?}", crate::server::auth::hash_key(&key));
 }

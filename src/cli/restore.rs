@@ -10,7 +10,7 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<()> {
             let config = Config::load(Some(path))?;
             // Only the spaces matter to a restore; keys, TLS and limits are the server's business.
             config.validate_spaces()?;
-            Some(config.space_specs())
+            Some(config.engine().collection().spaces)
         }
         None => None,
     };

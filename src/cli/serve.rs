@@ -1,7 +1,6 @@
 use super::ServeArgs;
-use crate::collection::Collection;
 use crate::config::Config;
-use crate::encode::Encoders;
+use crate::engine::Engine;
 use crate::telemetry::http::{Phase, Probe};
 use anyhow::Context;
 use std::sync::Arc;
@@ -28,7 +27,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.metrics_listen = m;
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
-        config.tls = Some(crate::api::tls::TlsConfig { cert, key, client_ca: args.tls_client_ca });
+        config.tls = Some(crate::server::tls::TlsConfig { cert, key, client_ca: args.tls_client_ca });
     }
     config.validate()?;
     if !config.auth.enabled {
@@ -60,37 +59,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(crate::telemetry::http::serve(ops, probe.clone(), std::future::pending()));
     }
 
-    let encoders = if !config.no_models {
-        let cfg = config.encode.clone();
-        let enc = tokio::task::spawn_blocking(move || Encoders::load(&cfg))
-            .await?
-            .context("loading models (run models/setup.sh, or serve with --no-models for vector-only search)")?;
-        for m in enc.models() {
-            tracing::info!(id = %m.id, kind = ?m.kind, provider = ?m.provider_in_use, dim = m.dim, "model loaded");
-        }
-        check_dims(&config, &enc)?;
-        Some(Arc::new(enc))
-    } else {
+    if config.no_models {
         tracing::warn!("serving without models: text, image and voice queries answer UNIMPLEMENTED");
-        None
-    };
-
-    let cfg = config.clone();
-    let collection = tokio::task::spawn_blocking(move || Collection::open(&cfg)).await??;
-    let listener = tokio::net::TcpListener::bind(&config.listen)
+    }
+    let engine = Arc::new(Engine::start(config.engine()).await?);
+    let server_config = config.server();
+    let listener = tokio::net::TcpListener::bind(&server_config.listen)
         .await
-        .with_context(|| format!("binding {}", config.listen))?;
+        .with_context(|| format!("binding {}", server_config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
-    probe.attach(collection.clone());
+    probe.attach(engine.clone());
     if !*stop_rx.borrow() {
         probe.set_phase(Phase::Ready);
     }
     // Tests and scripts read the bound address (the port may have been 0) from this line.
     println!("mmsearch listening on {addr}");
 
-    let grace = std::time::Duration::from_millis(config.shutdown_grace_ms);
-    let server = crate::api::serve(listener, collection.clone(), encoders, stopped(stop_rx.clone()));
+    let grace = std::time::Duration::from_millis(server_config.shutdown_grace_ms);
+    let server = crate::server::serve(listener, engine.clone(), &server_config, stopped(stop_rx.clone()));
     let grace_over = async {
         stopped(stop_rx).await;
         tokio::time::sleep(grace).await;
@@ -101,8 +88,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Acknowledged writes are already in the synced WAL; flushing memtables makes the next
     // start skip WAL replay.
-    let c = collection.clone();
-    tokio::task::spawn_blocking(move || c.flush()).await??;
+    let e = engine.clone();
+    tokio::task::spawn_blocking(move || e.flush()).await??;
     tracing::info!("shut down cleanly");
     Ok(())
 }
@@ -114,20 +101,6 @@ async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
             return;
         }
     }
-}
-
-fn check_dims(config: &Config, enc: &Encoders) -> anyhow::Result<()> {
-    for s in &config.spaces {
-        let model_dim = match s.name.as_str() {
-            crate::search::SHARED_SPACE => Some(enc.shared_dim()),
-            crate::search::VISUAL_SPACE => enc.visual_dim(),
-            _ => None,
-        };
-        if let Some(d) = model_dim {
-            anyhow::ensure!(d == s.dim, "space {} is configured with dim {} but the models produce {d}", s.name, s.dim);
-        }
-    }
-    Ok(())
 }
 
 async fn shutdown_signal() {

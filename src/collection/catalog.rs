@@ -1,26 +1,24 @@
-//! The live catalogue in memory: which version (seq) of each item is current, plus the few
-//! fields filters need. Kept in memory because filters run inside the HNSW traversal, once
-//! per visited node, where a RocksDB read would dominate the search.
+//! The live catalogue in memory: which version (seq) of each item is current, and its
+//! [`Entry`] (the fields filters need).
 
+use crate::model::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub id: Arc<str>,
-    pub category: Arc<str>,
-    pub price: f64,
-    pub attributes: Vec<(String, String)>,
-    /// Bit i set = the item has a vector in configured space i.
-    pub spaces: u64,
-}
-
-#[derive(Default)]
 pub struct Catalog {
     by_id: HashMap<Arc<str>, u64>,
     by_seq: HashMap<u64, Entry>,
+    /// Live entries with a vector in space i (bit i of `Entry::spaces`): the planner's `live`,
+    /// kept current so a query never counts them.
+    live_per_space: [usize; 64],
     /// Interned categories: most catalogues have few, shared by many items.
     categories: HashMap<String, Arc<str>>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog { by_id: HashMap::new(), by_seq: HashMap::new(), live_per_space: [0; 64], categories: HashMap::new() }
+    }
 }
 
 impl Catalog {
@@ -57,16 +55,43 @@ impl Catalog {
     pub fn insert(&mut self, seq: u64, entry: Entry) -> Option<u64> {
         let old = self.by_id.insert(entry.id.clone(), seq);
         if let Some(old) = old {
-            self.by_seq.remove(&old);
+            self.drop_seq(old);
         }
+        self.count(entry.spaces, true);
         self.by_seq.insert(seq, entry);
         old
     }
 
     pub fn remove(&mut self, id: &str) -> Option<u64> {
         let seq = self.by_id.remove(id)?;
-        self.by_seq.remove(&seq);
+        self.drop_seq(seq);
         Some(seq)
+    }
+
+    fn drop_seq(&mut self, seq: u64) {
+        if let Some(e) = self.by_seq.remove(&seq) {
+            self.count(e.spaces, false);
+        }
+    }
+
+    fn count(&mut self, spaces: u64, add: bool) {
+        for (i, n) in self.live_per_space.iter_mut().enumerate() {
+            if spaces & (1 << i) != 0 {
+                *n = if add { *n + 1 } else { n.saturating_sub(1) };
+            }
+        }
+    }
+
+    /// Live items with a vector in space `index`.
+    pub fn live_in(&self, index: usize) -> usize {
+        self.live_per_space.get(index).copied().unwrap_or(0)
+    }
+
+    /// Tries `pred` on up to `n` live entries with a vector in space bit `bit`: (matched,
+    /// sampled). Hash order is unrelated to an entry's fields, so the first `n` are a fair
+    /// sample of them for the planner's estimate.
+    pub fn sample(&self, bit: u64, n: usize, pred: impl Fn(&Entry) -> bool) -> (usize, usize) {
+        self.by_seq.values().filter(|e| e.spaces & bit != 0).take(n).fold((0, 0), |(m, s), e| (m + usize::from(pred(e)), s + 1))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Entry)> {

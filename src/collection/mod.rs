@@ -1,6 +1,7 @@
 //! The collection: the store plus the in-memory state derived from it — the current index
 //! generation, the mutable layer of newer writes, and the live catalogue — and the
-//! operations that keep them consistent (write, delete, search, rebuild, recover).
+//! operations that keep them consistent (`write`: upsert/delete; `read`: search, lookups,
+//! hydration; `rebuild`; `snapshot`; recovery in [`Collection::open`]).
 //!
 //! Consistency rules:
 //! - Every stored item version has a unique, increasing `seq`; the index knows only seqs.
@@ -11,21 +12,26 @@
 //!   then applied to the in-memory state, so anything a search can see is already durable.
 
 mod catalog;
+mod read;
 mod rebuild;
 pub mod snapshot;
+mod write;
 
-pub use catalog::{Catalog, Entry};
+pub use catalog::Catalog;
+pub use read::{Hydrated, SearchOutcome};
 pub use rebuild::{RebuildPhase, RebuildProgress};
 pub use snapshot::{ModelRef, SnapshotError, SnapshotInfo};
+pub use write::PreparedItem;
 
-use crate::config::Config;
-use crate::store::{Store, StoreError, StoredItem, WriteOp};
+use crate::model::Entry;
+use crate::store::{Store, StoreError};
 use mmsearch_index::generation::{self, Generation};
-use mmsearch_index::{FlatLayer, IndexError, Scored, SpaceSpec, TopK};
+use mmsearch_index::{FlatLayer, HnswParams, IndexError, PlannerConfig, SpaceSpec};
 use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectionError {
@@ -45,10 +51,84 @@ pub enum CollectionError {
 
 pub type Result<T> = std::result::Result<T, CollectionError>;
 
-/// An item ready to be written: metadata and prepared vectors by space.
-pub struct PreparedItem {
-    pub item: StoredItem,
-    pub vectors: Vec<(String, Vec<f32>)>,
+/// What a collection needs to open: where its data lives, its vector spaces, how to index them.
+#[derive(Debug, Clone)]
+pub struct CollectionConfig {
+    /// Holds `store/` (RocksDB) and `index/` (generations).
+    pub data_dir: PathBuf,
+    pub spaces: Vec<SpaceSpec>,
+    pub index: IndexConfig,
+}
+
+/// `[index]`: how generations are built and searched.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    /// HNSW links per node per layer (hnswlib's M).
+    pub m: usize,
+    pub ef_construction: usize,
+    /// Default search beam width; a request may raise it.
+    pub ef_search: usize,
+    /// Spaces with fewer vectors than this get no graph: an exact scan is faster.
+    pub min_graph_size: usize,
+    /// Mutable-layer size (per space) that starts a background rebuild.
+    pub max_fresh: usize,
+    /// A filter matching at most this many items is answered by an exact scan.
+    pub exact_scan_threshold: usize,
+    /// Complete generations kept on disk (the one in use is always kept).
+    pub keep_generations: usize,
+    /// Largest search beam a request may ask for: the beam is allocated up front (and widened
+    /// when tombstones crowd it), so an unchecked `ef` is a memory request. Set from
+    /// `[limits] max_ef` in the config file.
+    #[serde(skip)]
+    pub max_ef: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            m: 16,
+            ef_construction: 200,
+            ef_search: 64,
+            min_graph_size: 256,
+            max_fresh: 50_000,
+            exact_scan_threshold: 2_000,
+            keep_generations: 2,
+            max_ef: 10_000,
+        }
+    }
+}
+
+impl IndexConfig {
+    pub fn hnsw_params(&self) -> HnswParams {
+        HnswParams { m: self.m, ef_construction: self.ef_construction, max_layer: 16 }
+    }
+
+    /// The query planner's settings (the index crate owns the rules; this section and
+    /// `[limits] max_ef` set them).
+    pub fn planner(&self) -> PlannerConfig {
+        PlannerConfig {
+            ef_search: self.ef_search,
+            max_ef: self.max_ef,
+            exact_scan_threshold: self.exact_scan_threshold,
+            ..PlannerConfig::default()
+        }
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.hnsw_params().validate().map_err(|e| e.to_string())?;
+        self.planner().validate().map_err(|e| format!("index.ef_search / limits.max_ef: {e}"))
+    }
+}
+
+impl CollectionConfig {
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+
+    pub fn index_dir(&self) -> PathBuf {
+        self.data_dir.join("index")
+    }
 }
 
 pub(crate) struct State {
@@ -56,15 +136,6 @@ pub(crate) struct State {
     pub fresh: HashMap<String, FlatLayer>,
     pub catalog: Catalog,
 }
-
-pub struct SearchOutcome {
-    pub hits: Vec<Scored>,
-    /// The matching set was small enough to scan exactly.
-    pub exact: bool,
-}
-
-/// Live filter on catalogue entries, compiled by the query pipeline.
-pub type EntryFilter<'a> = &'a (dyn Fn(&Entry) -> bool + Sync);
 
 pub struct SpaceStats {
     pub spec: SpaceSpec,
@@ -89,7 +160,7 @@ pub struct Stats {
 pub struct Collection {
     store: Store,
     specs: Vec<SpaceSpec>,
-    config: Config,
+    config: CollectionConfig,
     state: RwLock<State>,
     /// Next seq to assign; holding the lock serialises writers.
     writer: Mutex<u64>,
@@ -97,20 +168,19 @@ pub struct Collection {
     /// Held while generation folders are deleted (rebuild's prune) or linked into a snapshot,
     /// so a snapshot never links a half-deleted generation.
     generation_files: Mutex<()>,
-    pub started: Instant,
+    planner: PlannerConfig,
 }
 
 impl Collection {
     /// Opens the store, maps the newest complete generation and replays what came after it.
-    pub fn open(config: &Config) -> Result<Arc<Collection>> {
-        let specs = config.space_specs();
+    pub fn open(config: CollectionConfig) -> Result<Arc<Collection>> {
+        let specs = config.spaces.clone();
         if config.data_dir.join(snapshot::RESTORE_MARKER).exists() {
             return Err(SnapshotError::InterruptedRestore(config.data_dir.clone()).into());
         }
         let store = Store::open(&config.store_dir())?;
         let index_dir = config.index_dir();
-        std::fs::create_dir_all(&index_dir)
-            .map_err(|source| StoreError::Io { path: index_dir.clone(), source })?;
+        std::fs::create_dir_all(&index_dir).map_err(|source| StoreError::Io { path: index_dir.clone(), source })?;
         for removed in generation::remove_incomplete(&index_dir)? {
             tracing::warn!(path = %removed.display(), "removed an incomplete generation left by an interrupted rebuild");
         }
@@ -121,35 +191,26 @@ impl Collection {
         let base = base.unwrap_or_else(|| Generation::empty(&specs));
         tracing::info!(generation = base.id, snapshot_seq = base.snapshot_seq, "index generation mapped");
 
-        let space_bit: HashMap<&str, u64> = specs.iter().enumerate().map(|(i, s)| (s.name.as_str(), 1u64 << i)).collect();
         let mut catalog = Catalog::default();
-        let mut load_err = None;
-        store.for_each_item(|item| {
-            let spaces = item.spaces.iter().filter_map(|s| space_bit.get(s.as_str())).fold(0, |a, b| a | b);
-            let category = catalog.intern_category(&item.category);
-            let entry = Entry {
-                id: Arc::from(item.id.as_str()),
-                category,
-                price: item.price,
-                attributes: item.attributes,
-                spaces,
-            };
-            catalog.insert(item.seq, entry);
+        store.for_each_item(|v| {
+            let spaces = space_bits(&specs, &v.spaces);
+            let category = catalog.intern_category(&v.item.category);
+            catalog.insert(v.seq, Entry::new(&v.item, category, spaces));
         })?;
         let mut fresh: HashMap<String, FlatLayer> =
             specs.iter().map(|s| (s.name.clone(), FlatLayer::new(s.dim, s.metric))).collect();
         let mut replayed = 0usize;
+        let mut load_err = None;
         store.for_each_vector_after(base.snapshot_seq, |seq, space, row| {
             if !catalog.is_live(seq) {
                 return;
             }
-            if let Some(layer) = fresh.get_mut(&space) {
-                if row.len() == layer_dim(&specs, &space) {
-                    layer.insert(seq, &row);
-                    replayed += 1;
-                } else if load_err.is_none() {
-                    load_err = Some(format!("stored vector seq {seq} in {space} has dim {}", row.len()));
-                }
+            let (Some(layer), Some(spec)) = (fresh.get_mut(&space), specs.iter().find(|s| s.name == space)) else { return };
+            if row.len() == spec.dim {
+                layer.insert(seq, &row);
+                replayed += 1;
+            } else if load_err.is_none() {
+                load_err = Some(format!("stored vector seq {seq} in {space} has dim {}", row.len()));
             }
         })?;
         if let Some(e) = load_err {
@@ -160,12 +221,12 @@ impl Collection {
         let collection = Arc::new(Collection {
             store,
             specs,
-            config: config.clone(),
+            planner: config.index.planner(),
+            config,
             state: RwLock::new(State { base: Arc::new(base), fresh, catalog }),
             writer: Mutex::new(next_seq),
             rebuild: rebuild::Coordinator::default(),
             generation_files: Mutex::new(()),
-            started: Instant::now(),
         });
         collection.maybe_compact();
         Ok(collection)
@@ -183,231 +244,13 @@ impl Collection {
         self.specs.iter().position(|s| s.name == space).ok_or_else(|| CollectionError::UnknownSpace(space.to_string()))
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &CollectionConfig {
         &self.config
     }
 
-    /// Writes a group of items durably, then makes them searchable. Returns their seqs.
-    pub fn upsert(self: &Arc<Self>, items: Vec<PreparedItem>) -> Result<Vec<u64>> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let seqs = {
-            let mut next_seq = self.writer.lock();
-            let mut assigned = Vec::with_capacity(items.len());
-            let mut items = items;
-            let mut replaced: Vec<Option<u64>> = Vec::with_capacity(items.len());
-            // Within one group the same id may appear twice; the later one wins.
-            let mut in_group: HashMap<String, u64> = HashMap::new();
-            {
-                let state = self.state.read();
-                for p in items.iter_mut() {
-                    let seq = *next_seq + assigned.len() as u64;
-                    p.item.seq = seq;
-                    p.item.spaces = p.vectors.iter().map(|(s, _)| s.clone()).collect();
-                    let prev = in_group.insert(p.item.id.clone(), seq).or_else(|| state.catalog.seq_of(&p.item.id));
-                    replaced.push(prev);
-                    assigned.push(seq);
-                }
-            }
-            let new_next = *next_seq + assigned.len() as u64;
-            let ops: Vec<WriteOp<'_>> = items
-                .iter()
-                .zip(&replaced)
-                .map(|(p, r)| WriteOp::Put { item: &p.item, vectors: &p.vectors, replaces_seq: *r })
-                .collect();
-            self.store.write(&ops, new_next)?;
-            *next_seq = new_next;
-
-            let mut state = self.state.write();
-            for p in items {
-                let spaces = p
-                    .vectors
-                    .iter()
-                    .filter_map(|(s, _)| self.space_index(s).ok())
-                    .fold(0u64, |acc, i| acc | (1 << i));
-                let category = state.catalog.intern_category(&p.item.category);
-                let entry = Entry {
-                    id: Arc::from(p.item.id.as_str()),
-                    category,
-                    price: p.item.price,
-                    attributes: p.item.attributes,
-                    spaces,
-                };
-                if let Some(old) = state.catalog.insert(p.item.seq, entry) {
-                    for layer in state.fresh.values_mut() {
-                        layer.remove(old);
-                    }
-                }
-                for (space, row) in &p.vectors {
-                    if let Some(layer) = state.fresh.get_mut(space) {
-                        layer.insert(p.item.seq, row);
-                    }
-                }
-            }
-            assigned
-        };
-        self.maybe_compact();
-        Ok(seqs)
-    }
-
-    /// Deletes items durably; returns the ids that did not exist.
-    pub fn delete(&self, ids: &[String]) -> Result<(usize, Vec<String>)> {
-        let next_seq = self.writer.lock();
-        let mut found = Vec::new();
-        let mut missing = Vec::new();
-        {
-            let state = self.state.read();
-            let mut seen = std::collections::HashSet::new();
-            for id in ids {
-                if !seen.insert(id.as_str()) {
-                    continue;
-                }
-                match state.catalog.seq_of(id) {
-                    Some(seq) => found.push((id.clone(), seq)),
-                    None => missing.push(id.clone()),
-                }
-            }
-        }
-        if !found.is_empty() {
-            let ops: Vec<WriteOp<'_>> = found.iter().map(|(id, seq)| WriteOp::Delete { id, seq: *seq }).collect();
-            self.store.write(&ops, *next_seq)?;
-            let mut state = self.state.write();
-            for (id, seq) in &found {
-                state.catalog.remove(id);
-                for layer in state.fresh.values_mut() {
-                    layer.remove(*seq);
-                }
-            }
-        }
-        Ok((found.len(), missing))
-    }
-
-    pub fn get(&self, id: &str) -> Result<StoredItem> {
-        self.store.get(id)?.ok_or_else(|| CollectionError::NotFound(id.to_string()))
-    }
-
-    pub fn get_many(&self, ids: &[&str]) -> Result<Vec<Option<StoredItem>>> {
-        Ok(self.store.multi_get(ids)?)
-    }
-
-    /// The live seq of an item.
-    pub fn seq_of(&self, id: &str) -> Option<u64> {
-        self.state.read().catalog.seq_of(id)
-    }
-
-    /// The prepared vector of an item in a space ("more like this").
-    pub fn item_vector(&self, id: &str, space: &str) -> Result<(u64, Vec<f32>)> {
-        self.spec(space)?;
-        let seq = {
-            let state = self.state.read();
-            let seq = state.catalog.seq_of(id).ok_or_else(|| CollectionError::NotFound(id.to_string()))?;
-            if let Some(v) = state.fresh.get(space).and_then(|l| l.get(seq)) {
-                return Ok((seq, v.to_vec()));
-            }
-            if let Some(v) = state.base.segment(space).and_then(|s| s.vectors.get(seq)) {
-                return Ok((seq, v.to_vec()));
-            }
-            seq
-        };
-        match self.store.vector(seq, space)? {
-            Some(v) => Ok((seq, v)),
-            None => Err(CollectionError::NoVector { id: id.to_string(), space: space.to_string() }),
-        }
-    }
-
-    /// Nearest live items to a prepared query vector in one space, over the base generation
-    /// and the mutable layer, honouring `filter` and skipping `exclude`.
-    pub fn search(
-        &self,
-        space: &str,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        filter: Option<EntryFilter<'_>>,
-        exclude: Option<u64>,
-    ) -> Result<SearchOutcome> {
-        let bit = 1u64 << self.space_index(space)?;
-        let state = self.state.read();
-        let catalog = &state.catalog;
-        let fresh = state.fresh.get(space).ok_or_else(|| CollectionError::UnknownSpace(space.to_string()))?;
-        let base = state.base.segment(space);
-        let accept = |seq: u64| -> bool {
-            if Some(seq) == exclude {
-                return false;
-            }
-            match catalog.entry(seq) {
-                Some(e) => filter.is_none_or(|f| f(e)),
-                None => false,
-            }
-        };
-        let exact_over = |candidates: &[u64]| -> Vec<Scored> {
-            let mut top = TopK::new(k);
-            for &seq in candidates {
-                let row = fresh.get(seq).or_else(|| base.and_then(|b| b.vectors.get(seq)));
-                if let Some(row) = row {
-                    top.push(seq, state_metric(&self.specs, space).score(query, row));
-                }
-            }
-            top.into_sorted()
-        };
-
-        if let Some(f) = filter {
-            let matching: Vec<u64> = catalog
-                .iter()
-                .filter(|(seq, e)| e.spaces & bit != 0 && Some(*seq) != exclude && f(e))
-                .map(|(seq, _)| seq)
-                .collect();
-            if matching.len() <= self.config.index.exact_scan_threshold.max(k) {
-                return Ok(SearchOutcome { hits: exact_over(&matching), exact: true });
-            }
-            let hits = self.approximate(base, fresh, query, k, ef, &accept);
-            if hits.len() < k.min(matching.len()) {
-                return Ok(SearchOutcome { hits: exact_over(&matching), exact: true });
-            }
-            return Ok(SearchOutcome { hits, exact: false });
-        }
-
-        let hits = self.approximate(base, fresh, query, k, ef, &accept);
-        if hits.len() < k {
-            // Live items with a vector in this space: what an exact scan would rank.
-            let all: Vec<u64> =
-                catalog.iter().filter(|(seq, e)| e.spaces & bit != 0 && Some(*seq) != exclude).map(|(s, _)| s).collect();
-            if hits.len() >= all.len() {
-                return Ok(SearchOutcome { hits, exact: false });
-            }
-            // Tombstones crowded the beam; widen it once before paying for an exact scan.
-            let wider = self.approximate(base, fresh, query, k, (ef * 8).max(k * 8), &accept);
-            if wider.len() >= k {
-                return Ok(SearchOutcome { hits: wider, exact: false });
-            }
-            return Ok(SearchOutcome { hits: exact_over(&all), exact: true });
-        }
-        Ok(SearchOutcome { hits, exact: false })
-    }
-
-    fn approximate(
-        &self,
-        base: Option<&mmsearch_index::BaseSegment>,
-        fresh: &FlatLayer,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        accept: &dyn Fn(u64) -> bool,
-    ) -> Vec<Scored> {
-        let mut merged = match base {
-            Some(b) if !b.is_empty() => b.search(query, k, ef, accept),
-            _ => Vec::new(),
-        };
-        merged.extend(fresh.search(query, k, accept));
-        merged.sort_by(Scored::better_first);
-        merged.dedup_by_key(|s| s.id);
-        merged.truncate(k);
-        merged
+    /// Persists everything in memory (clean shutdown); acknowledged writes are durable already.
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.store.flush()?)
     }
 
     /// Starts a rebuild, or joins the one already running.
@@ -419,11 +262,6 @@ impl Collection {
         self.rebuild.is_running()
     }
 
-    /// Persists everything in memory (clean shutdown); acknowledged writes are durable already.
-    pub fn flush(&self) -> Result<()> {
-        Ok(self.store.flush()?)
-    }
-
     /// Progress of the running rebuild, or how the last one ended; `None` before the first.
     pub fn rebuild_progress(&self) -> Option<RebuildProgress> {
         self.rebuild.latest()
@@ -431,12 +269,10 @@ impl Collection {
 
     /// Folds the mutable layer into a new generation once it grows past `max_fresh`.
     fn maybe_compact(self: &Arc<Self>) {
-        let over = {
-            let state = self.state.read();
-            state.fresh.values().any(|l| l.len() >= self.config.index.max_fresh)
-        };
+        let max_fresh = self.config.index.max_fresh;
+        let over = self.state.read().fresh.values().any(|l| l.len() >= max_fresh);
         if over && !self.rebuild.is_running() {
-            tracing::info!("mutable layer reached {} vectors; starting a background rebuild", self.config.index.max_fresh);
+            tracing::info!("mutable layer reached {max_fresh} vectors; starting a background rebuild");
             let _ = self.rebuild(); // progress is observable through Status
         }
     }
@@ -483,16 +319,9 @@ impl Collection {
     pub fn base_generation(&self) -> Arc<Generation> {
         self.state.read().base.clone()
     }
-
-    pub(crate) fn state(&self) -> &RwLock<State> {
-        &self.state
-    }
 }
 
-fn layer_dim(specs: &[SpaceSpec], space: &str) -> usize {
-    specs.iter().find(|s| s.name == space).map_or(0, |s| s.dim)
-}
-
-fn state_metric(specs: &[SpaceSpec], space: &str) -> mmsearch_index::Metric {
-    specs.iter().find(|s| s.name == space).map_or(mmsearch_index::Metric::Cosine, |s| s.metric)
+/// The catalogue's bitmask of the configured spaces among `names`.
+fn space_bits(specs: &[SpaceSpec], names: &[String]) -> u64 {
+    names.iter().filter_map(|n| specs.iter().position(|s| &s.name == n)).fold(0, |acc, i| acc | (1u64 << i))
 }

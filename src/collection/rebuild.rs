@@ -145,7 +145,7 @@ fn run(c: &Arc<Collection>, tx: &watch::Sender<RebuildProgress>) -> super::Resul
     });
 
     let mut writer = GenerationWriter::create(&root, generation_id, snapshot_seq)?;
-    let params = c.config.hnsw_params();
+    let params = c.config.index.hnsw_params();
     let build_started = Instant::now();
     let mut done_before = 0u64;
     for spec in &c.specs {

@@ -3,50 +3,40 @@
 //! gets (same fusion, same batching, same index and filters), minus transport.
 
 use super::EvalError;
-use crate::collection::{Collection, RebuildPhase};
+use crate::collection::RebuildPhase;
 use crate::config::Config;
 use crate::encode::Encoders;
-use crate::ingest::{IngestItem, Ingester};
-use crate::search::{FilterSpec, Query, SearchError, SearchRequest, SearchResult, Searcher};
+use crate::model::{FilterSpec, NewItem};
+use crate::pipeline::{PipelineError, Query, SearchRequest, SearchResult, SpaceRole};
 use std::sync::Arc;
 
 /// Items per `write_group` call: large enough that the batcher fills its batches.
 const GROUP: usize = 64;
 
 pub struct Engine {
-    searcher: Searcher,
-    ingester: Ingester,
-    collection: Arc<Collection>,
+    engine: crate::engine::Engine,
     // Dropped last: RocksDB and the mmapped generation live in it.
     _dir: tempfile::TempDir,
 }
 
 impl Engine {
-    /// A fresh, empty collection with `config` (its `data_dir` is replaced by a temporary one).
+    /// A fresh, empty engine with `config` (its `data_dir` is replaced by a temporary one).
     /// Must be called inside a tokio runtime.
     pub async fn open(config: &Config, encoders: Arc<Encoders>) -> Result<Engine, EvalError> {
         let dir = tempfile::Builder::new().prefix("mmsearch-eval-").tempdir().map_err(|e| EvalError::Io(e.to_string()))?;
-        let mut config = config.clone();
+        let mut config = config.engine();
         config.data_dir = dir.path().to_path_buf();
-        // In-process only: no port is opened, so there is nothing for API keys to guard.
-        config.auth.enabled = false;
-        config.validate().map_err(|e| EvalError::Engine(e.to_string()))?;
-        let collection = tokio::task::spawn_blocking(move || Collection::open(&config))
-            .await
-            .map_err(|e| EvalError::Engine(e.to_string()))?
-            .map_err(|e| EvalError::Engine(e.to_string()))?;
-        let ingester = Ingester::new(collection.clone(), Some(encoders.clone()), &collection.config().ingest.batch);
-        let searcher = Searcher::new(collection.clone(), Some(encoders));
-        Ok(Engine { searcher, ingester, collection, _dir: dir })
+        let engine = crate::engine::Engine::open(config, Some(encoders)).await.map_err(|e| EvalError::Engine(e.to_string()))?;
+        Ok(Engine { engine, _dir: dir })
     }
 
     /// Ingests every item; any rejection is an error (the data sets are meant to be clean).
-    pub async fn ingest(&self, items: Vec<IngestItem>) -> Result<(), EvalError> {
+    pub async fn ingest(&self, items: Vec<NewItem>) -> Result<(), EvalError> {
         let mut items = items;
         while !items.is_empty() {
             let rest = items.split_off(items.len().min(GROUP));
             let group = std::mem::replace(&mut items, rest);
-            let out = self.ingester.write_group(group).await.map_err(|e| EvalError::Engine(e.to_string()))?;
+            let out = self.engine.ingester().write_group(group).await.map_err(|e| EvalError::Engine(e.to_string()))?;
             if let Some(r) = out.rejected.first() {
                 return Err(EvalError::Engine(format!(
                     "{} item(s) rejected, first {:?}: {}",
@@ -62,7 +52,7 @@ impl Engine {
     /// Folds everything into an HNSW generation (as the server's automatic or admin rebuild
     /// does), so the searches go through the graph rather than the mutable layer's exact scan.
     pub async fn rebuild(&self) -> Result<(), EvalError> {
-        let mut rx = self.collection.rebuild();
+        let mut rx = self.engine.collection().rebuild();
         loop {
             let p = rx.borrow_and_update().clone();
             match p.phase {
@@ -83,18 +73,9 @@ impl Engine {
         }
     }
 
-    pub async fn search(&self, query: Query, top_k: usize, space: Option<&str>, filter: FilterSpec) -> Result<SearchResult, SearchError> {
-        self.searcher
-            .search(SearchRequest {
-                query: Some(query),
-                top_k: top_k as u32,
-                offset: 0,
-                filter,
-                min_score: f32::NEG_INFINITY,
-                space: space.map(str::to_string),
-                ef: None,
-            })
-            .await
+    pub async fn search(&self, query: Query, top_k: usize, space: Option<&str>, filter: FilterSpec) -> Result<SearchResult, PipelineError> {
+        let request = SearchRequest { filter, space: space.map(str::to_string), ..SearchRequest::new(query, top_k as u32) };
+        self.engine.searcher().search(request).await
     }
 
     /// Ids of the hits, best first.
@@ -103,7 +84,8 @@ impl Engine {
         Ok(r.hits.into_iter().map(|h| h.id).collect())
     }
 
-    pub fn collection(&self) -> &Arc<Collection> {
-        &self.collection
+    /// The name of the space with `role` (the suites compare spaces by role).
+    pub fn space(&self, role: SpaceRole) -> Result<String, EvalError> {
+        self.engine.roles().get(role).map(|s| s.name.clone()).ok_or_else(|| EvalError::Engine(format!("no space has role {}", role.as_str())))
     }
 }

@@ -94,8 +94,8 @@ impl EvalOptions {
 /// Zero-shot ranks every image under each class prompt, so the window must hold the gallery.
 fn eval_config(mut config: Config, fmnist_n: usize) -> Config {
     let need = fmnist_n.max(1000) as u32;
-    config.limits.max_top_k = config.limits.max_top_k.max(need);
-    config.limits.max_window = config.limits.max_window.max(need);
+    config.limits.query.max_top_k = config.limits.query.max_top_k.max(need);
+    config.limits.query.max_window = config.limits.query.max_window.max(need);
     config
 }
 

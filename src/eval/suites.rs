@@ -7,8 +7,8 @@ use super::metrics::{first_relevant_rank, precision_at, rank_metrics, transcript
 use super::report::{Section, Timing, TranscriptRow};
 use super::{EvalError, EvalOptions};
 use crate::encode::{EncodeError, Encoders};
-use crate::ingest::IngestItem;
-use crate::search::{FilterSpec, Query, SearchError, SHARED_SPACE, VISUAL_SPACE};
+use crate::model::{FilterSpec, Item, NewItem};
+use crate::pipeline::{PipelineError, Query, SpaceRole};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,7 +38,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// A fresh engine loaded with `items`, rebuilt into a generation unless told not to.
-    async fn engine(&self, what: &str, items: Vec<IngestItem>, out: &mut Out) -> Result<Engine, EvalError> {
+    async fn engine(&self, what: &str, items: Vec<NewItem>, out: &mut Out) -> Result<Engine, EvalError> {
         let engine = Engine::open(&self.opts.config, self.encoders.clone()).await?;
         let n = items.len();
         let started = Instant::now();
@@ -58,7 +58,7 @@ async fn voice(engine: &Engine, wav: &std::path::Path, top_k: usize) -> Result<(
     let bytes = data::read(wav)?;
     match engine.search(Query::Audio(bytes), top_k, None, FilterSpec::default()).await {
         Ok(r) => Ok((r.transcript.unwrap_or_default(), r.hits.into_iter().map(|h| h.id).collect())),
-        Err(SearchError::Encode(EncodeError::InvalidInput(_))) => Ok((String::new(), Vec::new())),
+        Err(PipelineError::Encode(EncodeError::InvalidInput(_))) => Ok((String::new(), Vec::new())),
         Err(e) => Err(EvalError::Search(format!("{}: {e}", wav.display()))),
     }
 }
@@ -87,16 +87,19 @@ impl Variant {
     }
 }
 
-fn vendure_items(products: &[Product], photos: &[Vec<Vec<u8>>], v: Variant) -> Vec<IngestItem> {
+fn vendure_items(products: &[Product], photos: &[Vec<Vec<u8>>], v: Variant) -> Vec<NewItem> {
     products
         .iter()
         .zip(photos)
-        .map(|(p, ph)| IngestItem {
-            id: p.id.clone(),
-            title: if v == Variant::BridgeOnly { String::new() } else { p.title.clone() },
-            description: if v == Variant::BridgeOnly { String::new() } else { p.description.clone() },
-            category: p.category.clone(),
-            price: p.price,
+        .map(|(p, ph)| NewItem {
+            item: Item {
+                id: p.id.clone(),
+                title: if v == Variant::BridgeOnly { String::new() } else { p.title.clone() },
+                description: if v == Variant::BridgeOnly { String::new() } else { p.description.clone() },
+                category: p.category.clone(),
+                price: p.price,
+                ..Default::default()
+            },
             images: if v == Variant::TextOnly { Vec::new() } else { ph.clone() },
             ..Default::default()
         })
@@ -181,14 +184,17 @@ pub async fn vendure(opts: &EvalOptions, encoders: Arc<Encoders>, out: &mut Out)
 // ---------------------------------------------------------------------------------------------
 // Tux Paint stamps: ≈950 captioned images, photo-only items.
 
-fn tux_items(stamps: &[Stamp]) -> Result<Vec<IngestItem>, EvalError> {
+fn tux_items(stamps: &[Stamp]) -> Result<Vec<NewItem>, EvalError> {
     stamps
         .iter()
         .map(|s| {
-            Ok(IngestItem {
-                id: s.key.clone(),
-                category: s.top.clone(),
-                attributes: vec![("folder".into(), s.category.clone())],
+            Ok(NewItem {
+                item: Item {
+                    id: s.key.clone(),
+                    category: s.top.clone(),
+                    attributes: vec![("folder".into(), s.category.clone())],
+                    ..Default::default()
+                },
                 images: vec![data::read(&s.image)?],
                 ..Default::default()
             })
@@ -229,11 +235,11 @@ pub async fn tuxpaint(opts: &EvalOptions, encoders: Arc<Encoders>, out: &mut Out
     let tops: BTreeSet<String> = stamps.iter().filter(|s| s.top != "symbols").map(|s| s.top.clone()).collect();
     let filter = FilterSpec { categories: tops.into_iter().collect(), ..Default::default() };
     let queries: Vec<&Stamp> = stamps.iter().filter(|s| s.top != "symbols").collect();
-    for space in [VISUAL_SPACE, SHARED_SPACE] {
+    for space in [engine.space(SpaceRole::Visual)?, engine.space(SpaceRole::Text)?] {
         let mut per_query = Vec::with_capacity(queries.len());
         for s in &queries {
             let r = engine
-                .search(Query::ItemId(s.key.clone()), 10, Some(space), filter.clone())
+                .search(Query::ItemId(s.key.clone()), 10, Some(&space), filter.clone())
                 .await
                 .map_err(|e| EvalError::Search(e.to_string()))?;
             let got = r.hits.iter().map(|h| folder.get(h.id.as_str()).copied().unwrap_or("").to_string()).collect();
@@ -297,9 +303,8 @@ pub async fn fashion_mnist(opts: &EvalOptions, encoders: Arc<Encoders>, out: &mu
         .zip(&labels)
         .enumerate()
         .map(|(i, (px, &y))| {
-            Ok(IngestItem {
-                id: format!("fm{i:05}"),
-                category: FASHION_MNIST_CLASSES[y as usize % 10].to_string(),
+            Ok(NewItem {
+                item: Item { id: format!("fm{i:05}"), category: FASHION_MNIST_CLASSES[y as usize % 10].to_string(), ..Default::default() },
                 images: vec![data::png_from_gray(px, 28)?],
                 ..Default::default()
             })
@@ -338,11 +343,11 @@ pub async fn fashion_mnist(opts: &EvalOptions, encoders: Arc<Encoders>, out: &mu
 
     // Image → image: same class is relevant.
     let q = opts.fmnist_queries.min(n);
-    for space in [VISUAL_SPACE, SHARED_SPACE] {
+    for space in [engine.space(SpaceRole::Visual)?, engine.space(SpaceRole::Text)?] {
         let mut per_query = Vec::with_capacity(q);
         for (i, &y) in labels.iter().enumerate().take(q) {
             let r = engine
-                .search(Query::ItemId(format!("fm{i:05}")), 10, Some(space), FilterSpec::default())
+                .search(Query::ItemId(format!("fm{i:05}")), 10, Some(&space), FilterSpec::default())
                 .await
                 .map_err(|e| EvalError::Search(e.to_string()))?;
             let got = r.hits.iter().map(|h| label_of(&h.id).map_or(String::new(), |l| l.to_string())).collect();

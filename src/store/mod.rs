@@ -2,7 +2,7 @@
 //! sequence counter. It is the source of truth; index generations are derived from it.
 //!
 //! Column families:
-//! - `items`   : item id (UTF-8) → bincode [`StoredItem`] (metadata + the version's `seq`)
+//! - `items`   : item id (UTF-8) → bincode [`Version`] (metadata + the version's `seq` and spaces; see `record.rs`)
 //! - `vectors` : seq (u64 big-endian) ++ space name → little-endian f32 row (prepared)
 //! - `meta`    : `next_seq` → u64 LE
 //!
@@ -12,7 +12,7 @@
 
 mod record;
 
-pub use record::StoredItem;
+use crate::model::Version;
 
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// One write of a batch.
 pub enum WriteOp<'a> {
-    Put { item: &'a StoredItem, vectors: &'a [(String, Vec<f32>)], replaces_seq: Option<u64> },
+    Put { version: &'a Version, vectors: &'a [(String, Vec<f32>)], replaces_seq: Option<u64> },
     Delete { id: &'a str, seq: u64 },
 }
 
@@ -111,13 +111,13 @@ impl Store {
         let mut batch = WriteBatch::default();
         for op in ops {
             match op {
-                WriteOp::Put { item, vectors: rows, replaces_seq } => {
+                WriteOp::Put { version, vectors: rows, replaces_seq } => {
                     if let Some(old) = replaces_seq {
                         batch.delete_range_cf(&vectors, old.to_be_bytes(), (old + 1).to_be_bytes());
                     }
-                    batch.put_cf(&items, item.id.as_bytes(), item.encode());
+                    batch.put_cf(&items, version.item.id.as_bytes(), record::encode(version));
                     for (space, row) in rows.iter() {
-                        batch.put_cf(&vectors, vector_key(item.seq, space), row_bytes(row));
+                        batch.put_cf(&vectors, vector_key(version.seq, space), row_bytes(row));
                     }
                 }
                 WriteOp::Delete { id, seq } => {
@@ -133,14 +133,14 @@ impl Store {
         Ok(())
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<StoredItem>> {
+    pub fn get(&self, id: &str) -> Result<Option<Version>> {
         match self.db.get_pinned_cf(&self.cf(CF_ITEMS), id.as_bytes())? {
-            Some(bytes) => Ok(Some(StoredItem::decode(id, &bytes)?)),
+            Some(bytes) => Ok(Some(record::decode(id, &bytes)?)),
             None => Ok(None),
         }
     }
 
-    pub fn multi_get(&self, ids: &[&str]) -> Result<Vec<Option<StoredItem>>> {
+    pub fn multi_get(&self, ids: &[&str]) -> Result<Vec<Option<Version>>> {
         let cf = self.cf(CF_ITEMS);
         let keys = ids.iter().map(|id| (&cf, id.as_bytes()));
         self.db
@@ -148,7 +148,7 @@ impl Store {
             .into_iter()
             .zip(ids)
             .map(|(r, id)| match r? {
-                Some(bytes) => Ok(Some(StoredItem::decode(id, &bytes)?)),
+                Some(bytes) => Ok(Some(record::decode(id, &bytes)?)),
                 None => Ok(None),
             })
             .collect()
@@ -163,11 +163,11 @@ impl Store {
     }
 
     /// Visits every stored item (in id order).
-    pub fn for_each_item(&self, mut f: impl FnMut(StoredItem)) -> Result<()> {
+    pub fn for_each_item(&self, mut f: impl FnMut(Version)) -> Result<()> {
         for entry in self.db.iterator_cf(&self.cf(CF_ITEMS), IteratorMode::Start) {
             let (k, v) = entry?;
             let id = String::from_utf8_lossy(&k).into_owned();
-            f(StoredItem::decode(&id, &v)?);
+            f(record::decode(&id, &v)?);
         }
         Ok(())
     }

@@ -1,46 +1,71 @@
-use super::{Result, StoreError};
-use serde::{Deserialize, Serialize};
+//! The on-disk encoding of an item version: one format byte, then bincode.
 
-/// An item version as stored: metadata plus the sequence number of this version. Photo bytes
-/// are never stored — only their vectors (in the `vectors` family) and their URIs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct StoredItem {
-    pub id: String,
-    pub seq: u64,
-    pub title: String,
-    pub description: String,
-    pub category: String,
-    pub price: f64,
-    pub attributes: Vec<(String, String)>,
-    pub image_uris: Vec<String>,
-    pub text_weight: Option<f32>,
-    pub image_weight: Option<f32>,
-    /// Spaces this version has vectors in.
-    pub spaces: Vec<String>,
+use super::{Result, StoreError};
+use crate::model::{Item, Version};
+use serde::Deserialize;
+
+/// Format 2: bincode of [`Version`] (metadata nested in `item`).
+const FORMAT: u8 = 2;
+/// Format 1 (before the item model was shared): the same fields, flat, with `seq` after `id`.
+/// Still read, so data directories and snapshots written before it keep opening.
+const FORMAT_FLAT: u8 = 1;
+
+#[derive(Deserialize)]
+struct FlatV1 {
+    id: String,
+    seq: u64,
+    title: String,
+    description: String,
+    category: String,
+    price: f64,
+    attributes: Vec<(String, String)>,
+    image_uris: Vec<String>,
+    text_weight: Option<f32>,
+    image_weight: Option<f32>,
+    spaces: Vec<String>,
 }
 
-/// Leading byte of every record, so the layout can evolve without guessing.
-const FORMAT: u8 = 1;
-
-impl StoredItem {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![FORMAT];
-        // Encoding plain owned data into a Vec cannot fail.
-        if let Ok(body) = bincode::serde::encode_to_vec(self, bincode::config::standard()) {
-            out.extend_from_slice(&body);
+impl From<FlatV1> for Version {
+    fn from(f: FlatV1) -> Version {
+        Version {
+            item: Item {
+                id: f.id,
+                title: f.title,
+                description: f.description,
+                category: f.category,
+                price: f.price,
+                attributes: f.attributes,
+                image_uris: f.image_uris,
+                text_weight: f.text_weight,
+                image_weight: f.image_weight,
+            },
+            seq: f.seq,
+            spaces: f.spaces,
         }
-        out
     }
+}
 
-    pub fn decode(key: &str, bytes: &[u8]) -> Result<StoredItem> {
-        let corrupt = |reason: String| StoreError::Corrupt { key: key.to_string(), reason };
-        match bytes.first() {
-            Some(&FORMAT) => bincode::serde::decode_from_slice(&bytes[1..], bincode::config::standard())
-                .map(|(item, _)| item)
-                .map_err(|e| corrupt(e.to_string())),
-            Some(v) => Err(corrupt(format!("unknown record format {v}"))),
-            None => Err(corrupt("empty record".into())),
-        }
+pub fn encode(v: &Version) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    // Encoding plain owned data into a Vec cannot fail.
+    if let Ok(body) = bincode::serde::encode_to_vec(v, bincode::config::standard()) {
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+pub fn decode(key: &str, bytes: &[u8]) -> Result<Version> {
+    let corrupt = |reason: String| StoreError::Corrupt { key: key.to_string(), reason };
+    let config = bincode::config::standard();
+    match bytes.first() {
+        Some(&FORMAT) => bincode::serde::decode_from_slice::<Version, _>(&bytes[1..], config)
+            .map(|(v, _)| v)
+            .map_err(|e| corrupt(e.to_string())),
+        Some(&FORMAT_FLAT) => bincode::serde::decode_from_slice::<FlatV1, _>(&bytes[1..], config)
+            .map(|(v, _)| v.into())
+            .map_err(|e| corrupt(e.to_string())),
+        Some(v) => Err(corrupt(format!("unknown record format {v}"))),
+        None => Err(corrupt("empty record".into())),
     }
 }
 
@@ -48,17 +73,37 @@ impl StoredItem {
 mod tests {
     use super::*;
 
+    fn version() -> Version {
+        Version {
+            item: Item {
+                id: "a".into(),
+                title: "Tripod".into(),
+                price: 12.5,
+                attributes: vec![("brand".into(), "Acme".into())],
+                ..Default::default()
+            },
+            seq: 7,
+            spaces: vec!["shared".into()],
+        }
+    }
+
     #[test]
     fn round_trip() {
-        let item = StoredItem {
-            id: "a".into(),
-            seq: 7,
-            title: "Tripod".into(),
-            price: 12.5,
-            attributes: vec![("brand".into(), "Acme".into())],
-            ..Default::default()
-        };
-        assert_eq!(StoredItem::decode("a", &item.encode()).unwrap(), item);
-        assert!(StoredItem::decode("a", &[9, 1, 2]).is_err());
+        let v = version();
+        assert_eq!(decode("a", &encode(&v)).unwrap(), v);
+        assert!(decode("a", &[9, 1, 2]).is_err());
+        assert!(decode("a", &[]).is_err());
+    }
+
+    #[test]
+    fn reads_format_1() {
+        // A record as the flat format wrote it: id, seq, then the remaining metadata fields.
+        #[derive(serde::Serialize)]
+        struct Flat<'a>(&'a str, u64, &'a str, &'a str, &'a str, f64, Vec<(String, String)>, Vec<String>, Option<f32>, Option<f32>, Vec<String>);
+        let v = version();
+        let flat = Flat("a", 7, "Tripod", "", "", 12.5, v.item.attributes.clone(), vec![], None, None, v.spaces.clone());
+        let mut bytes = vec![FORMAT_FLAT];
+        bytes.extend(bincode::serde::encode_to_vec(&flat, bincode::config::standard()).unwrap());
+        assert_eq!(decode("a", &bytes).unwrap(), v);
     }
 }

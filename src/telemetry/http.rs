@@ -3,7 +3,6 @@
 //! is not draining). Kept off the gRPC port so probes and scrapes never compete with, or need
 //! the credentials of, API traffic.
 
-use crate::collection::Collection;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
@@ -25,7 +24,7 @@ pub enum Phase {
 #[derive(Default)]
 pub struct Probe {
     phase: AtomicU8,
-    collection: OnceLock<Arc<Collection>>,
+    source: OnceLock<Arc<dyn StateSource>>,
 }
 
 impl Probe {
@@ -45,9 +44,9 @@ impl Probe {
         }
     }
 
-    /// Called once the collection is open (models, if any, are loaded before it).
-    pub fn attach(&self, collection: Arc<Collection>) {
-        let _ = self.collection.set(collection);
+    /// Called once the engine is open (models, if any, are loaded before it).
+    pub fn attach(&self, source: Arc<dyn StateSource>) {
+        let _ = self.source.set(source);
     }
 }
 
@@ -73,9 +72,9 @@ pub fn router(probe: Arc<Probe>) -> Router {
             get(move || {
                 let probe = probe.clone();
                 async move {
-                    if let Some(c) = probe.collection.get().cloned() {
-                        // Stats walk the catalogue; keep that off the async workers.
-                        let _ = tokio::task::spawn_blocking(move || refresh_gauges(&c)).await;
+                    if let Some(source) = probe.source.get().cloned() {
+                        // State is computed by walking the catalogue; keep that off the async workers.
+                        let _ = tokio::task::spawn_blocking(move || refresh_gauges(&source.state())).await;
                     }
                     super::metrics().memory_bytes.with_label_values(&["rss"]).set(super::rss_bytes() as i64);
                     (
@@ -87,23 +86,41 @@ pub fn router(probe: Arc<Probe>) -> Router {
         )
 }
 
-fn refresh_gauges(c: &Collection) {
+/// The state gauges, read from whatever owns the state (the engine) at scrape time rather than
+/// pushed on every change.
+#[derive(Debug, Clone, Default)]
+pub struct StateGauges {
+    pub items: u64,
+    pub generation: u64,
+    /// Per space: (name, base vectors, fresh vectors, tombstones).
+    pub layers: Vec<(String, u64, u64, u64)>,
+    pub rocksdb_bytes: u64,
+    pub mapped_bytes: u64,
+    pub rebuild_running: bool,
+    /// Done / total work units of the running (or last) rebuild; `None` before the first.
+    pub rebuild_progress: Option<(u64, u64)>,
+}
+
+/// Implemented by the engine; lets this module export its state without depending on it.
+pub trait StateSource: Send + Sync {
+    fn state(&self) -> StateGauges;
+}
+
+fn refresh_gauges(g: &StateGauges) {
     let m = super::metrics();
-    let stats = c.stats();
-    m.items.set(stats.items as i64);
-    m.generation.set(stats.generation as i64);
-    for s in &stats.spaces {
-        let name = s.spec.name.as_str();
-        m.layer_vectors.with_label_values(&[name, "base"]).set(s.base_vectors as i64);
-        m.layer_vectors.with_label_values(&[name, "fresh"]).set(s.fresh_vectors as i64);
-        m.layer_vectors.with_label_values(&[name, "tombstones"]).set(s.tombstones as i64);
+    m.items.set(g.items as i64);
+    m.generation.set(g.generation as i64);
+    for (name, base, fresh, tombstones) in &g.layers {
+        m.layer_vectors.with_label_values(&[name, "base"]).set(*base as i64);
+        m.layer_vectors.with_label_values(&[name, "fresh"]).set(*fresh as i64);
+        m.layer_vectors.with_label_values(&[name, "tombstones"]).set(*tombstones as i64);
     }
-    m.memory_bytes.with_label_values(&["rocksdb"]).set(stats.store_memory_bytes as i64);
-    m.memory_bytes.with_label_values(&["mmap"]).set(stats.mapped_bytes as i64);
-    m.rebuild_running.set(i64::from(stats.rebuilding));
-    if let Some(p) = c.rebuild_progress() {
-        m.rebuild_done.set(p.done as i64);
-        m.rebuild_total.set(p.total as i64);
+    m.memory_bytes.with_label_values(&["rocksdb"]).set(g.rocksdb_bytes as i64);
+    m.memory_bytes.with_label_values(&["mmap"]).set(g.mapped_bytes as i64);
+    m.rebuild_running.set(i64::from(g.rebuild_running));
+    if let Some((done, total)) = g.rebuild_progress {
+        m.rebuild_done.set(done as i64);
+        m.rebuild_total.set(total as i64);
     }
 }
 

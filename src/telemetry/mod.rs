@@ -5,7 +5,7 @@
 //! (API, search pipeline, encoder batcher, ingest) and exported from one place; passing a
 //! handle through every constructor would couple layers that otherwise know nothing of each
 //! other. Gauges that describe state (items, layer sizes, rebuild progress, memory) are
-//! refreshed from the collection at scrape time instead of being pushed on every change.
+//! read from the engine at scrape time (through [`http::StateSource`]) instead of being pushed on every change.
 
 pub mod http;
 

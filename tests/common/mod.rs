@@ -2,7 +2,7 @@
 //! and real gRPC clients.
 #![allow(dead_code)]
 
-use mmsearch::api::pb;
+use mmsearch::pb;
 use pb::admin_service_client::AdminServiceClient;
 use pb::ingest_service_client::IngestServiceClient;
 use pb::search_service_client::SearchServiceClient;

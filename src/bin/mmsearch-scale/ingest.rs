@@ -3,8 +3,8 @@
 
 use crate::Catalogue;
 use clap::Args;
-use mmsearch::api::client::ClientOptions;
-use mmsearch::api::pb;
+use mmsearch::client::ClientOptions;
+use mmsearch::pb;
 use mmsearch::eval::synthetic::Clustered;
 use std::time::Instant;
 

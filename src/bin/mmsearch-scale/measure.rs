@@ -12,13 +12,14 @@
 
 use crate::{summary, Catalogue};
 use clap::Args;
-use mmsearch::api::client::ClientOptions;
-use mmsearch::api::{convert, pb};
 use mmsearch::cli::connect::proc_memory_mb;
-use mmsearch::collection::Collection;
+use mmsearch::client::ClientOptions;
 use mmsearch::config::Config;
+use mmsearch::engine::Engine;
 use mmsearch::eval::synthetic::Clustered;
-use mmsearch::search::{prepare_query_vector, Searcher};
+use mmsearch::pb;
+use mmsearch::pipeline::search::prepare_query_vector;
+use mmsearch::server::convert;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -132,7 +133,8 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
     let mut config = Config::load(Some(&args.config))?;
     config.data_dir = args.data_dir.clone();
     config.no_models = true;
-    let ef = args.ef.unwrap_or(config.index.ef_search).max(args.top_k);
+    // The planner's ef rule, so the index-alone numbers use the beam the server would.
+    let ef = config.engine().collection().index.planner().ef(args.top_k, args.ef);
     let k = args.top_k;
     // Queries: fresh points near the blobs of rows spread over the whole catalogue.
     let mut gen = Clustered::new(c.dim, c.clusters, c.seed);
@@ -146,7 +148,8 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
             drop_page_cache()?;
         }
         let t = Instant::now();
-        let collection = tokio::task::spawn_blocking(move || Collection::open(&config)).await??;
+        let engine = Engine::open(config.engine(), None).await?;
+        let collection = engine.collection().clone();
         let open_s = t.elapsed().as_secs_f64();
         let rss_open = proc_memory_mb(std::process::id(), "VmRSS");
         let prepared: Vec<Vec<f32>> = raw
@@ -165,14 +168,13 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
         })
         .await?;
         let (coll, _) = timed(&prepared, args.warmup, |q| {
-            let hits = collection.search(&c.space, q, k, ef, None, None).map(|o| o.hits.len());
+            let hits = collection.search(&c.space, q, k, Some(ef), None, None).map(|o| o.hits.len());
             async move { hits.map_err(anyhow::Error::from) }
         })
         .await?;
-        let searcher = Searcher::new(collection.clone(), None);
+        let searcher = engine.searcher();
         let (pipeline, responses) = timed(&raw, args.warmup, |q| {
             let req = convert::search_request(request(&c.space, q, k, ef));
-            let searcher = &searcher;
             async move {
                 let result = searcher.search(req).await.map_err(|e| anyhow::anyhow!("search: {e}"))?;
                 anyhow::Ok(answer(&convert::search_response(result)))
@@ -189,7 +191,7 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
             "vectors": segment.len(), "ef": ef, "top_k": k,
             "index": index, "collection": coll, "pipeline": pipeline, "pipeline_stages": pipeline_stages,
         }));
-        drop(searcher);
+        drop(engine);
         drop(generation);
         anyhow::ensure!(std::sync::Arc::strong_count(&collection) == 1, "collection still shared; cannot hand the store to the server");
         drop(collection);

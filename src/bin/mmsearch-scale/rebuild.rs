@@ -1,8 +1,8 @@
 //! Runs `AdminService/Rebuild`, timing each phase and sampling the server's resident memory.
 
 use clap::Args;
-use mmsearch::api::client::ClientOptions;
-use mmsearch::api::pb;
+use mmsearch::client::ClientOptions;
+use mmsearch::pb;
 use mmsearch::cli::connect::proc_memory_mb;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

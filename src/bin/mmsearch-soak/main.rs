@@ -14,7 +14,7 @@ mod stats;
 mod workload;
 
 use clap::Parser;
-use mmsearch::api::pb;
+use mmsearch::pb;
 use mmsearch::cli::connect::auth_channel;
 use model::{Model, ModelData, SPACE};
 use rand::rngs::StdRng;

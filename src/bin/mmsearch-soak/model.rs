@@ -5,7 +5,7 @@
 //! is sent and again when it is acknowledged; a check that saw the same epoch before and after
 //! its requests observed a settled id, any other check is discarded as raced.
 
-use mmsearch::api::pb;
+use mmsearch::pb;
 use parking_lot::Mutex;
 use rand::Rng;
 use serde::{Deserialize, Serialize};

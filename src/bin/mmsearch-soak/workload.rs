@@ -3,7 +3,7 @@
 
 use crate::model::{category, Expect, Model, Settled, CATEGORIES, SPACE};
 use crate::stats::Stats;
-use mmsearch::api::pb;
+use mmsearch::pb;
 use mmsearch::cli::connect::AuthChannel;
 use pb::admin_service_client::AdminServiceClient;
 use pb::ingest_service_client::IngestServiceClient;

@@ -1,13 +1,12 @@
-//! The three gRPC services. Handlers only convert, call the layer below, and map errors.
+//! The three gRPC services. Handlers only convert, call the engine, and map errors.
 
 use super::convert;
 use super::layers::{request_budget, with_deadline, within};
-use super::pb;
 use super::status;
-use crate::collection::{Collection, ModelRef, RebuildPhase};
-use crate::encode::Encoders;
-use crate::ingest::{IngestItem, Ingester};
-use crate::search::Searcher;
+use crate::collection::RebuildPhase;
+use crate::engine::Engine;
+use crate::model::NewItem;
+use crate::pb;
 use futures::{FutureExt, Stream};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct SearchApi {
-    pub searcher: Arc<Searcher>,
+    pub engine: Arc<Engine>,
     pub deadline_cap: Duration,
 }
 
@@ -28,7 +27,7 @@ impl pb::search_service_server::SearchService for SearchApi {
         let budget = request_budget(&metadata, self.deadline_cap);
         let deadline = std::time::Instant::now() + budget;
         within(budget, async {
-            let result = self.searcher.search_until(req, Some(deadline)).await.map_err(status::from_search)?;
+            let result = self.engine.searcher().search_until(req, Some(deadline)).await.map_err(status::from_pipeline)?;
             Ok(Response::new(convert::search_response(result)))
         })
         .await
@@ -36,9 +35,7 @@ impl pb::search_service_server::SearchService for SearchApi {
 }
 
 pub struct IngestApi {
-    pub collection: Arc<Collection>,
-    pub ingester: Arc<Ingester>,
-    pub group_commit_max: usize,
+    pub engine: Arc<Engine>,
     pub deadline_cap: Duration,
 }
 
@@ -53,7 +50,8 @@ impl pb::ingest_service_server::IngestService for IngestApi {
             // written and WAL-synced together, so a fast client pays one fsync per group.
             let Some(first) = stream.message().await.map_err(status::from_stream)? else { break };
             let mut group = vec![first];
-            while group.len() < self.group_commit_max {
+            let group_commit_max = self.engine.config().ingest.group_commit_max;
+            while group.len() < group_commit_max {
                 match stream.message().now_or_never() {
                     Some(Ok(Some(m))) => group.push(m),
                     Some(Ok(None)) | None => break,
@@ -71,7 +69,7 @@ impl pb::ingest_service_server::IngestService for IngestApi {
 
     async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
         let ids = request.into_inner().ids;
-        let limit = self.collection.config().limits.max_delete_ids;
+        let limit = self.engine.searcher().limits().max_delete_ids;
         if ids.is_empty() {
             return Err(Status::invalid_argument("no ids to delete"));
         }
@@ -81,8 +79,8 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         if ids.iter().any(|id| id.is_empty()) {
             return Err(Status::invalid_argument("empty id in delete request"));
         }
-        let collection = self.collection.clone();
-        let (deleted, not_found) = tokio::task::spawn_blocking(move || collection.delete(&ids))
+        let engine = self.engine.clone();
+        let (deleted, not_found) = tokio::task::spawn_blocking(move || engine.collection().delete(&ids))
             .await
             .map_err(|e| Status::internal(format!("delete task failed: {e}")))?
             .map_err(status::from_collection)?;
@@ -97,9 +95,9 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         if body.id.is_empty() {
             return Err(Status::invalid_argument("id is empty"));
         }
-        let collection = self.collection.clone();
+        let engine = self.engine.clone();
         with_deadline(&metadata, self.deadline_cap, async move {
-            let item = tokio::task::spawn_blocking(move || collection.get(&body.id))
+            let item = tokio::task::spawn_blocking(move || engine.collection().get(&body.id))
                 .await
                 .map_err(|e| Status::internal(format!("get task failed: {e}")))?
                 .map_err(status::from_collection)?;
@@ -117,18 +115,18 @@ impl IngestApi {
         let base = *position;
         *position += group.len() as u64;
         crate::telemetry::metrics().ingest_group_size.observe(group.len() as f64);
-        let mut items: Vec<IngestItem> = Vec::with_capacity(group.len());
+        let mut items: Vec<NewItem> = Vec::with_capacity(group.len());
         for (i, req) in group.drain(..).enumerate() {
             match req.item {
-                Some(item) => items.push(convert::ingest_item(item)),
+                Some(item) => items.push(convert::new_item(item)),
                 None => {
                     summary.rejected.push(pb::Rejected { index: base + i as u64, id: String::new(), reason: "request has no item".into() });
                     // Keep positions aligned: a placeholder that validation rejects.
-                    items.push(IngestItem::default());
+                    items.push(NewItem::default());
                 }
             }
         }
-        let outcome = self.ingester.write_group(items).await.map_err(status::from_ingest)?;
+        let outcome = self.engine.ingester().write_group(items).await.map_err(status::from_pipeline)?;
         summary.accepted += outcome.accepted as u64;
         for r in outcome.rejected {
             let index = base + r.index as u64;
@@ -145,8 +143,7 @@ impl IngestApi {
 }
 
 pub struct AdminApi {
-    pub collection: Arc<Collection>,
-    pub encoders: Option<Arc<Encoders>>,
+    pub engine: Arc<Engine>,
 }
 
 type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::RebuildProgress, Status>> + Send>>;
@@ -156,7 +153,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
     type RebuildStream = ProgressStream;
 
     async fn rebuild(&self, _request: Request<pb::RebuildRequest>) -> Result<Response<Self::RebuildStream>, Status> {
-        let mut rx = self.collection.rebuild();
+        let mut rx = self.engine.collection().rebuild();
         let stream = async_stream(move |tx| async move {
             loop {
                 let p = rx.borrow_and_update().clone();
@@ -179,38 +176,18 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
-        let collection = self.collection.clone();
-        let stats = tokio::task::spawn_blocking(move || collection.stats())
+        let engine = self.engine.clone();
+        let stats = tokio::task::spawn_blocking(move || engine.stats())
             .await
             .map_err(|e| Status::internal(format!("status task failed: {e}")))?;
-        let models = self
-            .encoders
-            .as_ref()
-            .map(|e| {
-                e.models()
-                    .into_iter()
-                    .map(|m| pb::ModelStatus {
-                        id: m.id,
-                        kind: format!("{:?}", m.kind).to_lowercase(),
-                        provider: format!("{:?}", m.provider_in_use).to_lowercase(),
-                        dim: m.dim as u32,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Response::new(convert::status(stats, models, self.collection.started.elapsed().as_secs())))
+        Ok(Response::new(convert::status(stats, &self.engine.roles(), self.engine.models(), self.engine.uptime().as_secs())))
     }
 
     async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
         let target = std::path::PathBuf::from(request.into_inner().directory);
-        let models = self
-            .encoders
-            .as_ref()
-            .map(|e| e.models().into_iter().map(|m| ModelRef { id: m.id, kind: m.kind.as_str().to_string() }).collect())
-            .unwrap_or_default();
-        let collection = self.collection.clone();
+        let engine = self.engine.clone();
         // No deadline: a snapshot that outlives its client still completes (or cleans up).
-        let info = tokio::task::spawn_blocking(move || collection.snapshot(&target, models))
+        let info = tokio::task::spawn_blocking(move || engine.snapshot(&target))
             .await
             .map_err(|e| Status::internal(format!("snapshot task failed: {e}")))?
             .map_err(status::from_collection)?;

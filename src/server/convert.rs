@@ -1,10 +1,10 @@
 //! Conversions between the wire types (`pb`) and the domain types of each layer.
 
-use super::pb;
 use crate::collection::{RebuildProgress, SnapshotInfo, Stats};
-use crate::ingest::IngestItem;
-use crate::search::{FilterSpec, Query, SearchHit, SearchRequest, SearchResult};
-use crate::store::StoredItem;
+use crate::encode::ModelInfo;
+use crate::model::{FilterSpec, Item, NewItem, Version};
+use crate::pb;
+use crate::pipeline::{Explanation, Query, Roles, SearchHit, SearchRequest, SearchResult};
 
 pub fn search_request(r: pb::SearchRequest) -> SearchRequest {
     let query = r.query.map(|q| match q {
@@ -23,6 +23,7 @@ pub fn search_request(r: pb::SearchRequest) -> SearchRequest {
         min_score: if r.min_score == 0.0 { f32::NEG_INFINITY } else { r.min_score },
         space: (!r.space.is_empty()).then_some(r.space),
         ef: (r.ef > 0).then_some(r.ef),
+        explain: r.explain,
     }
 }
 
@@ -42,43 +43,62 @@ pub fn search_response(r: SearchResult) -> pb::SearchResponse {
 }
 
 fn hit(h: SearchHit) -> pb::Hit {
-    pb::Hit { id: h.id, score: h.score, item: Some(item(h.item)) }
+    pb::Hit { id: h.id, score: h.score, item: Some(item(h.version)), explanation: h.explanation.map(explanation) }
 }
 
-/// Stored metadata as an API item: never image bytes, never vectors.
-pub fn item(s: StoredItem) -> pb::Item {
-    pb::Item {
-        id: s.id,
-        title: s.title,
-        description: s.description,
-        category: s.category,
-        price: s.price,
-        attributes: s.attributes.into_iter().collect(),
-        images: Vec::new(),
-        image_uris: s.image_uris,
-        vectors: Vec::new(),
-        text_weight: s.text_weight,
-        image_weight: s.image_weight,
-        version: s.seq,
+fn explanation(e: Explanation) -> pb::Explanation {
+    pb::Explanation {
+        plan: e.plan,
+        spaces: e
+            .spaces
+            .into_iter()
+            .map(|s| pb::SpaceScore {
+                space: s.space,
+                role: s.role.to_string(),
+                score: s.score,
+                weight: s.weight,
+                estimated: s.estimated,
+                rank: s.rank,
+            })
+            .collect(),
+        score: e.score,
     }
 }
 
-pub fn ingest_item(i: pb::Item) -> IngestItem {
-    let mut attributes: Vec<(String, String)> = i.attributes.into_iter().collect();
-    attributes.sort();
-    IngestItem {
+/// A stored version as an API item: never image bytes, never vectors.
+pub fn item(v: Version) -> pb::Item {
+    let i = v.item;
+    pb::Item {
         id: i.id,
         title: i.title,
         description: i.description,
         category: i.category,
         price: i.price,
-        attributes,
-        images: i.images,
+        attributes: i.attributes.into_iter().collect(),
+        images: Vec::new(),
         image_uris: i.image_uris,
-        vectors: i.vectors.into_iter().map(|v| (v.space, v.values)).collect(),
+        vectors: Vec::new(),
         text_weight: i.text_weight,
         image_weight: i.image_weight,
+        version: v.seq,
     }
+}
+
+/// A client's item: metadata, photos and vectors (the server-assigned `version` is ignored).
+pub fn new_item(i: pb::Item) -> NewItem {
+    let mut item = Item {
+        id: i.id,
+        title: i.title,
+        description: i.description,
+        category: i.category,
+        price: i.price,
+        attributes: i.attributes.into_iter().collect(),
+        image_uris: i.image_uris,
+        text_weight: i.text_weight,
+        image_weight: i.image_weight,
+    };
+    item.sort_attributes();
+    NewItem { item, images: i.images, vectors: i.vectors.into_iter().map(|v| (v.space, v.values)).collect() }
 }
 
 pub fn progress(p: &RebuildProgress) -> pb::RebuildProgress {
@@ -92,7 +112,7 @@ pub fn progress(p: &RebuildProgress) -> pb::RebuildProgress {
     }
 }
 
-pub fn status(s: Stats, models: Vec<pb::ModelStatus>, uptime_seconds: u64) -> pb::StatusResponse {
+pub fn status(s: Stats, roles: &Roles, models: Vec<ModelInfo>, uptime_seconds: u64) -> pb::StatusResponse {
     pb::StatusResponse {
         items: s.items as u64,
         generation: s.generation,
@@ -101,6 +121,7 @@ pub fn status(s: Stats, models: Vec<pb::ModelStatus>, uptime_seconds: u64) -> pb
             .spaces
             .into_iter()
             .map(|sp| pb::SpaceStatus {
+                role: roles.role_of(&sp.spec.name).map_or("", |r| r.as_str()).to_string(),
                 name: sp.spec.name,
                 dim: sp.spec.dim as u32,
                 metric: sp.spec.metric.as_str().to_string(),
@@ -110,7 +131,15 @@ pub fn status(s: Stats, models: Vec<pb::ModelStatus>, uptime_seconds: u64) -> pb
                 layer_counts: sp.layer_counts.into_iter().map(|c| c as u64).collect(),
             })
             .collect(),
-        models,
+        models: models
+            .into_iter()
+            .map(|m| pb::ModelStatus {
+                id: m.id,
+                kind: format!("{:?}", m.kind).to_lowercase(),
+                provider: format!("{:?}", m.provider_in_use).to_lowercase(),
+                dim: m.dim as u32,
+            })
+            .collect(),
         uptime_seconds,
         rebuilding: s.rebuilding,
         last_version: s.last_seq,

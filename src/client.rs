@@ -9,7 +9,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use super::pb;
+use crate::pb;
 
 /// Largest message the client tools send or accept (catalogue items with photos).
 pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;

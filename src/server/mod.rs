@@ -1,8 +1,9 @@
-//! The gRPC API: three services (search, ingest, admin), health and reflection, on one port.
+//! The gRPC server: three services (search, ingest, admin), health and reflection, on one port,
+//! behind the request layers (observe, oversize, auth, admission). Handlers convert, call the
+//! engine, and map errors in one place (`status.rs`).
 
 pub mod admission;
 pub mod auth;
-pub mod client;
 pub mod convert;
 mod layers;
 mod observe;
@@ -10,18 +11,66 @@ mod services;
 pub mod status;
 pub mod tls;
 
-pub mod pb {
-    tonic::include_proto!("mmsearch.v1");
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("mmsearch_descriptor");
-}
-
-use crate::collection::Collection;
-use crate::encode::Encoders;
-use crate::ingest::Ingester;
-use crate::search::Searcher;
+use crate::engine::Engine;
+use crate::pb;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// The server's own settings: network, access, limits of the transport. (The engine's are in
+/// `crate::engine::EngineConfig`.)
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// API keys and roles; on unless disabled explicitly.
+    pub auth: auth::AuthConfig,
+    /// TLS on the gRPC port; plaintext when absent.
+    pub tls: Option<tls::TlsConfig>,
+    /// Address of the operations HTTP port (`/metrics`, `/healthz`, `/readyz`); empty = off.
+    pub metrics_listen: String,
+    /// After SIGTERM, how long in-flight requests may take before the server exits anyway.
+    pub shutdown_grace_ms: u64,
+    pub limits: ServerLimits,
+}
+
+/// The transport's share of `[limits]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerLimits {
+    /// Largest gRPC message accepted (bytes); larger ones get RESOURCE_EXHAUSTED.
+    pub max_message_bytes: usize,
+    /// Server-side cap on any request's deadline (ms); a client's shorter grpc-timeout wins.
+    pub request_timeout_ms: u64,
+    /// Requests in flight and queued per service (search, ingest, admin).
+    pub concurrency: admission::ConcurrencyConfig,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits { max_message_bytes: 32 * 1024 * 1024, request_timeout_ms: 30_000, concurrency: Default::default() }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:50051".into(),
+            auth: Default::default(),
+            tls: None,
+            metrics_listen: String::new(),
+            shutdown_grace_ms: 30_000,
+            limits: ServerLimits::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        self.auth.validate().map_err(|e| e.to_string())?;
+        self.limits.concurrency.validate()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -35,33 +84,24 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
 }
 
-/// Serves until `shutdown` resolves; in-flight requests finish first.
+/// Serves `engine` until `shutdown` resolves; in-flight requests finish first.
 pub async fn serve(
     listener: TcpListener,
-    collection: Arc<Collection>,
-    encoders: Option<Arc<Encoders>>,
+    engine: Arc<Engine>,
+    config: &ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let config = collection.config().clone();
     let limits = &config.limits;
     let deadline_cap = Duration::from_millis(limits.request_timeout_ms);
     let max = limits.max_message_bytes;
 
-    let searcher = Arc::new(Searcher::new(collection.clone(), encoders.clone()));
-    let ingester = Arc::new(Ingester::new(collection.clone(), encoders.clone(), &config.ingest.batch));
-
-    let search = pb::search_service_server::SearchServiceServer::new(services::SearchApi { searcher, deadline_cap })
+    let search = pb::search_service_server::SearchServiceServer::new(services::SearchApi { engine: engine.clone(), deadline_cap })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let ingest = pb::ingest_service_server::IngestServiceServer::new(services::IngestApi {
-        collection: collection.clone(),
-        ingester,
-        group_commit_max: config.ingest.group_commit_max,
-        deadline_cap,
-    })
+    let ingest = pb::ingest_service_server::IngestServiceServer::new(services::IngestApi { engine: engine.clone(), deadline_cap })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
-    let admin = pb::admin_service_server::AdminServiceServer::new(services::AdminApi { collection: collection.clone(), encoders })
+    let admin = pb::admin_service_server::AdminServiceServer::new(services::AdminApi { engine })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 

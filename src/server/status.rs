@@ -2,8 +2,7 @@
 
 use crate::collection::{CollectionError, SnapshotError};
 use crate::encode::EncodeError;
-use crate::ingest::IngestError;
-use crate::search::SearchError;
+use crate::pipeline::PipelineError;
 use crate::store::StoreError;
 use tonic::{Code, Status};
 
@@ -58,21 +57,14 @@ pub fn from_encode(e: EncodeError) -> Status {
     }
 }
 
-pub fn from_search(e: SearchError) -> Status {
+pub fn from_pipeline(e: PipelineError) -> Status {
     match e {
-        SearchError::InvalidArgument(m) => Status::invalid_argument(m),
-        SearchError::NotFound(m) => Status::not_found(m),
-        SearchError::Unimplemented(m) => Status::unimplemented(m),
-        SearchError::Encode(e) => from_encode(e),
-        SearchError::Collection(e) => from_collection(e),
-        SearchError::Internal(m) => internal("search", m),
-    }
-}
-
-pub fn from_ingest(e: IngestError) -> Status {
-    match e {
-        IngestError::Collection(e) => from_collection(e),
-        IngestError::Task(m) => internal("ingest", m),
+        PipelineError::InvalidArgument(m) => Status::invalid_argument(m),
+        PipelineError::NotFound(m) => Status::not_found(m),
+        PipelineError::Unimplemented(m) => Status::unimplemented(m),
+        PipelineError::Encode(e) => from_encode(e),
+        PipelineError::Collection(e) => from_collection(e),
+        PipelineError::Internal(m) => internal("pipeline", m),
     }
 }
 
@@ -104,7 +96,7 @@ mod tests {
     fn mapping() {
         assert_eq!(from_collection(CollectionError::NotFound("x".into())).code(), Code::NotFound);
         assert_eq!(from_encode(EncodeError::InvalidInput("bad".into())).code(), Code::InvalidArgument);
-        assert_eq!(from_search(SearchError::Unimplemented("x".into())).code(), Code::Unimplemented);
+        assert_eq!(from_pipeline(PipelineError::Unimplemented("x".into())).code(), Code::Unimplemented);
         let s = from_stream(Status::out_of_range("Error, decoded message length too large: found 9 bytes"));
         assert_eq!(s.code(), Code::ResourceExhausted);
         let target = |kind| SnapshotError::Target { path: "/x".into(), source: std::io::Error::from(kind) };

@@ -1,6 +1,6 @@
 //! Compiles a request's filter into a predicate over catalogue entries.
 
-use crate::collection::Entry;
+use super::Entry;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FilterSpec {

@@ -1,0 +1,119 @@
+//! Reads: nearest-neighbour search over the base generation and the mutable layer, item and
+//! vector lookups, and hydration of hits from the store.
+
+use super::{Collection, CollectionError, Result};
+use crate::model::{Entry, Version};
+use mmsearch_index::{plan, Layer, Matching, PlanInput, Scored, SpaceView};
+
+pub struct SearchOutcome {
+    pub hits: Vec<Scored>,
+    /// The matching set was small enough to scan exactly (or the graph came back short).
+    pub exact: bool,
+    /// The step that produced the answer: "graph", "graph_widened" or "exact".
+    pub path: &'static str,
+}
+
+/// A hit with the stored version it points to.
+pub struct Hydrated {
+    pub scored: Scored,
+    pub version: Version,
+}
+
+/// Live filter on catalogue entries, compiled by the query pipeline.
+pub type EntryFilter<'a> = &'a (dyn Fn(&Entry) -> bool + Sync);
+
+impl Collection {
+    pub fn get(&self, id: &str) -> Result<Version> {
+        self.store.get(id)?.ok_or_else(|| CollectionError::NotFound(id.to_string()))
+    }
+
+    /// The live seq of an item.
+    pub fn seq_of(&self, id: &str) -> Option<u64> {
+        self.state.read().catalog.seq_of(id)
+    }
+
+    /// The prepared vector of an item in a space ("more like this").
+    pub fn item_vector(&self, id: &str, space: &str) -> Result<(u64, Vec<f32>)> {
+        self.spec(space)?;
+        let seq = {
+            let state = self.state.read();
+            let seq = state.catalog.seq_of(id).ok_or_else(|| CollectionError::NotFound(id.to_string()))?;
+            if let Some(v) = state.fresh.get(space).and_then(|l| l.get(seq)) {
+                return Ok((seq, v.to_vec()));
+            }
+            if let Some(v) = state.base.segment(space).and_then(|s| s.vectors.get(seq)) {
+                return Ok((seq, v.to_vec()));
+            }
+            seq
+        };
+        match self.store.vector(seq, space)? {
+            Some(v) => Ok((seq, v)),
+            None => Err(CollectionError::NoVector { id: id.to_string(), space: space.to_string() }),
+        }
+    }
+
+    /// The stored versions of a page of hits, in order. A hit whose item was replaced or
+    /// deleted since the search is stale and dropped.
+    pub fn hydrate(&self, page: &[Scored]) -> Result<Vec<Hydrated>> {
+        let named: Vec<(Scored, std::sync::Arc<str>)> = {
+            let state = self.state.read();
+            page.iter().filter_map(|s| state.catalog.entry(s.id).map(|e| (*s, e.id.clone()))).collect()
+        };
+        let keys: Vec<&str> = named.iter().map(|(_, id)| &**id).collect();
+        let versions = self.store.multi_get(&keys)?;
+        Ok(named
+            .into_iter()
+            .zip(versions)
+            .filter_map(|((scored, _), v)| match v {
+                Some(version) if version.seq == scored.id => Some(Hydrated { scored, version }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Nearest live items to a prepared query vector in one space, over the base generation
+    /// and the mutable layer, honouring `filter` and skipping `exclude`. The index crate's
+    /// planner decides how (graph, widened graph, exact scan) and sets the beam width from
+    /// the requested `ef`; this only describes the catalogue to it.
+    pub fn search(
+        &self,
+        space: &str,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<EntryFilter<'_>>,
+        exclude: Option<u64>,
+    ) -> Result<SearchOutcome> {
+        let spec = self.spec(space)?;
+        let index = self.space_index(space)?;
+        let bit = 1u64 << index;
+        let state = self.state.read();
+        let catalog = &state.catalog;
+        let fresh = state.fresh.get(space).ok_or_else(|| CollectionError::UnknownSpace(space.to_string()))?;
+        let passes = |seq: u64, e: &Entry| Some(seq) != exclude && filter.is_none_or(|f| f(e));
+        let accept = |seq: u64| catalog.entry(seq).is_some_and(|e| passes(seq, e));
+        let live = catalog.live_in(index);
+        let matching = match filter {
+            None => Matching::All,
+            // Small catalogues are counted; larger ones sampled (#7 brings a better estimate).
+            Some(f) if live <= SAMPLE => Matching::Exact(catalog.sample(bit, SAMPLE, f).0),
+            Some(f) => {
+                let (matched, sampled) = catalog.sample(bit, SAMPLE, f);
+                Matching::Sampled { matched, sampled }
+            }
+        };
+        let plan = plan(&self.planner, &PlanInput { k, ef, live, matching });
+        let mut layers: Vec<&dyn Layer> = vec![fresh];
+        if let Some(base) = state.base.segment(space) {
+            layers.push(base);
+        }
+        let view = SpaceView::new(spec.metric, layers);
+        let mut candidates =
+            || catalog.iter().filter(|(seq, e)| e.spaces & bit != 0 && passes(*seq, e)).map(|(seq, _)| seq).collect();
+        let out = view.execute(&plan, query, &accept, &mut candidates);
+        Ok(SearchOutcome { hits: out.hits, exact: out.exact, path: out.path.as_str() })
+    }
+}
+
+/// Entries a filter is tried on to estimate how many it matches.
+const SAMPLE: usize = 1024;

@@ -1,0 +1,223 @@
+//! The engine: one value that opens the store, recovers the index, loads the encoders and
+//! wires the collection, searcher and ingester. The server, the tools and the tests all start
+//! mmsearch through [`Engine::open`], so what they run is the same thing.
+
+use crate::collection::{Collection, CollectionConfig, CollectionError, IndexConfig, ModelRef, SnapshotInfo, Stats};
+use crate::encode::{EncodeConfig, EncodeError, Encoders, ModelInfo};
+use crate::fusion::FusionConfig;
+use crate::pipeline::spaces::{self, Roles, SpaceConfig, SpaceRole};
+use crate::pipeline::{IngestConfig, Ingester, QueryLimits, Searcher};
+use crate::telemetry::http::{StateGauges, StateSource};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything the engine needs (the CLI assembles it from the config file's sections).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Holds `store/` (RocksDB) and `index/` (generations).
+    pub data_dir: PathBuf,
+    pub spaces: Vec<SpaceConfig>,
+    pub index: IndexConfig,
+    pub ingest: IngestConfig,
+    pub fusion: FusionConfig,
+    pub encode: EncodeConfig,
+    /// Serve vector and item queries only, without loading models.
+    pub no_models: bool,
+    pub limits: QueryLimits,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            data_dir: PathBuf::from("data"),
+            spaces: spaces::default_spaces(),
+            index: IndexConfig { max_ef: QueryLimits::default().max_ef as usize, ..IndexConfig::default() },
+            ingest: IngestConfig::default(),
+            fusion: FusionConfig::default(),
+            encode: EncodeConfig::default(),
+            no_models: false,
+            limits: QueryLimits::default(),
+        }
+    }
+}
+
+impl EngineConfig {
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let invalid = EngineError::Config;
+        spaces::validate(&self.spaces).map_err(invalid)?;
+        self.index.validate().map_err(invalid)?;
+        self.limits.validate().map_err(invalid)?;
+        self.fusion.validate().map_err(invalid)?;
+        if self.ingest.group_commit_max == 0 {
+            return Err(invalid("ingest.group_commit_max must be > 0".into()));
+        }
+        Ok(())
+    }
+
+    pub fn collection(&self) -> CollectionConfig {
+        CollectionConfig {
+            data_dir: self.data_dir.clone(),
+            spaces: self.spaces.iter().map(SpaceConfig::spec).collect(),
+            index: IndexConfig { max_ef: self.limits.max_ef as usize, ..self.index.clone() },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid config: {0}")]
+    Config(String),
+    #[error("loading models (run models/setup.sh, or serve with --no-models for vector-only search): {0}")]
+    Models(#[from] EncodeError),
+    #[error(transparent)]
+    Collection(#[from] CollectionError),
+    #[error("engine task failed: {0}")]
+    Task(String),
+}
+
+pub struct Engine {
+    collection: Arc<Collection>,
+    encoders: Option<Arc<Encoders>>,
+    searcher: Searcher,
+    ingester: Ingester,
+    config: EngineConfig,
+    started: Instant,
+}
+
+impl Engine {
+    /// Loads the configured models, unless `no_models` (blocking: seconds).
+    pub fn load_encoders(config: &EngineConfig) -> Result<Option<Arc<Encoders>>, EngineError> {
+        if config.no_models {
+            return Ok(None);
+        }
+        let enc = Encoders::load(&config.encode)?;
+        for m in enc.models() {
+            tracing::info!(id = %m.id, kind = ?m.kind, provider = ?m.provider_in_use, dim = m.dim, "model loaded");
+        }
+        Ok(Some(Arc::new(enc)))
+    }
+
+    /// Opens the collection and wires the pipelines around `encoders` (already loaded, so a
+    /// process can share one set between engines). Must run inside a tokio runtime.
+    pub async fn open(config: EngineConfig, encoders: Option<Arc<Encoders>>) -> Result<Engine, EngineError> {
+        config.validate()?;
+        let roles = Roles::bind(&config.spaces);
+        if let Some(enc) = &encoders {
+            check_dims(&roles, enc)?;
+        }
+        let collection_config = config.collection();
+        let collection = tokio::task::spawn_blocking(move || Collection::open(collection_config))
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))??;
+        let searcher = Searcher::new(
+            collection.clone(),
+            encoders.clone(),
+            roles.clone(),
+            config.limits.clone(),
+            config.fusion.image_query_alpha,
+        );
+        let ingester =
+            Ingester::new(collection.clone(), encoders.clone(), roles, config.fusion.clone(), &config.ingest.batch);
+        Ok(Engine { collection, encoders, searcher, ingester, config, started: Instant::now() })
+    }
+
+    /// [`Self::load_encoders`] then [`Self::open`].
+    pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let cfg = config.clone();
+        let encoders = tokio::task::spawn_blocking(move || Engine::load_encoders(&cfg))
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))??;
+        Engine::open(config, encoders).await
+    }
+
+    pub fn searcher(&self) -> &Searcher {
+        &self.searcher
+    }
+
+    pub fn ingester(&self) -> &Ingester {
+        &self.ingester
+    }
+
+    pub fn collection(&self) -> &Arc<Collection> {
+        &self.collection
+    }
+
+    pub fn encoders(&self) -> Option<&Arc<Encoders>> {
+        self.encoders.as_ref()
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    pub fn roles(&self) -> Roles {
+        Roles::bind(&self.config.spaces)
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    pub fn models(&self) -> Vec<ModelInfo> {
+        self.encoders.as_ref().map(|e| e.models()).unwrap_or_default()
+    }
+
+    /// Collection statistics (blocking: walks the catalogue).
+    pub fn stats(&self) -> Stats {
+        self.collection.stats()
+    }
+
+    /// A consistent snapshot of the data, recording the models the vectors were made with
+    /// (blocking).
+    pub fn snapshot(&self, target: &Path) -> Result<SnapshotInfo, CollectionError> {
+        let models = self.models().into_iter().map(|m| ModelRef { id: m.id, kind: m.kind.as_str().to_string() }).collect();
+        self.collection.snapshot(target, models)
+    }
+
+    /// Persists everything in memory (clean shutdown; blocking).
+    pub fn flush(&self) -> Result<(), CollectionError> {
+        self.collection.flush()
+    }
+}
+
+impl StateSource for Engine {
+    fn state(&self) -> StateGauges {
+        let s = self.collection.stats();
+        StateGauges {
+            items: s.items as u64,
+            generation: s.generation,
+            layers: s
+                .spaces
+                .iter()
+                .map(|x| (x.spec.name.clone(), x.base_vectors as u64, x.fresh_vectors as u64, x.tombstones as u64))
+                .collect(),
+            rocksdb_bytes: s.store_memory_bytes,
+            mapped_bytes: s.mapped_bytes as u64,
+            rebuild_running: s.rebuilding,
+            rebuild_progress: self.collection.rebuild_progress().map(|p| (p.done, p.total)),
+        }
+    }
+}
+
+/// The role spaces must have the widths the models produce.
+fn check_dims(roles: &Roles, enc: &Encoders) -> Result<(), EngineError> {
+    let produced = [(SpaceRole::Text, Some(enc.shared_dim())), (SpaceRole::Visual, enc.visual_dim())];
+    for (role, dim) in produced {
+        if let (Some(space), Some(d)) = (roles.get(role), dim) {
+            if space.dim != d {
+                return Err(EngineError::Config(format!(
+                    "space {} (role {}) is configured with dim {} but the models produce {d}",
+                    space.name,
+                    role.as_str(),
+                    space.dim
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! The write path: validate → encode what is missing → fuse → prepare → durable write.
+//!
+//! An item may bring precomputed vectors for any configured space; the encoders fill the
+//! text-role and visual-role spaces it does not bring (from its text and photos). Texts and
+//! photos go through the dynamic batcher (`encode::batcher`), so concurrent streams share model
+//! calls. A bad item is rejected with a reason and never aborts the rest of its group.
+
+use super::spaces::Roles;
+use super::{blocking, PipelineError};
+use crate::collection::{Collection, PreparedItem};
+use crate::encode::batcher::{BatcherConfig, EncodeBatcher};
+use crate::encode::{Encoders, ImageVectors};
+use crate::fusion::{fuse_item, FusionConfig, ItemEvidence};
+use crate::model::NewItem;
+use mmsearch_index::SpaceSpec;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// `[ingest]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Items written (and WAL-synced) together when a stream has them ready.
+    pub group_commit_max: usize,
+    /// Dynamic batching of encoder calls across concurrent ingest streams.
+    pub batch: BatcherConfig,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig { group_commit_max: 256, batch: Default::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// Position in the group.
+    pub index: usize,
+    pub id: String,
+    pub reason: String,
+}
+
+pub struct GroupOutcome {
+    pub accepted: usize,
+    pub rejected: Vec<Rejection>,
+    pub last_seq: Option<u64>,
+}
+
+pub struct Ingester {
+    collection: Arc<Collection>,
+    batcher: Option<EncodeBatcher>,
+    roles: Roles,
+    fusion: FusionConfig,
+}
+
+/// The role spaces an item still needs vectors for.
+struct Wanted {
+    text: Option<SpaceSpec>,
+    visual: Option<SpaceSpec>,
+}
+
+impl Ingester {
+    /// Must be called inside a tokio runtime (the batcher's workers are tasks).
+    pub fn new(
+        collection: Arc<Collection>,
+        encoders: Option<Arc<Encoders>>,
+        roles: Roles,
+        fusion: FusionConfig,
+        batching: &BatcherConfig,
+    ) -> Ingester {
+        let batcher = encoders.map(|e| EncodeBatcher::spawn(e, batching));
+        Ingester { collection, batcher, roles, fusion }
+    }
+
+    /// Writes one group. Returns once every accepted item is durable (WAL-synced).
+    pub async fn write_group(&self, items: Vec<NewItem>) -> Result<GroupOutcome, PipelineError> {
+        let mut rejected = Vec::new();
+        let mut valid: Vec<(usize, NewItem)> = Vec::with_capacity(items.len());
+        for (index, item) in items.into_iter().enumerate() {
+            match self.validate(&item) {
+                Ok(()) => valid.push((index, item)),
+                Err(reason) => rejected.push(Rejection { index, id: item.item.id.clone(), reason }),
+            }
+        }
+        let encoded = futures::future::join_all(valid.iter_mut().map(|(_, item)| self.encode_missing(item))).await;
+        let mut prepared = Vec::with_capacity(valid.len());
+        for ((index, item), enc) in valid.into_iter().zip(encoded) {
+            let id = item.item.id.clone();
+            match enc.and_then(|extra| self.prepare(item, extra)) {
+                Ok(p) => prepared.push(p),
+                Err(reason) => rejected.push(Rejection { index, id, reason }),
+            }
+        }
+        rejected.sort_by_key(|r| r.index);
+        let accepted = prepared.len();
+        let collection = self.collection.clone();
+        let seqs = blocking(move || Ok(collection.upsert(prepared)?)).await?;
+        Ok(GroupOutcome { accepted, rejected, last_seq: seqs.last().copied() })
+    }
+
+    /// Checks one item before any encoder work: its fields, its fusion weights, its vectors.
+    pub fn validate(&self, new: &NewItem) -> Result<(), String> {
+        validate_item(new, self.collection.specs(), &self.fusion)
+    }
+
+    /// Encodes what the item did not bring. Photo bytes are taken out of the item: they are
+    /// never stored, only their vectors.
+    async fn encode_missing(&self, new: &mut NewItem) -> Result<Vec<(String, Vec<f32>)>, String> {
+        let Some(batcher) = &self.batcher else { return Ok(Vec::new()) };
+        let brought = |s: &SpaceSpec| new.vectors.iter().any(|(name, _)| *name == s.name);
+        let wanted = Wanted {
+            text: self.roles.text().filter(|s| !brought(s)).cloned(),
+            visual: self.roles.visual().filter(|s| !brought(s) && !new.images.is_empty()).cloned(),
+        };
+        if wanted.text.is_none() && wanted.visual.is_none() {
+            return Ok(Vec::new());
+        }
+        let text = self.fusion.item_text(&new.item.title, &new.item.description);
+        let text_job = async {
+            match wanted.text.is_some() && !text.is_empty() {
+                true => batcher.embed_text(text).await.map(Some).map_err(|e| format!("title: {e}")),
+                false => Ok(None),
+            }
+        };
+        let photos = std::mem::take(&mut new.images);
+        let photo_jobs = futures::future::join_all(photos.into_iter().enumerate().map(|(i, bytes)| async move {
+            batcher.embed_image(bytes).await.map_err(|e| format!("photo {i}: {e}"))
+        }));
+        let (text_vec, images) = futures::join!(text_job, photo_jobs);
+        let text_vec = text_vec?;
+        let images: Vec<ImageVectors> = images.into_iter().collect::<Result<_, _>>()?;
+        let weights = self.fusion.weights_for(new.item.text_weight, new.item.image_weight)?;
+        let evidence = ItemEvidence {
+            text: text_vec.as_deref(),
+            photo_text_space: images.iter().map(|v| v.shared.as_slice()).collect(),
+            photo_visual: images.iter().filter_map(|v| v.visual.as_deref()).collect(),
+        };
+        let fused = fuse_item(&evidence, weights);
+        let bound = [(wanted.text, fused.text), (wanted.visual, fused.visual)];
+        Ok(bound.into_iter().filter_map(|(space, v)| Some((space?.name, v?))).collect())
+    }
+
+    fn prepare(&self, new: NewItem, encoded: Vec<(String, Vec<f32>)>) -> Result<PreparedItem, String> {
+        let mut vectors = Vec::with_capacity(new.vectors.len() + encoded.len());
+        for (space, values) in new.vectors.into_iter().chain(encoded) {
+            let spec = self.collection.spec(&space).map_err(|e| e.to_string())?;
+            let prepared = spec.metric.prepare(spec.dim, &values).map_err(|e| format!("space {space:?}: {e}"))?;
+            vectors.push((space, prepared));
+        }
+        if vectors.is_empty() {
+            return Err(if self.batcher.is_some() {
+                "nothing to index: give a title, a photo or a vector".into()
+            } else {
+                "no vectors given, and this server runs without encoders".into()
+            });
+        }
+        vectors.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(PreparedItem { item: new.item, vectors })
+    }
+}
+
+/// Checks one client item against the write limits, the fusion weights and the configured
+/// spaces, before any encoder work. Pure (no engine), so the wire-to-domain path can be
+/// exercised (and fuzzed) on its own.
+pub fn validate_item(new: &NewItem, specs: &[SpaceSpec], fusion: &FusionConfig) -> Result<(), String> {
+    new.validate()?;
+    fusion.weights_for(new.item.text_weight, new.item.image_weight)?;
+    let mut seen = std::collections::HashSet::new();
+    for (space, values) in &new.vectors {
+        let spec = specs.iter().find(|s| s.name == *space).ok_or_else(|| format!("unknown vector space {space:?}"))?;
+        if !seen.insert(space) {
+            return Err(format!("two vectors for space {space:?}"));
+        }
+        spec.metric.prepare(spec.dim, values).map_err(|e| format!("vector for space {space:?}: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,481 @@
+//! The query pipeline: validate → encode → search each space (the collection plans the index
+//! work) → merge → page → hydrate.
+//!
+//! Text and voice queries search the text-role space. Image queries search the text-role space
+//! (the photo bridged into it) and the visual-role space (raw image features) and merge the two
+//! lists with [`crate::fusion::merge_image_hits`]. Vector queries search the space they name
+//! (default: the text-role space); item queries use the item's own stored vector ("more like
+//! this") and exclude it.
+
+use super::spaces::{Roles, SpaceRole};
+use super::{blocking, PipelineError, QueryLimits};
+use crate::collection::{Collection, SearchOutcome};
+use crate::encode::{EncodeError, Encoders};
+use crate::model::{FilterSpec, Version};
+use mmsearch_index::SpaceSpec;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub enum Query {
+    Text(String),
+    Image(Vec<u8>),
+    Audio(Vec<u8>),
+    ItemId(String),
+    /// `space` empty = the text-role space.
+    Vector { space: String, values: Vec<f32> },
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: Option<Query>,
+    pub top_k: u32,
+    pub offset: u32,
+    pub filter: FilterSpec,
+    pub min_score: f32,
+    /// Space for item queries; default: the text-role space.
+    pub space: Option<String>,
+    pub ef: Option<u32>,
+    /// Attach an [`Explanation`] to every hit.
+    pub explain: bool,
+}
+
+impl SearchRequest {
+    /// A request with the defaults a client gets when it leaves the other fields unset.
+    pub fn new(query: Query, top_k: u32) -> SearchRequest {
+        SearchRequest {
+            query: Some(query),
+            top_k,
+            offset: 0,
+            filter: FilterSpec::default(),
+            min_score: f32::NEG_INFINITY,
+            space: None,
+            ef: None,
+            explain: false,
+        }
+    }
+}
+
+/// One space's part in a hit's score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpaceScore {
+    pub space: String,
+    /// "text", "visual", or "" for a space without a role.
+    pub role: &'static str,
+    pub score: f32,
+    /// Weight of this part in the final score.
+    pub weight: f32,
+    /// The item was not in this space's list: `score` is the list's lowest (an upper bound).
+    pub estimated: bool,
+    /// 1-based rank in this space's list; 0 when absent from it.
+    pub rank: u32,
+}
+
+/// Why a hit scored what it did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// How candidates were found, per space searched ("graph", "graph_widened", "exact";
+    /// joined with "+" for image queries, text-role space first).
+    pub plan: String,
+    pub spaces: Vec<SpaceScore>,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub id: String,
+    pub score: f32,
+    pub version: Version,
+    pub explanation: Option<Explanation>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Timing {
+    pub encode_us: u64,
+    pub search_us: u64,
+    pub hydrate_us: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    pub hits: Vec<SearchHit>,
+    pub transcript: Option<String>,
+    pub timing: Timing,
+    pub exact: bool,
+}
+
+pub struct Searcher {
+    collection: Arc<Collection>,
+    encoders: Option<Arc<Encoders>>,
+    roles: Roles,
+    limits: QueryLimits,
+    image_query_alpha: f32,
+}
+
+/// The query after encoding: prepared vectors bound to spaces.
+enum Encoded {
+    Single { space: SpaceSpec, vector: Vec<f32>, exclude: Option<u64>, transcript: Option<String> },
+    Image { text: Option<(SpaceSpec, Vec<f32>)>, visual: Option<(SpaceSpec, Vec<f32>)> },
+}
+
+/// A ranked candidate with what its score is made of.
+struct Candidate {
+    id: u64,
+    score: f32,
+    parts: Vec<SpaceScore>,
+}
+
+struct Candidates {
+    ranked: Vec<Candidate>,
+    plan: String,
+    transcript: Option<String>,
+    exact: bool,
+}
+
+impl Searcher {
+    pub fn new(
+        collection: Arc<Collection>,
+        encoders: Option<Arc<Encoders>>,
+        roles: Roles,
+        limits: QueryLimits,
+        image_query_alpha: f32,
+    ) -> Searcher {
+        Searcher { collection, encoders, roles, limits, image_query_alpha }
+    }
+
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    pub async fn search(&self, req: SearchRequest) -> Result<SearchResult, PipelineError> {
+        self.search_until(req, None).await
+    }
+
+    /// Like [`Self::search`], but model work that has not started by `deadline` is skipped:
+    /// a caller that has given up must not keep an encoder busy (queued requests would
+    /// otherwise run long after their clients left).
+    pub async fn search_until(&self, req: SearchRequest, deadline: Option<Instant>) -> Result<SearchResult, PipelineError> {
+        validate_request(&req, &self.limits)?;
+        let window = (req.offset + req.top_k) as usize;
+        let ef = req.ef.map(|e| e as usize);
+        let filter = (!req.filter.is_empty()).then_some(req.filter.clone());
+        let mut timing = Timing::default();
+
+        let started = Instant::now();
+        let query = req.query.clone().ok_or_else(|| PipelineError::Internal("validated query vanished".into()))?;
+        let encoded = self.encode(query, req.space.as_deref(), deadline).await?;
+        timing.encode_us = started.elapsed().as_micros() as u64;
+        crate::telemetry::observe_stage("encode", started.elapsed());
+
+        let started = Instant::now();
+        let collection = self.collection.clone();
+        let roles = self.roles.clone();
+        let alpha = self.image_query_alpha;
+        let candidates = blocking(move || {
+            let predicate = filter.as_ref().map(|f| move |e: &crate::model::Entry| f.matches(e));
+            let pred_ref = predicate.as_ref().map(|p| p as &(dyn Fn(&crate::model::Entry) -> bool + Sync));
+            let search = |space: &SpaceSpec, vector: &[f32], exclude: Option<u64>| -> Result<SearchOutcome, PipelineError> {
+                Ok(collection.search(&space.name, vector, window, ef, pred_ref, exclude)?)
+            };
+            run(&roles, encoded, window, alpha, search)
+        })
+        .await?;
+        timing.search_us = started.elapsed().as_micros() as u64;
+        crate::telemetry::observe_stage("search", started.elapsed());
+
+        let started = Instant::now();
+        let page: Vec<Candidate> = candidates
+            .ranked
+            .into_iter()
+            .skip(req.offset as usize)
+            .filter(|c| c.score >= req.min_score)
+            .take(req.top_k as usize)
+            .collect();
+        let hits = self.hydrate(page, req.explain.then_some(candidates.plan)).await?;
+        timing.hydrate_us = started.elapsed().as_micros() as u64;
+        crate::telemetry::observe_stage("hydrate", started.elapsed());
+        Ok(SearchResult { hits, transcript: candidates.transcript, timing, exact: candidates.exact })
+    }
+
+    fn encoders(&self, what: &str) -> Result<Arc<Encoders>, PipelineError> {
+        self.encoders.clone().ok_or_else(|| {
+            PipelineError::Unimplemented(format!("{what} queries need the encoders; this server runs without models"))
+        })
+    }
+
+    fn role_space(&self, role: SpaceRole, what: &str) -> Result<SpaceSpec, PipelineError> {
+        self.roles.get(role).cloned().ok_or_else(|| {
+            PipelineError::Unimplemented(format!(
+                "{what} queries need a space with role {:?}; none is configured in [[spaces]]",
+                role.as_str()
+            ))
+        })
+    }
+
+    /// The space a vector or item query names, or the text-role space.
+    fn named_space(&self, name: Option<&str>) -> Result<SpaceSpec, PipelineError> {
+        match name.filter(|s| !s.is_empty()) {
+            Some(n) => Ok(self.collection.spec(n)?.clone()),
+            None => self.role_space(SpaceRole::Text, "vector and item"),
+        }
+    }
+
+    async fn encode(&self, query: Query, item_space: Option<&str>, deadline: Option<Instant>) -> Result<Encoded, PipelineError> {
+        match query {
+            Query::Vector { space, values } => {
+                let space = self.named_space(Some(&space))?;
+                let vector = prepare_query_vector(std::slice::from_ref(&space), &space.name, &values)?;
+                Ok(Encoded::Single { space, vector, exclude: None, transcript: None })
+            }
+            Query::ItemId(id) => {
+                let space = self.named_space(item_space)?;
+                let collection = self.collection.clone();
+                let name = space.name.clone();
+                let (seq, vector) = blocking(move || Ok(collection.item_vector(&id, &name)?)).await?;
+                Ok(Encoded::Single { space, vector, exclude: Some(seq), transcript: None })
+            }
+            Query::Text(text) => {
+                let space = self.role_space(SpaceRole::Text, "text")?;
+                let enc = self.encoders("text")?;
+                let vector = encode_blocking(deadline, move || enc.embed_queries(&[text.as_str()])).await?;
+                let vector = prepare_encoded(&space, first(vector)?)?;
+                Ok(Encoded::Single { space, vector, exclude: None, transcript: None })
+            }
+            Query::Audio(bytes) => {
+                let space = self.role_space(SpaceRole::Text, "voice")?;
+                let enc = self.encoders("voice")?;
+                let (transcript, vector) = encode_blocking(deadline, move || {
+                    let t = enc.transcribe(&bytes)?;
+                    if t.text.trim().is_empty() {
+                        return Err(EncodeError::InvalidInput("no speech recognised in the audio".into()));
+                    }
+                    check_deadline(deadline)?;
+                    let v = enc.embed_queries(&[t.text.trim()])?;
+                    Ok((t.text, v))
+                })
+                .await?;
+                let vector = prepare_encoded(&space, first(vector)?)?;
+                Ok(Encoded::Single { space, vector, exclude: None, transcript: Some(transcript) })
+            }
+            Query::Image(bytes) => {
+                let (text, visual) = (self.roles.text().cloned(), self.roles.visual().cloned());
+                if text.is_none() && visual.is_none() {
+                    return Err(PipelineError::Unimplemented(
+                        "image queries need a space with role \"text\" or \"visual\"; none is configured in [[spaces]]".into(),
+                    ));
+                }
+                let enc = self.encoders("image")?;
+                let vectors = encode_blocking(deadline, move || enc.embed_images(&[bytes.as_slice()])).await?;
+                let v = vectors.into_iter().next().ok_or_else(|| PipelineError::Internal("encoder returned nothing".into()))?;
+                let text = match text {
+                    Some(space) => Some((space.clone(), prepare_encoded(&space, v.shared)?)),
+                    None => None,
+                };
+                let visual = match (visual, v.visual) {
+                    (Some(space), Some(features)) => Some((space.clone(), prepare_encoded(&space, features)?)),
+                    _ => None,
+                };
+                Ok(Encoded::Image { text, visual })
+            }
+        }
+    }
+
+    async fn hydrate(&self, page: Vec<Candidate>, plan: Option<String>) -> Result<Vec<SearchHit>, PipelineError> {
+        let collection = self.collection.clone();
+        blocking(move || {
+            let scored: Vec<mmsearch_index::Scored> =
+                page.iter().map(|c| mmsearch_index::Scored { id: c.id, score: c.score }).collect();
+            let hydrated = collection.hydrate(&scored)?;
+            let mut parts: std::collections::HashMap<u64, Vec<SpaceScore>> =
+                page.into_iter().map(|c| (c.id, c.parts)).collect();
+            Ok(hydrated
+                .into_iter()
+                .map(|h| {
+                    let explanation = plan.as_ref().map(|plan| Explanation {
+                        plan: plan.clone(),
+                        spaces: parts.remove(&h.scored.id).unwrap_or_default(),
+                        score: h.scored.score,
+                    });
+                    SearchHit { id: h.version.item.id.clone(), score: h.scored.score, version: h.version, explanation }
+                })
+                .collect())
+        })
+        .await
+    }
+}
+
+/// Searches the encoded query's spaces and ranks the candidates (blocking).
+fn run(
+    roles: &Roles,
+    encoded: Encoded,
+    window: usize,
+    alpha: f32,
+    search: impl Fn(&SpaceSpec, &[f32], Option<u64>) -> Result<SearchOutcome, PipelineError>,
+) -> Result<Candidates, PipelineError> {
+    let role_name = |space: &SpaceSpec| roles.role_of(&space.name).map_or("", SpaceRole::as_str);
+    match encoded {
+        Encoded::Single { space, vector, exclude, transcript } => {
+            let out = search(&space, &vector, exclude)?;
+            let role = role_name(&space);
+            let ranked = out
+                .hits
+                .iter()
+                .enumerate()
+                .map(|(i, h)| Candidate {
+                    id: h.id,
+                    score: h.score,
+                    parts: vec![SpaceScore {
+                        space: space.name.clone(),
+                        role,
+                        score: h.score,
+                        weight: 1.0,
+                        estimated: false,
+                        rank: i as u32 + 1,
+                    }],
+                })
+                .collect();
+            Ok(Candidates { ranked, plan: out.path.to_string(), transcript, exact: out.exact })
+        }
+        Encoded::Image { text, visual } => {
+            let t = text.as_ref().map(|(s, v)| search(s, v, None)).transpose()?;
+            let v = visual.as_ref().map(|(s, v)| search(s, v, None)).transpose()?;
+            // Without one of the two spaces the other carries the whole score.
+            let alpha = match (&t, &v) {
+                (Some(_), None) => 1.0,
+                (None, Some(_)) => 0.0,
+                _ => alpha,
+            };
+            let empty = Vec::new();
+            let (t_hits, v_hits) = (t.as_ref().map_or(&empty, |o| &o.hits), v.as_ref().map_or(&empty, |o| &o.hits));
+            let merged = crate::fusion::merge_image_hits(t_hits, v_hits, alpha, window);
+            let part = |space: &Option<(SpaceSpec, Vec<f32>)>, p: crate::fusion::Part, weight: f32| {
+                space.as_ref().map(|(s, _)| SpaceScore {
+                    space: s.name.clone(),
+                    role: role_name(s),
+                    score: p.score,
+                    weight,
+                    estimated: p.rank == 0,
+                    rank: p.rank,
+                })
+            };
+            let ranked = merged
+                .into_iter()
+                .map(|m| Candidate {
+                    id: m.id,
+                    score: m.score,
+                    parts: [part(&text, m.text, alpha), part(&visual, m.visual, 1.0 - alpha)].into_iter().flatten().collect(),
+                })
+                .collect();
+            let outcomes: Vec<&SearchOutcome> = [t.as_ref(), v.as_ref()].into_iter().flatten().collect();
+            Ok(Candidates {
+                ranked,
+                plan: outcomes.iter().map(|o| o.path).collect::<Vec<_>>().join("+"),
+                transcript: None,
+                exact: outcomes.iter().all(|o| o.exact),
+            })
+        }
+    }
+}
+
+/// Checks a request against the configured limits before any encoder or index work; needs no
+/// engine, so the API layer's input handling can be exercised (and fuzzed) on its own.
+pub fn validate_request(req: &SearchRequest, limits: &QueryLimits) -> Result<(), PipelineError> {
+    let invalid = |m: String| Err(PipelineError::InvalidArgument(m));
+    if req.top_k == 0 {
+        return invalid("top_k must be at least 1".into());
+    }
+    if req.top_k > limits.max_top_k {
+        return invalid(format!("top_k {} exceeds the limit {}", req.top_k, limits.max_top_k));
+    }
+    let window = req.offset as u64 + req.top_k as u64;
+    if window > limits.max_window as u64 {
+        return invalid(format!("offset + top_k = {window} exceeds the limit {}", limits.max_window));
+    }
+    if let Some(ef) = req.ef.filter(|&ef| ef > limits.max_ef) {
+        return invalid(format!("ef {ef} exceeds the limit {}", limits.max_ef));
+    }
+    // NEG_INFINITY means "no threshold" (the wire's unset 0.0 maps to it).
+    if req.min_score.is_nan() || req.min_score == f32::INFINITY {
+        return invalid("min_score must be a finite number".into());
+    }
+    req.filter.validate().map_err(PipelineError::InvalidArgument)?;
+    match &req.query {
+        None => invalid("empty query: set one of text, image, audio, item_id, vector".into()),
+        Some(Query::Text(t)) if t.trim().is_empty() => invalid("text query is empty".into()),
+        Some(Query::Text(t)) if t.chars().count() > limits.max_text_chars => {
+            invalid(format!("text query is longer than {} characters", limits.max_text_chars))
+        }
+        Some(Query::Image(b)) if b.is_empty() => invalid("image query is empty".into()),
+        Some(Query::Audio(b)) if b.is_empty() => invalid("audio query is empty".into()),
+        Some(Query::ItemId(id)) if id.is_empty() => invalid("item_id is empty".into()),
+        Some(Query::Vector { values, .. }) if values.is_empty() => invalid("vector query has no values".into()),
+        _ => Ok(()),
+    }
+}
+
+/// A client-supplied query vector, checked against its space and normalised as the space's
+/// metric wants it.
+pub fn prepare_query_vector(specs: &[SpaceSpec], space: &str, values: &[f32]) -> Result<Vec<f32>, PipelineError> {
+    let spec = specs
+        .iter()
+        .find(|s| s.name == space)
+        .ok_or_else(|| crate::collection::CollectionError::UnknownSpace(space.to_string()))?;
+    spec.metric
+        .prepare(spec.dim, values)
+        .map_err(|e| PipelineError::InvalidArgument(format!("vector for space {space:?}: {e}")))
+}
+
+/// An encoder's output made ready for its space. A mismatch is the server's configuration
+/// (the roles' dimensions are checked against the models at start), never the client's.
+fn prepare_encoded(space: &SpaceSpec, v: Vec<f32>) -> Result<Vec<f32>, PipelineError> {
+    space.metric.prepare(space.dim, &v).map_err(|e| {
+        PipelineError::Internal(format!("encoder output does not fit space {:?}: {e} (check [[spaces]] against the models)", space.name))
+    })
+}
+
+/// Runs model work on the blocking pool unless the deadline passed while it waited there.
+async fn encode_blocking<T: Send + 'static>(
+    deadline: Option<Instant>,
+    f: impl FnOnce() -> Result<T, EncodeError> + Send + 'static,
+) -> Result<T, PipelineError> {
+    blocking(move || {
+        check_deadline(deadline)?;
+        Ok(f()?)
+    })
+    .await
+}
+
+fn check_deadline(deadline: Option<Instant>) -> Result<(), EncodeError> {
+    match deadline {
+        Some(d) if Instant::now() >= d => Err(EncodeError::DeadlineExceeded),
+        _ => Ok(()),
+    }
+}
+
+fn first(v: Vec<Vec<f32>>) -> Result<Vec<f32>, PipelineError> {
+    v.into_iter().next().ok_or_else(|| PipelineError::Internal("encoder returned no vector".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ef_is_bounded() {
+        let limits = QueryLimits::default();
+        let req = |ef| SearchRequest { ef, ..SearchRequest::new(Query::Text("shoes".into()), 10) };
+        assert!(validate_request(&req(Some(limits.max_ef)), &limits).is_ok());
+        assert!(validate_request(&req(None), &limits).is_ok());
+        // u32::MAX used to reach hnsw_rs, which allocates the beam with capacity ef
+        let e = validate_request(&req(Some(u32::MAX)), &limits).unwrap_err();
+        assert!(matches!(e, PipelineError::InvalidArgument(ref m) if m.contains("ef")), "{e}");
+    }
+
+    #[test]
+    fn query_vector_is_checked_against_its_space() {
+        let specs = [SpaceSpec { name: "c".into(), dim: 2, metric: mmsearch_index::Metric::Cosine }];
+        assert_eq!(prepare_query_vector(&specs, "c", &[3.0, 4.0]).unwrap(), vec![0.6, 0.8]);
+        assert!(matches!(prepare_query_vector(&specs, "x", &[1.0, 0.0]), Err(PipelineError::Collection(_))));
+        assert!(matches!(prepare_query_vector(&specs, "c", &[1.0]), Err(PipelineError::InvalidArgument(_))));
+    }
+}
