@@ -126,7 +126,7 @@ L.append("Ingest, batch 32: the first 32 items of `~/.cache/mmsearch/demo/catalo
          "1600 px on the longer side); items/s = 32 / p50 of one batch call. Ratio = Rust items/s / Python items/s (> 1: Rust faster).\n")
 L.append("| ingest, batch 32 | Rust items/s | Python items/s | **ratio Rust/Python** | ratio range | Rust items/s per run | Python items/s per run |")
 L.append("|---|---:|---:|---:|---:|---:|---:|")
-for c, label in [("ingest_fused", "32 items, title + photo, fused (`encode_and_fuse`)"),
+for c, label in [("ingest_fused", "32 items, title + photo, fused (towers + `fusion::fuse_item`)"),
                  ("ingest_titles", "&nbsp;&nbsp;32 titles only (`embed_texts`)"),
                  ("ingest_photos", "&nbsp;&nbsp;32 photos only (`embed_images`)")]:
     rv, pv = vals(rust, c, "items_per_s"), vals(py, c, "items_per_s")
