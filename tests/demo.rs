@@ -3,22 +3,15 @@
 //! Needs `models/setup.sh` and `deploy/demo/fetch_vendure.py` (both run by deploy/test.sh).
 
 mod common;
+#[path = "common/encode.rs"]
+mod encode;
 
 use common::*;
+use encode::{demo_catalog, speak};
 use mmsearch::pb;
 use pb::search_request::Query;
-use std::path::PathBuf;
 use std::process::Command;
 use tonic::Code;
-
-fn demo_catalog() -> PathBuf {
-    let dir = std::env::var_os("MMSEARCH_DEMO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/mmsearch/demo"));
-    let catalog = dir.join("catalog.jsonl");
-    assert!(catalog.is_file(), "{} missing: run deploy/demo/fetch_vendure.py (deploy/test.sh does)", catalog.display());
-    catalog
-}
 
 fn cli(server: &Server, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_mmsearch")).args(args).arg("--server").arg(&server.addr).output().expect("run cli");
@@ -62,8 +55,7 @@ async fn vendure_demo_text_photo_voice_and_bad_media() {
 
     // Voice: espeak-ng renders the query; the transcript is printed and the mouse ranks top 3.
     let wav = tmp.path().join("q.wav");
-    let st = Command::new("espeak-ng").args(["-v", "en-us", "-s", "150", "-w"]).arg(&wav).arg("wireless mouse").status().expect("espeak-ng");
-    assert!(st.success());
+    speak("wireless mouse", &wav);
     let (titles, transcript) = ranked_titles(&cli(&server, &["search", "--json", "--voice", wav.to_str().unwrap(), "-k", "3"]));
     assert!(transcript.to_lowercase().contains("mouse"), "transcript {transcript:?}");
     assert!(titles.iter().any(|t| t == "Wireless Optical Mouse"), "voice ranking {titles:?} for {transcript:?}");

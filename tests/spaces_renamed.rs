@@ -10,20 +10,9 @@ use mmsearch::engine::{Engine, EngineConfig};
 use mmsearch::model::NewItem;
 use mmsearch::pipeline::{Query, SearchRequest, SpaceConfig, SpaceRole};
 use mmsearch_index::Metric;
-use std::path::PathBuf;
-use std::process::Command;
-
-fn demo_catalog() -> PathBuf {
-    let dir = std::env::var_os("MMSEARCH_DEMO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/mmsearch/demo"));
-    let catalog = dir.join("catalog.jsonl");
-    assert!(catalog.is_file(), "{} missing: run deploy/demo/fetch_vendure.py (deploy/test.sh does)", catalog.display());
-    catalog
-}
 
 fn catalogue() -> Vec<NewItem> {
-    let path = demo_catalog();
+    let path = encode::demo_catalog();
     let base = path.parent().expect("catalogue dir").to_path_buf();
     std::fs::read_to_string(&path)
         .expect("catalogue")
@@ -75,8 +64,7 @@ async fn renamed_spaces_keep_text_image_voice_and_ingest_working() {
     assert_eq!(names, vec![("words", "text"), ("looks", "visual")], "both renamed spaces contribute");
 
     let wav = dir.path().join("q.wav");
-    let st = Command::new("espeak-ng").args(["-v", "en-us", "-s", "150", "-w"]).arg(&wav).arg("wireless mouse").status().expect("espeak-ng");
-    assert!(st.success());
+    encode::speak("wireless mouse", &wav);
     let (titles, transcript) = top(&engine, Query::Audio(std::fs::read(&wav).unwrap()), 3).await;
     assert!(transcript.unwrap_or_default().to_lowercase().contains("mouse"));
     assert!(titles.iter().any(|t| t == "Wireless Optical Mouse"), "voice: {titles:?}");

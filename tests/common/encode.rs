@@ -102,3 +102,25 @@ pub fn wav_i16(samples: &[i16], rate: u32) -> Vec<u8> {
     }
     out
 }
+
+/// The Vendure demo catalogue (`deploy/demo/fetch_vendure.py`, run by deploy/test.sh);
+/// `$MMSEARCH_DEMO` overrides where it lives. Panics when it is missing.
+pub fn demo_catalog() -> PathBuf {
+    let dir = std::env::var_os("MMSEARCH_DEMO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/mmsearch/demo"));
+    let catalog = dir.join("catalog.jsonl");
+    assert!(catalog.is_file(), "{} missing: run deploy/demo/fetch_vendure.py (deploy/test.sh does)", catalog.display());
+    catalog
+}
+
+/// `text` spoken by espeak-ng (US English) into a WAV file at `path`.
+pub fn speak(text: &str, path: &std::path::Path) {
+    let st = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "150", "-w"])
+        .arg(path)
+        .arg(text)
+        .status()
+        .expect("espeak-ng");
+    assert!(st.success(), "espeak-ng failed");
+}
