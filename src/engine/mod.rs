@@ -81,6 +81,7 @@ pub struct Engine {
     encoders: Option<Arc<Encoders>>,
     searcher: Searcher,
     ingester: Ingester,
+    roles: Roles,
     config: EngineConfig,
     started: Instant,
 }
@@ -118,8 +119,8 @@ impl Engine {
             config.fusion.image_query_alpha,
         );
         let ingester =
-            Ingester::new(collection.clone(), encoders.clone(), roles, config.fusion.clone(), &config.ingest.batch);
-        Ok(Engine { collection, encoders, searcher, ingester, config, started: Instant::now() })
+            Ingester::new(collection.clone(), encoders.clone(), roles.clone(), config.fusion.clone(), &config.ingest.batch);
+        Ok(Engine { collection, encoders, searcher, ingester, roles, config, started: Instant::now() })
     }
 
     /// [`Self::load_encoders`] then [`Self::open`].
@@ -155,8 +156,8 @@ impl Engine {
         &self.config.data_dir
     }
 
-    pub fn roles(&self) -> Roles {
-        Roles::bind(&self.config.spaces)
+    pub fn roles(&self) -> &Roles {
+        &self.roles
     }
 
     pub fn uptime(&self) -> std::time::Duration {

@@ -180,7 +180,7 @@ impl pb::admin_service_server::AdminService for AdminApi {
         let stats = tokio::task::spawn_blocking(move || engine.stats())
             .await
             .map_err(|e| Status::internal(format!("status task failed: {e}")))?;
-        Ok(Response::new(convert::status(stats, &self.engine.roles(), self.engine.models(), self.engine.uptime().as_secs())))
+        Ok(Response::new(convert::status(stats, self.engine.roles(), self.engine.models(), self.engine.uptime().as_secs())))
     }
 
     async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
