@@ -42,7 +42,8 @@ pub fn search_response(r: SearchResult) -> pb::SearchResponse {
 }
 
 fn hit(h: SearchHit) -> pb::Hit {
-    pb::Hit { id: h.id, score: h.score, item: Some(item(h.item)) }
+    // The search pipeline fills explanations (SearchRequest.explain) in a later change.
+    pb::Hit { id: h.id, score: h.score, item: Some(item(h.item)), explanation: None }
 }
 
 /// Stored metadata as an API item: never image bytes, never vectors.

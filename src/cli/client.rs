@@ -92,6 +92,7 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         min_score: 0.0,
         space: args.space.clone(),
         ef: 0,
+        explain: false,
     };
     let mut client = args.addr.connect().await?.search();
     let resp = client.search(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner();
