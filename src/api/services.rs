@@ -1,5 +1,11 @@
 //! The three gRPC services. Handlers only convert, call the layer below, and map errors.
+//!
+//! Each service declares next to its implementation which role each of its RPCs needs
+//! (`ROLES`); `auth` looks paths up in the union of these tables and requires admin for any
+//! path that is not listed, so an RPC added without a role is closed rather than open. A unit
+//! test checks the tables against the proto's methods.
 
+use super::auth::Role;
 use super::convert;
 use super::layers::{request_budget, with_deadline, within};
 use super::pb;
@@ -17,6 +23,11 @@ use tonic::{Request, Response, Status, Streaming};
 pub struct SearchApi {
     pub searcher: Arc<Searcher>,
     pub deadline_cap: Duration,
+}
+
+impl SearchApi {
+    /// Full gRPC method path → role it needs.
+    pub const ROLES: &[(&str, Role)] = &[("/mmsearch.v1.SearchService/Search", Role::Search)];
 }
 
 #[tonic::async_trait]
@@ -40,6 +51,16 @@ pub struct IngestApi {
     pub ingester: Arc<Ingester>,
     pub group_commit_max: usize,
     pub deadline_cap: Duration,
+}
+
+impl IngestApi {
+    /// Full gRPC method path → role it needs. Get stays with ingest, as it was before the
+    /// tables: moving an RPC to another role changes which deployed keys may call it.
+    pub const ROLES: &[(&str, Role)] = &[
+        ("/mmsearch.v1.IngestService/Upsert", Role::Ingest),
+        ("/mmsearch.v1.IngestService/Delete", Role::Ingest),
+        ("/mmsearch.v1.IngestService/Get", Role::Ingest),
+    ];
 }
 
 #[tonic::async_trait]
@@ -148,6 +169,18 @@ pub struct AdminApi {
     pub collection: Arc<Collection>,
     pub encoders: Option<Arc<Encoders>>,
 }
+
+impl AdminApi {
+    /// Full gRPC method path → role it needs.
+    pub const ROLES: &[(&str, Role)] = &[
+        ("/mmsearch.v1.AdminService/Rebuild", Role::Admin),
+        ("/mmsearch.v1.AdminService/Status", Role::Admin),
+        ("/mmsearch.v1.AdminService/Snapshot", Role::Admin),
+    ];
+}
+
+/// Every service's role table, for `auth::role_for_path`.
+pub const ROLES: &[&[(&str, Role)]] = &[SearchApi::ROLES, IngestApi::ROLES, AdminApi::ROLES];
 
 type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::RebuildProgress, Status>> + Send>>;
 
