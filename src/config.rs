@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     /// Holds `store/` (RocksDB) and `index/` (generations).
     pub data_dir: PathBuf,
+    /// Where `AdminService/Snapshot` writes (clients only name snapshots). Must be outside the
+    /// data directory; default `snapshots` beside it. See `snapshot_root`.
+    pub snapshot_dir: Option<PathBuf>,
     pub listen: String,
     pub spaces: Vec<SpaceConfig>,
     pub index: IndexConfig,
@@ -88,6 +91,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("data"),
+            snapshot_dir: None,
             listen: "127.0.0.1:50051".into(),
             spaces: vec![
                 SpaceConfig { name: "shared".into(), dim: 384, metric: Metric::Cosine },
@@ -196,6 +200,16 @@ impl Config {
         if self.ingest.group_commit_max == 0 {
             return Err(ConfigError::Invalid("ingest.group_commit_max must be > 0".into()));
         }
+        // A snapshot in the data directory would share its fate, and a restore replaces what
+        // is there.
+        let snapshots = self.snapshot_root();
+        if crate::collection::snapshot::is_inside(&snapshots, &self.data_dir) {
+            return Err(ConfigError::Invalid(format!(
+                "snapshot_dir {} is inside data_dir {}; put it beside the data directory",
+                snapshots.display(),
+                self.data_dir.display()
+            )));
+        }
         Ok(())
     }
 
@@ -213,5 +227,17 @@ impl Config {
 
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
+    }
+
+    /// The snapshot directory: `snapshot_dir`, or `snapshots` beside the data directory
+    /// (`<data_dir>/../snapshots`). Absolute, because it is reported to clients and a relative
+    /// path would mean whatever the server's working directory is.
+    pub fn snapshot_root(&self) -> PathBuf {
+        let root = match &self.snapshot_dir {
+            Some(dir) => dir.clone(),
+            None if self.data_dir.file_name().is_some() => self.data_dir.with_file_name("snapshots"),
+            None => self.data_dir.join("..").join("snapshots"),
+        };
+        std::path::absolute(&root).unwrap_or(root)
     }
 }

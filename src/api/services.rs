@@ -235,7 +235,12 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
-        let target = std::path::PathBuf::from(request.into_inner().directory);
+        let req = request.into_inner();
+        // Clients name snapshots; where they go is the server's configuration.
+        if !req.directory.is_empty() {
+            return Err(status::snapshot_path_refused());
+        }
+        let name = (!req.name.is_empty()).then_some(req.name);
         let models = self
             .encoders
             .as_ref()
@@ -243,11 +248,12 @@ impl pb::admin_service_server::AdminService for AdminApi {
             .unwrap_or_default();
         let collection = self.collection.clone();
         // No deadline: a snapshot that outlives its client still completes (or cleans up).
-        let info = tokio::task::spawn_blocking(move || collection.snapshot(&target, models))
+        let info = tokio::task::spawn_blocking(move || collection.snapshot(name.as_deref(), models))
             .await
             .map_err(|e| Status::internal(format!("snapshot task failed: {e}")))?
             .map_err(status::from_collection)?;
         tracing::info!(
+            name = %info.name,
             dir = %info.dir.display(),
             last_seq = info.manifest.last_seq,
             generation = info.manifest.generation,
