@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// Where `AdminService/Snapshot` writes (clients only name snapshots). Must be outside the
+    /// data directory; default `snapshots` beside it.
+    pub snapshot_dir: Option<PathBuf>,
     pub listen: String,
     pub spaces: Vec<SpaceConfig>,
     pub index: IndexConfig,
@@ -54,6 +57,7 @@ impl Default for Config {
         let server = ServerConfig::default();
         Config {
             data_dir: engine.data_dir,
+            snapshot_dir: engine.snapshot_dir,
             listen: server.listen,
             spaces: engine.spaces,
             index: engine.index,
@@ -104,6 +108,7 @@ impl Config {
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
             data_dir: self.data_dir.clone(),
+            snapshot_dir: self.snapshot_dir.clone(),
             spaces: self.spaces.clone(),
             index: self.index.clone(),
             ingest: self.ingest.clone(),

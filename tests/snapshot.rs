@@ -1,6 +1,7 @@
 //! Snapshot → restore (issue #4): a server restored from a snapshot answers exactly as the
 //! original did — base generation, mutable layer, replacements and deletes included — and the
-//! snapshot and restore refuse the targets they must refuse.
+//! snapshot and restore refuse the targets they must refuse. Snapshots go only under the
+//! server's configured snapshot directory; clients name them (issue #9).
 
 mod common;
 
@@ -107,15 +108,25 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-async fn snapshot_err(server: &Server, dir: &str) -> tonic::Status {
-    server.admin().await.snapshot(pb::SnapshotRequest { directory: dir.into() }).await.expect_err("snapshot must fail")
+async fn snapshot(server: &Server, name: &str) -> Result<pb::SnapshotResponse, tonic::Status> {
+    server.admin().await.snapshot(pb::SnapshotRequest { name: name.into(), ..Default::default() }).await.map(|r| r.into_inner())
+}
+
+async fn snapshot_err(server: &Server, name: &str) -> tonic::Status {
+    snapshot(server, name).await.expect_err("snapshot must fail")
+}
+
+/// `snapshot_dir = "<dir>"` ahead of the test config (a top-level key must precede the tables).
+fn config_with_snapshot_dir(dir: &Path) -> String {
+    format!("snapshot_dir = {:?}\n{}", dir.to_str().unwrap(), config_with_space(DIM, ""))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_restore_answers_identically() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut server = Server::start(&data, &config_with_space(DIM, ""));
+    let snapshots = tmp.path().join("backups/snapshots");
+    let mut server = Server::start(&data, &config_with_snapshot_dir(&snapshots));
 
     // A base generation of N items ...
     let mut gen = Clustered::new(DIM, 40, 11);
@@ -144,22 +155,32 @@ async fn snapshot_restore_answers_identically() {
     assert!(before.searches.iter().any(|(_, exact)| *exact), "the selective filters take the exact path");
     assert!(before.gets.iter().any(|g| g.is_err()), "deleted ids answer NOT_FOUND");
 
-    // Refused targets.
-    assert_eq!(snapshot_err(&server, "relative/snap").await.code(), Code::InvalidArgument);
-    assert_eq!(snapshot_err(&server, data.join("snap").to_str().unwrap()).await.code(), Code::InvalidArgument);
-    let occupied_target = tmp.path().join("occupied-target");
-    std::fs::create_dir(&occupied_target).unwrap();
-    std::fs::write(occupied_target.join("keep"), b"x").unwrap();
-    assert_eq!(snapshot_err(&server, occupied_target.to_str().unwrap()).await.code(), Code::AlreadyExists);
-    let a_file = tmp.path().join("a-file");
-    std::fs::write(&a_file, b"x").unwrap();
-    let e = snapshot_err(&server, a_file.join("snap").to_str().unwrap()).await;
-    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    // Refused requests: a server path (the old API), and names that are not one plain folder
+    // name. None of them creates anything.
+    let wanted = tmp.path().join("wanted-by-client");
+    for req in [
+        pb::SnapshotRequest { directory: wanted.to_string_lossy().into(), ..Default::default() },
+        pb::SnapshotRequest { directory: wanted.to_string_lossy().into(), name: "s0".into() },
+        pb::SnapshotRequest { directory: "relative/snap".into(), ..Default::default() },
+    ] {
+        let e = server.admin().await.snapshot(req.clone()).await.expect_err("a server path is refused");
+        assert_eq!(e.code(), Code::InvalidArgument, "{req:?}: {e:?}");
+        assert!(e.message().contains("server paths are not accepted; name the snapshot"), "{e:?}");
+    }
+    assert!(!wanted.exists() && !snapshots.join("s0").exists());
+    for name in ["a/b", "../escape", "..", "x/../../escape", ".hidden", "/abs", "sp ace", "n".repeat(129).as_str()] {
+        let e = snapshot_err(&server, name).await;
+        assert_eq!(e.code(), Code::InvalidArgument, "{name:?}: {e:?}");
+    }
+    assert!(!tmp.path().join("backups/escape").exists() && !tmp.path().join("escape").exists() && !snapshots.exists());
+    // A name that is taken by something else in the snapshot directory.
+    std::fs::create_dir_all(snapshots.join("occupied")).unwrap();
+    std::fs::write(snapshots.join("occupied/keep"), b"x").unwrap();
+    assert_eq!(snapshot_err(&server, "occupied").await.code(), Code::AlreadyExists);
 
-    // The snapshot (its parent folder does not exist yet).
-    let snap = tmp.path().join("snapshots/s1");
+    // The snapshot.
     let started = Instant::now();
-    let s = server.admin().await.snapshot(pb::SnapshotRequest { directory: snap.to_string_lossy().into() }).await.unwrap().into_inner();
+    let s = snapshot(&server, "s1").await.unwrap();
     println!(
         "snapshot: {} files, {} bytes ({} hard-linked) in {:.3}s server-side, {:.3}s round trip",
         s.files,
@@ -168,16 +189,26 @@ async fn snapshot_restore_answers_identically() {
         s.seconds,
         started.elapsed().as_secs_f64()
     );
+    let snap = snapshots.join("s1");
+    assert_eq!((s.name.as_str(), Path::new(&s.directory)), ("s1", snap.as_path()));
     assert_eq!((s.generation, s.generation_version, s.last_version), (1, N as u64, *last_version));
     assert!(s.model_ids.is_empty());
     assert!(s.bytes > (N * DIM * 4) as u64 && s.files > 3);
     assert!(snap.join("SNAPSHOT.json").is_file());
-    assert!(!tmp.path().join("snapshots/s1.tmp").exists(), "the .tmp folder is renamed away");
-    assert_eq!(snapshot_err(&server, snap.to_str().unwrap()).await.code(), Code::AlreadyExists);
+    assert!(!snapshots.join(".s1.tmp").exists(), "the staging folder is renamed away");
+    // An existing name.
+    assert_eq!(snapshot_err(&server, "s1").await.code(), Code::AlreadyExists);
     // An empty existing directory is a fine target.
-    let empty_target = tmp.path().join("empty-target");
+    let empty_target = snapshots.join("empty-target");
     std::fs::create_dir(&empty_target).unwrap();
-    server.admin().await.snapshot(pb::SnapshotRequest { directory: empty_target.to_string_lossy().into() }).await.unwrap();
+    snapshot(&server, "empty-target").await.unwrap();
+    // Without a name the server picks one from the time and the version it covers.
+    let g = snapshot(&server, "").await.unwrap();
+    let suffix = format!("-v{last_version}");
+    let stamp = g.name.strip_prefix("snapshot-").and_then(|n| n.strip_suffix(suffix.as_str())).unwrap_or_else(|| panic!("{g:?}"));
+    assert!(stamp.len() == 16 && stamp.as_bytes()[8] == b'T' && stamp.ends_with('Z'), "{g:?}");
+    assert_eq!(Path::new(&g.directory), snapshots.join(&g.name));
+    assert!(snapshots.join(&g.name).join("SNAPSHOT.json").is_file());
 
     // Restoring over the data directory of a running server is refused even with --force.
     let (ok, text) = restore(&snap, &data, &["--force"]);
@@ -222,4 +253,53 @@ async fn snapshot_restore_answers_identically() {
         }
         assert_eq!(after.gets, before.gets);
     }
+}
+
+/// Runs `mmsearch serve` with `args`, which must make it refuse to start; returns its output.
+fn serve_refused(args: &[&std::ffi::OsStr]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mmsearch"))
+        .args(["serve", "--no-models", "--insecure-no-auth", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mmsearch serve");
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started with {args:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("server output");
+    assert!(!out.status.success(), "{args:?}");
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Without `snapshot_dir` snapshots go to `snapshots` beside the data directory; one inside the
+/// data directory is refused at startup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_dir_defaults_beside_data_and_must_be_outside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("srv/data");
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Server::start(&data, &config_with_space(DIM, ""));
+    let written = upsert(&server, vec![catalogue_item("one", 1, vec![1.0; DIM])]).await;
+    assert_eq!(written.accepted, 1);
+    let s = snapshot(&server, "first").await.unwrap();
+    assert_eq!(Path::new(&s.directory), tmp.path().join("srv/snapshots/first"));
+    assert_eq!((s.name.as_str(), s.last_version), ("first", written.last_version));
+    drop(server);
+
+    let config = tmp.path().join("inside.toml");
+    for (snapshot_dir, why) in [(data.join("snaps"), "a folder in it"), (data.clone(), "the data directory itself")] {
+        std::fs::write(&config, format!("snapshot_dir = {:?}\n{}", snapshot_dir.to_str().unwrap(), config_with_space(DIM, ""))).unwrap();
+        let text = serve_refused(&["--config".as_ref(), config.as_os_str(), "--data-dir".as_ref(), data.as_os_str()]);
+        assert!(text.contains("inside data_dir"), "{why}: {text}");
+    }
+    // The flag sets it the same way.
+    let via_index = data.join("index/../snaps");
+    let text = serve_refused(&["--data-dir".as_ref(), data.as_os_str(), "--snapshot-dir".as_ref(), via_index.as_os_str()]);
+    assert!(text.contains("inside data_dir"), "{text}");
 }

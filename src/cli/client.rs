@@ -153,14 +153,13 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
             }
             println!("rebuild finished in {:.1}s", started.elapsed().as_secs_f64());
         }
-        AdminCommand::Snapshot { directory } => {
-            // The path is the server's; a relative one would resolve against its working
-            // directory, so the server insists on an absolute path.
-            let request = pb::SnapshotRequest { directory: directory.to_string_lossy().into_owned() };
+        AdminCommand::Snapshot { name } => {
+            // An empty name asks the server to generate one.
+            let request = pb::SnapshotRequest { name: name.unwrap_or_default(), ..Default::default() };
             let s = client.snapshot(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner();
             println!(
-                "snapshot {}: version {}  generation {} (covers version {})  {} files, {} bytes ({} hard-linked)  {:.2}s",
-                s.directory, s.last_version, s.generation, s.generation_version, s.files, s.bytes, s.linked_bytes, s.seconds
+                "snapshot {} at {} (on the server): version {}  generation {} (covers version {})  {} files, {} bytes ({} hard-linked)  {:.2}s",
+                s.name, s.directory, s.last_version, s.generation, s.generation_version, s.files, s.bytes, s.linked_bytes, s.seconds
             );
             if !s.model_ids.is_empty() {
                 println!("models: {}", s.model_ids.join(", "));

@@ -36,7 +36,8 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// Snapshot directory (what `mmsearch admin snapshot` wrote).
+    /// Snapshot directory (what `mmsearch admin snapshot` wrote, under the server's
+    /// snapshot_dir; it prints the path).
     pub snapshot: PathBuf,
     /// Data directory to restore into; must be missing or empty unless --force.
     #[arg(long)]
@@ -77,6 +78,9 @@ pub struct ServeArgs {
     /// Data directory (store + index generations); overrides the config.
     #[arg(long, env = "MMSEARCH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Directory for snapshots (outside the data directory); overrides the config.
+    #[arg(long, env = "MMSEARCH_SNAPSHOT_DIR")]
+    pub snapshot_dir: Option<PathBuf>,
     /// Address to listen on, e.g. 0.0.0.0:50051 or 127.0.0.1:0; overrides the config.
     #[arg(long, env = "MMSEARCH_LISTEN")]
     pub listen: Option<String>,
@@ -176,11 +180,12 @@ pub enum AdminCommand {
     Rebuild,
     /// Show items, generations, layers and models.
     Status,
-    /// Write a consistent snapshot (store checkpoint + index generation + manifest) into a
-    /// directory on the server's machine.
+    /// Write a consistent snapshot (store checkpoint + index generation + manifest) into the
+    /// server's snapshot directory (its `snapshot_dir`); prints where it went.
     Snapshot {
-        /// Absolute path on the server; must not exist or be empty.
-        directory: PathBuf,
+        /// Name of the snapshot: 1-128 of [A-Za-z0-9._-], not starting with '.'. Default:
+        /// snapshot-<UTC time>-v<last version>.
+        name: Option<String>,
     },
 }
 

@@ -11,6 +11,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
+    if let Some(d) = args.snapshot_dir {
+        config.snapshot_dir = Some(d);
+    }
     if let Some(l) = args.listen {
         config.listen = l;
     }

@@ -56,6 +56,8 @@ pub type Result<T> = std::result::Result<T, CollectionError>;
 pub struct CollectionConfig {
     /// Holds `store/` (RocksDB) and `index/` (generations).
     pub data_dir: PathBuf,
+    /// Where snapshots go (outside `data_dir`); clients only name them.
+    pub snapshot_root: PathBuf,
     pub spaces: Vec<SpaceSpec>,
     pub index: IndexConfig,
 }
@@ -128,6 +130,10 @@ impl CollectionConfig {
 
     pub fn index_dir(&self) -> PathBuf {
         self.data_dir.join("index")
+    }
+
+    pub fn snapshot_root(&self) -> PathBuf {
+        self.snapshot_root.clone()
     }
 }
 

@@ -1,15 +1,19 @@
 //! Snapshots: a consistent, self-verifying copy of the collection (a RocksDB checkpoint plus
 //! the index generation in use), and `restore`, which brings a data directory back from one.
 //!
+//! Snapshots live in one server-configured directory (`snapshot_dir`, outside the data
+//! directory) and a client only names them; it never picks a server path. Each is a folder:
+//!
 //! ```text
-//! <dir>/
+//! <snapshot_dir>/<name>/
 //!   SNAPSHOT.json            format, last_seq, generation + its snapshot_seq, spaces, model ids,
 //!                            and every file below with bytes + crc32; written last
 //!   store/                   RocksDB checkpoint (hard links to the immutable SSTs where possible)
 //!   index/gen-<20 digits>/   the generation in use (hard links, or copies across file systems)
 //! ```
-//! The folder is assembled as `<dir>.tmp` and renamed into place only when complete, so a
-//! folder named `<dir>` is always a whole snapshot.
+//! The folder is assembled as `.<name>.tmp` and renamed into place only when complete, so a
+//! folder named `<name>` is always a whole snapshot. (Names never start with '.', so a staging
+//! folder cannot collide with a snapshot.)
 //!
 //! Why it is consistent: a generation holds every vector live at its `snapshot_seq` S_g, and a
 //! server replays the store's vectors with seq > S_g at start. The generation is pinned first
@@ -39,9 +43,14 @@ const STORE_DIR: &str = "store";
 const INDEX_DIR: &str = "index";
 const STAGING_DIR: &str = ".restore-staging";
 const REPLACED_DIR: &str = ".restore-replaced";
+/// Longest snapshot name: a single path component on every common file system, with room for
+/// the staging folder's `.` + `.tmp`.
+pub const MAX_NAME_LEN: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    #[error("snapshot name {0:?}: use 1-{max} characters of [A-Za-z0-9._-], not starting with '.' and without \"..\"", max = MAX_NAME_LEN)]
+    BadName(String),
     #[error("snapshot target must be an absolute directory path on the server, got {0:?}")]
     BadTarget(PathBuf),
     #[error("snapshot target {0} is inside the data directory (it would share its fate; pick a path outside)")]
@@ -127,6 +136,8 @@ impl SnapshotManifest {
 }
 
 pub struct SnapshotInfo {
+    /// The snapshot's name: the folder's name under the snapshot directory.
+    pub name: String,
     pub dir: PathBuf,
     pub manifest: SnapshotManifest,
     /// Size of all files in the snapshot.
@@ -143,19 +154,52 @@ pub struct RestoreReport {
 }
 
 impl Collection {
-    /// Writes a consistent snapshot into `target` (absolute; missing or an empty directory).
-    pub fn snapshot(&self, target: &Path, models: Vec<ModelRef>) -> Result<SnapshotInfo> {
+    /// Writes a consistent snapshot into the configured snapshot directory, as `name` (see
+    /// [`check_name`]; must not exist yet) or, without one, as
+    /// `snapshot-<UTC time>-v<last version it contains>`.
+    pub fn snapshot(&self, name: Option<&str>, models: Vec<ModelRef>) -> Result<SnapshotInfo> {
+        let root = self.config.snapshot_root();
+        match name {
+            Some(name) => {
+                check_name(name)?;
+                let target = root.join(name);
+                self.snapshot_into(&target, |_| target.clone(), models)
+            }
+            None => {
+                // The version is only known once the store is checkpointed, so the folder is
+                // staged under the time alone and gets its full name when it is published.
+                let stem = format!("snapshot-{}", utc_stamp(unix_now()));
+                self.snapshot_into(&root.join(&stem), |m| root.join(format!("{stem}-v{}", m.last_seq)), models)
+            }
+        }
+    }
+
+    /// Stages the snapshot for `staged_as` and publishes it at `final_path(manifest)`.
+    fn snapshot_into(
+        &self,
+        staged_as: &Path,
+        final_path: impl FnOnce(&SnapshotManifest) -> PathBuf,
+        models: Vec<ModelRef>,
+    ) -> Result<SnapshotInfo> {
         let started = Instant::now();
-        let tmp = prepare_target(target, &self.config.data_dir)?;
-        // rename(2) replaces an empty directory, so an empty `target` is fine too.
-        let written = self.write_snapshot(&tmp, models).and_then(|m| Ok(fs::rename(&tmp, target).target(target).map(|_| m)?));
+        let tmp = prepare_target(staged_as, &self.config.data_dir)?;
+        let written = self.write_snapshot(&tmp, models).and_then(|m| {
+            let target = final_path(&m);
+            if target != staged_as {
+                check_free(&target)?;
+            }
+            // rename(2) replaces an empty directory, so an empty `target` is fine too.
+            fs::rename(&tmp, &target).target(&target)?;
+            Ok((m, target))
+        });
         match written {
-            Ok(manifest) => {
+            Ok((manifest, target)) => {
                 if let Some(parent) = target.parent() {
                     sync_dir(parent)?;
                 }
-                let (bytes, linked_bytes) = sizes(target, &manifest)?;
-                Ok(SnapshotInfo { dir: target.to_path_buf(), manifest, bytes, linked_bytes, seconds: started.elapsed().as_secs_f64() })
+                let (bytes, linked_bytes) = sizes(&target, &manifest)?;
+                let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                Ok(SnapshotInfo { name, dir: target, manifest, bytes, linked_bytes, seconds: started.elapsed().as_secs_f64() })
             }
             Err(e) => {
                 if let Err(rm) = fs::remove_dir_all(&tmp) {
@@ -229,7 +273,57 @@ impl Collection {
     }
 }
 
-/// Checks the target and creates `<target>.tmp`; returns the latter.
+/// Whether `name` may name a snapshot: a single, visible path component of
+/// `[A-Za-z0-9._-]`, so it cannot climb out of the snapshot directory or shadow a staging folder.
+pub fn check_name(name: &str) -> SResult<()> {
+    let ok = (1..=MAX_NAME_LEN).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !name.starts_with('.')
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        // The name is echoed to the client; a few characters past the limit show enough.
+        Err(SnapshotError::BadName(name.chars().take(MAX_NAME_LEN + 8).collect()))
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ` for a Unix time (UTC, proleptic Gregorian calendar).
+fn utc_stamp(unix_secs: u64) -> String {
+    let (days, secs) = (unix_secs / 86_400, unix_secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's `civil_from_days`).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", secs / 3_600, secs % 3_600 / 60, secs % 60)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Refuses a target that exists, unless it is an empty directory.
+fn check_free(target: &Path) -> SResult<()> {
+    match fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => {
+            if fs::read_dir(target).target(target)?.next().is_some() {
+                return Err(SnapshotError::TargetExists(target.to_path_buf()));
+            }
+            Ok(())
+        }
+        Ok(_) => Err(SnapshotError::TargetExists(target.to_path_buf())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SnapshotError::Target { path: target.to_path_buf(), source: e }),
+    }
+}
+
+/// Checks the target and creates its staging folder `.<name>.tmp` beside it; returns the latter.
 fn prepare_target(target: &Path, data_dir: &Path) -> SResult<PathBuf> {
     let name = match target.file_name() {
         Some(n) if target.is_absolute() => n.to_string_lossy().into_owned(),
@@ -238,20 +332,11 @@ fn prepare_target(target: &Path, data_dir: &Path) -> SResult<PathBuf> {
     if is_inside(target, data_dir) {
         return Err(SnapshotError::InsideDataDir(target.to_path_buf()));
     }
-    match fs::symlink_metadata(target) {
-        Ok(m) if m.is_dir() => {
-            if fs::read_dir(target).target(target)?.next().is_some() {
-                return Err(SnapshotError::TargetExists(target.to_path_buf()));
-            }
-        }
-        Ok(_) => return Err(SnapshotError::TargetExists(target.to_path_buf())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(SnapshotError::Target { path: target.to_path_buf(), source: e }),
-    }
+    check_free(target)?;
     if let Some(parent) = target.parent() {
         fs::create_dir_all(parent).target(parent)?;
     }
-    let tmp = target.with_file_name(format!("{name}.tmp"));
+    let tmp = target.with_file_name(format!(".{name}.tmp"));
     match fs::create_dir(&tmp) {
         Ok(()) => Ok(tmp),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(SnapshotError::TmpExists(tmp)),
@@ -259,26 +344,38 @@ fn prepare_target(target: &Path, data_dir: &Path) -> SResult<PathBuf> {
     }
 }
 
-/// Whether `path` (which may not exist yet) lies inside `dir`, following symlinks of the part
-/// that exists.
-fn is_inside(path: &Path, dir: &Path) -> bool {
-    let Ok(dir) = fs::canonicalize(dir) else { return false };
-    let mut existing = path;
+/// Whether `path` lies inside `dir` (or is `dir`). Either may not exist yet: symlinks of the
+/// part that exists are followed, the rest is taken as written.
+pub fn is_inside(path: &Path, dir: &Path) -> bool {
+    match (resolve(path), resolve(dir)) {
+        (Some(path), Some(dir)) => path.starts_with(dir),
+        _ => false,
+    }
+}
+
+/// `path` made absolute with its longest existing prefix canonicalised and the missing rest
+/// applied lexically.
+fn resolve(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let path = std::path::absolute(path).ok()?;
+    let mut existing = path.as_path();
     let mut missing = Vec::new();
     while fs::symlink_metadata(existing).is_err() {
-        match (existing.file_name(), existing.parent()) {
-            (Some(name), Some(parent)) => {
-                missing.push(name);
-                existing = parent;
+        let parent = existing.parent()?;
+        missing.push(existing.components().next_back()?);
+        existing = parent;
+    }
+    let mut resolved = fs::canonicalize(existing).ok()?;
+    for c in missing.into_iter().rev() {
+        match c {
+            Component::Normal(name) => resolved.push(name),
+            Component::ParentDir => {
+                resolved.pop();
             }
-            _ => return false,
+            _ => {}
         }
     }
-    let Ok(mut resolved) = fs::canonicalize(existing) else { return false };
-    for name in missing.into_iter().rev() {
-        resolved.push(name);
-    }
-    resolved.starts_with(&dir)
+    Some(resolved)
 }
 
 fn link_or_copy(src: &Path, dst: &Path) -> io::Result<()> {
@@ -602,8 +699,43 @@ mod tests {
         }
         let empty = tmp.path().join("a/b/empty");
         let made = prepare_target(&empty).unwrap();
-        assert_eq!(made, tmp.path().join("a/b/empty.tmp"));
+        assert_eq!(made, tmp.path().join("a/b/.empty.tmp"));
         assert!(matches!(prepare_target(&empty), Err(SnapshotError::TmpExists(_))));
+    }
+
+    #[test]
+    fn names() {
+        for good in ["s1", "nightly-2026.11.28", "A_b-c.d", "x".repeat(MAX_NAME_LEN).as_str()] {
+            assert!(check_name(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", ".hidden", ".", "..", "a..b", "a/b", "/abs", "a\\b", "sp ace", "é", "a\0", "x".repeat(MAX_NAME_LEN + 1).as_str()] {
+            assert!(matches!(check_name(bad), Err(SnapshotError::BadName(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(1_700_000_000), "20231114T221320Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(utc_stamp(4_102_444_799), "20991231T235959Z");
+    }
+
+    #[test]
+    fn inside_follows_what_exists_and_reads_the_rest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        // Neither exists yet.
+        assert!(is_inside(&data.join("snaps"), &data));
+        assert!(is_inside(&data, &data));
+        assert!(!is_inside(&tmp.path().join("snapshots"), &data));
+        assert!(!is_inside(&data.join("../snapshots"), &data));
+        assert!(is_inside(&data.join("x/../../data/y"), &data));
+        // A symlink into the data directory counts as inside.
+        fs::create_dir(&data).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&data, &link).unwrap();
+        assert!(is_inside(&link.join("snaps"), &data));
     }
 
 }

@@ -17,6 +17,9 @@ use std::time::Instant;
 pub struct EngineConfig {
     /// Holds `store/` (RocksDB) and `index/` (generations).
     pub data_dir: PathBuf,
+    /// Where snapshots are written (clients only name them); `None`: `snapshots` beside the
+    /// data directory. Must be outside it.
+    pub snapshot_dir: Option<PathBuf>,
     pub spaces: Vec<SpaceConfig>,
     pub index: IndexConfig,
     pub ingest: IngestConfig,
@@ -31,6 +34,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             data_dir: PathBuf::from("data"),
+            snapshot_dir: None,
             spaces: spaces::default_spaces(),
             index: IndexConfig { max_ef: QueryLimits::default().max_ef as usize, ..IndexConfig::default() },
             ingest: IngestConfig::default(),
@@ -52,12 +56,35 @@ impl EngineConfig {
         if self.ingest.group_commit_max == 0 {
             return Err(invalid("ingest.group_commit_max must be > 0".into()));
         }
+        // A snapshot in the data directory would share its fate, and a restore replaces what
+        // is there.
+        let snapshots = self.snapshot_root();
+        if crate::collection::snapshot::is_inside(&snapshots, &self.data_dir) {
+            return Err(invalid(format!(
+                "snapshot_dir {} is inside data_dir {}; put it beside the data directory",
+                snapshots.display(),
+                self.data_dir.display()
+            )));
+        }
         Ok(())
+    }
+
+    /// The snapshot directory: `snapshot_dir`, or `snapshots` beside the data directory
+    /// (`<data_dir>/../snapshots`). Absolute, because it is reported to clients and a relative
+    /// path would mean whatever the server's working directory is.
+    pub fn snapshot_root(&self) -> PathBuf {
+        let root = match &self.snapshot_dir {
+            Some(dir) => dir.clone(),
+            None if self.data_dir.file_name().is_some() => self.data_dir.with_file_name("snapshots"),
+            None => self.data_dir.join("..").join("snapshots"),
+        };
+        std::path::absolute(&root).unwrap_or(root)
     }
 
     pub fn collection(&self) -> CollectionConfig {
         CollectionConfig {
             data_dir: self.data_dir.clone(),
+            snapshot_root: self.snapshot_root(),
             spaces: self.spaces.iter().map(SpaceConfig::spec).collect(),
             index: IndexConfig { max_ef: self.limits.max_ef as usize, ..self.index.clone() },
         }
@@ -173,11 +200,11 @@ impl Engine {
         self.collection.stats()
     }
 
-    /// A consistent snapshot of the data, recording the models the vectors were made with
-    /// (blocking).
-    pub fn snapshot(&self, target: &Path) -> Result<SnapshotInfo, CollectionError> {
+    /// A consistent snapshot of the data under the snapshot directory, named `name` (or a
+    /// generated name), recording the models the vectors were made with (blocking).
+    pub fn snapshot(&self, name: Option<&str>) -> Result<SnapshotInfo, CollectionError> {
         let models = self.models().into_iter().map(|m| ModelRef { id: m.id, kind: m.kind.as_str().to_string() }).collect();
-        self.collection.snapshot(target, models)
+        self.collection.snapshot(name, models)
     }
 
     /// Persists everything in memory (clean shutdown; blocking).
@@ -221,4 +248,27 @@ fn check_dims(roles: &Roles, enc: &Encoders) -> Result<(), EngineError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_root_defaults_beside_the_data_directory() {
+        let with = |data: &str, snaps: Option<&str>| EngineConfig {
+            data_dir: data.into(),
+            snapshot_dir: snaps.map(PathBuf::from),
+            ..EngineConfig::default()
+        };
+        assert_eq!(with("/srv/mms/data", None).snapshot_root(), Path::new("/srv/mms/snapshots"));
+        assert_eq!(with("/srv/mms/data/", None).snapshot_root(), Path::new("/srv/mms/snapshots"));
+        assert_eq!(with("/srv/mms/data", Some("/backups/mms")).snapshot_root(), Path::new("/backups/mms"));
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(with("data", None).snapshot_root(), cwd.join("snapshots"));
+        assert_eq!(with("/srv/mms/data", Some("snaps")).snapshot_root(), cwd.join("snaps"));
+        assert!(with("/srv/mms/data", None).validate().is_ok());
+        let inside = with("/srv/mms/data", Some("/srv/mms/data/snapshots")).validate();
+        assert!(matches!(inside, Err(EngineError::Config(m)) if m.contains("inside data_dir")));
+    }
 }

@@ -7,18 +7,19 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use subtle::ConstantTimeEq;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// SearchService.
+    /// The RPCs that serve queries (SearchService).
     Search,
-    /// IngestService.
+    /// The RPCs that write the catalogue (IngestService).
     Ingest,
-    /// AdminService and any other service that is neither search nor ingest.
+    /// AdminService, and any path no service's role table lists.
     Admin,
 }
 
@@ -169,18 +170,18 @@ impl Authenticator {
     }
 }
 
+/// Method path → role, from the tables the services declare (`services::ROLES`).
+static ROLE_TABLE: LazyLock<HashMap<&'static str, Role>> =
+    LazyLock::new(|| super::services::ROLES.iter().flat_map(|table| table.iter().copied()).collect());
+
 /// Which role a gRPC path needs; `None` for paths every client may call (health checks,
-/// reflection). Admission control groups requests by the same classes.
+/// reflection). A path no service lists needs admin: a new RPC is closed until it declares
+/// its role. Admission control groups requests by the same classes.
 pub fn role_for_path(path: &str) -> Option<Role> {
     if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
-        None
-    } else if path.starts_with("/mmsearch.v1.SearchService/") {
-        Some(Role::Search)
-    } else if path.starts_with("/mmsearch.v1.IngestService/") {
-        Some(Role::Ingest)
-    } else {
-        Some(Role::Admin)
+        return None;
     }
+    Some(ROLE_TABLE.get(path).copied().unwrap_or(Role::Admin))
 }
 
 fn bearer_token(header: &[u8]) -> Option<&[u8]> {
@@ -278,6 +279,49 @@ mod tests {
         assert!(matches!(a.decide(upsert, Some(b"Bearer k-ops")), Decision::Allowed { .. }));
         assert!(matches!(a.decide(search, Some(b"Bearer k-ops")), Decision::PermissionDenied { .. }));
         assert!(matches!(a.decide("/other.Service/X", Some(b"Bearer k-ops")), Decision::Allowed { .. }));
+        // Get is listed under ingest, not search.
+        assert!(matches!(a.decide("/mmsearch.v1.IngestService/Get", Some(b"Bearer k-search")), Decision::PermissionDenied { .. }));
+    }
+
+    #[test]
+    fn unlisted_paths_need_admin() {
+        let a = auth();
+        // An RPC no table lists, even under a service whose other RPCs a key may call.
+        for path in ["/mmsearch.v1.SearchService/Unlisted", "/mmsearch.v1.IngestService/Unlisted", "/other.Service/X", "/"] {
+            assert_eq!(role_for_path(path), Some(Role::Admin), "{path}");
+            assert_eq!(
+                a.decide(path, Some(b"Bearer k-search")),
+                Decision::PermissionDenied { key_name: "front".into(), needs: Role::Admin },
+                "{path}"
+            );
+        }
+        assert_eq!(role_for_path("/grpc.health.v1.Health/Watch"), None);
+    }
+
+    /// Every RPC of every mmsearch service has exactly one role entry, and every entry names an
+    /// RPC that exists: adding an RPC without deciding who may call it fails here.
+    #[test]
+    fn every_rpc_has_exactly_one_role() {
+        use prost::Message;
+        let fds = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET).expect("descriptor set decodes");
+        let mut methods = Vec::new();
+        for file in fds.file.iter().filter(|f| f.package().starts_with("mmsearch.")) {
+            let package = file.package();
+            for service in &file.service {
+                for method in &service.method {
+                    methods.push(format!("/{package}.{}/{}", service.name(), method.name()));
+                }
+            }
+        }
+        assert!(methods.len() >= 7, "the descriptor set lists the mmsearch services: {methods:?}");
+        let entries: Vec<&str> = super::super::services::ROLES.iter().flat_map(|t| t.iter().map(|(path, _)| *path)).collect();
+        for m in &methods {
+            let n = entries.iter().filter(|e| *e == m).count();
+            assert_eq!(n, 1, "{m} has {n} role entries; declare exactly one in its service's ROLES");
+        }
+        for e in &entries {
+            assert!(methods.iter().any(|m| m == e), "role entry {e} names no RPC in the proto");
+        }
     }
 
     #[test]

@@ -158,5 +158,6 @@ pub fn snapshot(s: SnapshotInfo) -> pb::SnapshotResponse {
         linked_bytes: s.linked_bytes,
         files: s.manifest.files.len() as u32,
         seconds: s.seconds,
+        name: s.name,
     }
 }

@@ -1,5 +1,6 @@
 //! The three gRPC services. Handlers only convert, call the engine, and map errors.
 
+use super::auth::Role;
 use super::convert;
 use super::layers::{request_budget, with_deadline, within};
 use super::status;
@@ -16,6 +17,11 @@ use tonic::{Request, Response, Status, Streaming};
 pub struct SearchApi {
     pub engine: Arc<Engine>,
     pub deadline_cap: Duration,
+}
+
+impl SearchApi {
+    /// Full gRPC method path → role it needs.
+    pub const ROLES: &[(&str, Role)] = &[("/mmsearch.v1.SearchService/Search", Role::Search)];
 }
 
 #[tonic::async_trait]
@@ -37,6 +43,16 @@ impl pb::search_service_server::SearchService for SearchApi {
 pub struct IngestApi {
     pub engine: Arc<Engine>,
     pub deadline_cap: Duration,
+}
+
+impl IngestApi {
+    /// Full gRPC method path → role it needs. Get stays with ingest, as it was before the
+    /// tables: moving an RPC to another role changes which deployed keys may call it.
+    pub const ROLES: &[(&str, Role)] = &[
+        ("/mmsearch.v1.IngestService/Upsert", Role::Ingest),
+        ("/mmsearch.v1.IngestService/Delete", Role::Ingest),
+        ("/mmsearch.v1.IngestService/Get", Role::Ingest),
+    ];
 }
 
 #[tonic::async_trait]
@@ -146,6 +162,18 @@ pub struct AdminApi {
     pub engine: Arc<Engine>,
 }
 
+impl AdminApi {
+    /// Full gRPC method path → role it needs.
+    pub const ROLES: &[(&str, Role)] = &[
+        ("/mmsearch.v1.AdminService/Rebuild", Role::Admin),
+        ("/mmsearch.v1.AdminService/Status", Role::Admin),
+        ("/mmsearch.v1.AdminService/Snapshot", Role::Admin),
+    ];
+}
+
+/// Every service's role table, for `auth::role_for_path`.
+pub const ROLES: &[&[(&str, Role)]] = &[SearchApi::ROLES, IngestApi::ROLES, AdminApi::ROLES];
+
 type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::RebuildProgress, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -184,14 +212,20 @@ impl pb::admin_service_server::AdminService for AdminApi {
     }
 
     async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
-        let target = std::path::PathBuf::from(request.into_inner().directory);
+        let req = request.into_inner();
+        // Clients name snapshots; where they go is the server's configuration.
+        if !req.directory.is_empty() {
+            return Err(status::snapshot_path_refused());
+        }
+        let name = (!req.name.is_empty()).then_some(req.name);
         let engine = self.engine.clone();
         // No deadline: a snapshot that outlives its client still completes (or cleans up).
-        let info = tokio::task::spawn_blocking(move || engine.snapshot(&target))
+        let info = tokio::task::spawn_blocking(move || engine.snapshot(name.as_deref()))
             .await
             .map_err(|e| Status::internal(format!("snapshot task failed: {e}")))?
             .map_err(status::from_collection)?;
         tracing::info!(
+            name = %info.name,
             dir = %info.dir.display(),
             last_seq = info.manifest.last_seq,
             generation = info.manifest.generation,

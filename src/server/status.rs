@@ -19,12 +19,21 @@ pub fn from_collection(e: CollectionError) -> Status {
     }
 }
 
+/// A snapshot request that still names a server path (`SnapshotRequest.directory`).
+pub fn snapshot_path_refused() -> Status {
+    Status::invalid_argument("server paths are not accepted; name the snapshot (SnapshotRequest.name)")
+}
+
 pub fn from_snapshot(e: SnapshotError) -> Status {
     use std::io::ErrorKind;
     match &e {
-        SnapshotError::BadTarget(_) | SnapshotError::InsideDataDir(_) => Status::invalid_argument(e.to_string()),
+        SnapshotError::BadName(_) => Status::invalid_argument(e.to_string()),
+        // The path comes from the server's snapshot_dir, not from the request: the server's
+        // setup is wrong (e.g. the directory was linked into the data directory after start).
+        SnapshotError::BadTarget(_) | SnapshotError::InsideDataDir(_) => Status::failed_precondition(e.to_string()),
         SnapshotError::TargetExists(_) | SnapshotError::TmpExists(_) => Status::already_exists(e.to_string()),
-        // The admin named the path, so saying what is wrong with it leaks nothing new.
+        // Paths under the snapshot directory, which the response reports anyway; an admin
+        // needs to know what is wrong with it to fix it.
         SnapshotError::Target { source, .. } => match source.kind() {
             ErrorKind::PermissionDenied
             | ErrorKind::ReadOnlyFilesystem
@@ -103,7 +112,9 @@ mod tests {
         assert_eq!(from_snapshot(target(std::io::ErrorKind::PermissionDenied)).code(), Code::FailedPrecondition);
         assert_eq!(from_snapshot(target(std::io::ErrorKind::StorageFull)).code(), Code::ResourceExhausted);
         assert_eq!(from_snapshot(SnapshotError::TargetExists("/x".into())).code(), Code::AlreadyExists);
-        assert_eq!(from_snapshot(SnapshotError::BadTarget("x".into())).code(), Code::InvalidArgument);
+        assert_eq!(from_snapshot(SnapshotError::BadName("../x".into())).code(), Code::InvalidArgument);
+        assert_eq!(from_snapshot(SnapshotError::InsideDataDir("/d/s".into())).code(), Code::FailedPrecondition);
+        assert_eq!(snapshot_path_refused().code(), Code::InvalidArgument);
         assert_eq!(from_collection(SnapshotError::TmpExists("/x.tmp".into()).into()).code(), Code::AlreadyExists);
     }
 }
