@@ -96,13 +96,15 @@ def test_upsert_reports_rejects_in_input_order_across_batches(vec_server: Server
         {"id": "r4", "colour": "red"},  # not sent: unknown field
         {"id": "r5", "images": ["does/not/exist.jpg"], "vectors": {"shared": V1}},  # not sent: no photo
         {"id": "r6", "vectors": {"shared": V2}},
+        {"id": "r7", "vectors": {"shared": ["x"] * DIM}},  # not sent: not numbers
     ]
     with mmsearch.Client(vec_server.addr) as c:
         result = c.upsert(iter(items), batch_size=2, progress=True)
     assert result.accepted == 3
-    assert [(r.index, r.id) for r in result.rejected] == [(1, "r1"), (2, ""), (4, "r4"), (5, "r5")]
+    assert [(r.index, r.id) for r in result.rejected] == [(1, "r1"), (2, ""), (4, "r4"), (5, "r5"), (7, "r7")]
     reasons = [r.reason for r in result.rejected]
     assert "dimension" in reasons[0] and reasons[1] == "missing id" and "colour" in reasons[2] and "exist.jpg" in reasons[3]
+    assert "float32" in reasons[4]
     assert "upsert" in capsys.readouterr().err  # the tqdm bar
 
 

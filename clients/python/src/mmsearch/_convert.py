@@ -7,6 +7,7 @@ import dataclasses
 import io
 import math
 import os
+import struct
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,17 +64,37 @@ def _read(path: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None)
     return p.read_bytes()
 
 
-def vector_values(v: VectorInput) -> list[float]:
-    """A vector as a list of floats (numpy arrays must be one-dimensional)."""
-    tolist = getattr(v, "tolist", None)
-    if tolist is not None:
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def vector_wire(space: str, v: VectorInput) -> bytes:
+    """A ``Vector`` message, serialized: field 1 the space, field 2 the values as packed
+    little-endian float32. Parsing this is a copy, where adding floats to a repeated field
+    one by one costs ~0.3 µs each (100+ µs for a 384-d vector)."""
+    astype = getattr(v, "astype", None)
+    if astype is not None:
         if getattr(v, "ndim", 1) != 1:
             raise ValueError(f"a vector must be one-dimensional, got shape {getattr(v, 'shape', '?')}")
-        values = tolist()
-        if values and not isinstance(values[0], float):
-            values = [float(x) for x in values]
-        return values  # type: ignore[no-any-return]
-    return [float(x) for x in v]
+        data: bytes = astype("<f4", copy=False).tobytes()
+    else:
+        values = v if isinstance(v, (list, tuple)) else list(v)
+        try:
+            data = struct.pack(f"<{len(values)}f", *values)
+        except (struct.error, OverflowError) as e:
+            raise ValueError(f"a vector must hold numbers that fit a float32: {e}") from None
+    name = space.encode()
+    out = b""
+    if name:
+        out = b"\x0a" + _varint(len(name)) + name
+    if data:
+        out += b"\x12" + _varint(len(data)) + data
+    return out
 
 
 def filter_message(f: Filter | Mapping[str, Any] | None) -> pb.Filter | None:
@@ -126,8 +147,8 @@ def search_request(
     elif item_id is not None:
         req.item_id = item_id
     elif vector is not None:
-        req.vector.space = space
-        req.vector.values.extend(vector_values(vector))
+        req.vector.SetInParent()
+        req.vector.MergeFromString(vector_wire(space, vector))
     flt = filter_message(filter)
     if flt is not None:
         req.filter.CopyFrom(flt)
@@ -215,7 +236,7 @@ def item_message(obj: Any, base_dir: str | os.PathLike[str] | None = None) -> pb
             uris.append(os.fspath(image))
     msg.image_uris.extend(uris)
     for space, values in dict(f.get("vectors", {})).items():
-        msg.vectors.add(space=str(space), values=vector_values(values))
+        msg.vectors.add().MergeFromString(vector_wire(str(space), values))
     if "text_weight" in f:
         msg.text_weight = float(f["text_weight"])
     if "image_weight" in f:
@@ -239,18 +260,24 @@ def ids_list(ids: str | Iterable[str]) -> list[str]:
 
 
 def item(m: pb.Item) -> Item:
+    # Positional, with the empty repeated fields skipped: hits are converted on every search,
+    # and each access to a upb field costs.
+    attributes = m.attributes
+    uris = m.image_uris
+    vectors = m.vectors
     return Item(
-        id=m.id,
-        title=m.title,
-        description=m.description,
-        category=m.category,
-        price=m.price,
-        attributes=dict(m.attributes),
-        image_uris=list(m.image_uris),
-        vectors={v.space: list(v.values) for v in m.vectors},
-        text_weight=m.text_weight if m.HasField("text_weight") else None,
-        image_weight=m.image_weight if m.HasField("image_weight") else None,
-        version=m.version,
+        m.id,
+        m.title,
+        m.description,
+        m.category,
+        m.price,
+        dict(attributes) if attributes else {},
+        [],
+        list(uris) if uris else [],
+        {v.space: list(v.values) for v in vectors} if vectors else {},
+        m.text_weight if m.HasField("text_weight") else None,
+        m.image_weight if m.HasField("image_weight") else None,
+        m.version,
     )
 
 
@@ -265,15 +292,15 @@ def explanation(m: pb.Explanation) -> Explanation:
 def search_result(m: pb.SearchResponse) -> SearchResult:
     hits = [
         Hit(
-            id=h.id,
-            score=h.score,
-            item=item(h.item) if h.HasField("item") else None,
-            explanation=explanation(h.explanation) if h.HasField("explanation") else None,
+            h.id,
+            h.score,
+            item(h.item) if h.HasField("item") else Item(h.id),
+            explanation(h.explanation) if h.HasField("explanation") else None,
         )
         for h in m.hits
     ]
     t = m.timing
-    return SearchResult(hits=hits, transcript=m.transcript, exact=m.exact, timing=Timing(t.encode_us, t.search_us, t.hydrate_us))
+    return SearchResult(hits, m.transcript, m.exact, Timing(t.encode_us, t.search_us, t.hydrate_us))
 
 
 def delete_result(m: pb.DeleteResponse) -> DeleteResult:

@@ -41,7 +41,7 @@ AudioInput = Union[str, "os.PathLike[str]", bytes]
 VectorInput = Union[Sequence[float], "numpy.typing.NDArray[Any]"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Item:
     """A catalogue item (``mmsearch.v1.Item``).
 
@@ -66,7 +66,7 @@ class Item:
     version: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Filter:
     """Restricts a search (``mmsearch.v1.Filter``): any of ``categories``, a price range, and
     attributes that must all match exactly."""
@@ -77,7 +77,7 @@ class Filter:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class SpaceScore:
     """One vector space's part in a hit's score."""
 
@@ -93,7 +93,7 @@ class SpaceScore:
     rank: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Explanation:
     """Why a hit scored what it did (asked for with ``search(..., explain=True)``)."""
 
@@ -104,18 +104,19 @@ class Explanation:
     score: float
 
 
-@dataclass
+@dataclass(slots=True)
 class Hit:
-    """One search result: the item's id, its score, its stored metadata and, when asked
-    for, an explanation."""
+    """One search result: the item's id, its score, its stored metadata (the server always
+    sends it; an item holding only the id stands in should a response lack it) and, when
+    asked for, an explanation."""
 
     id: str
     score: float
-    item: Item | None = None
+    item: Item
     explanation: Explanation | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Timing:
     """Server-side time spent on a search, in microseconds."""
 
@@ -124,7 +125,7 @@ class Timing:
     hydrate_us: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class SearchResult:
     """A search's answer (``mmsearch.v1.SearchResponse``)."""
 
@@ -136,7 +137,7 @@ class SearchResult:
     timing: Timing = field(default_factory=Timing)
 
 
-@dataclass
+@dataclass(slots=True)
 class Rejected:
     """An item ``upsert`` did not write."""
 
@@ -146,7 +147,7 @@ class Rejected:
     reason: str
 
 
-@dataclass
+@dataclass(slots=True)
 class UpsertResult:
     """What ``upsert`` wrote: the accepted count, the rejected items with reasons (in input
     order), and the write sequence of the last accepted item."""
@@ -156,7 +157,7 @@ class UpsertResult:
     last_version: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class DeleteResult:
     """What ``delete`` removed."""
 
@@ -164,7 +165,7 @@ class DeleteResult:
     not_found: list[str]
 
 
-@dataclass
+@dataclass(slots=True)
 class SpaceStatus:
     """One vector space of the server (``mmsearch.v1.SpaceStatus``)."""
 
@@ -183,7 +184,7 @@ class SpaceStatus:
     role: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ModelStatus:
     """An encoder model the server loaded."""
 
@@ -193,7 +194,7 @@ class ModelStatus:
     dim: int
 
 
-@dataclass
+@dataclass(slots=True)
 class Status:
     """The server's state (``mmsearch.v1.StatusResponse``)."""
 
@@ -208,7 +209,7 @@ class Status:
     version: str
 
 
-@dataclass
+@dataclass(slots=True)
 class RebuildProgress:
     """One progress report of a rebuild."""
 
@@ -222,7 +223,7 @@ class RebuildProgress:
     space: str
 
 
-@dataclass
+@dataclass(slots=True)
 class SnapshotInfo:
     """A snapshot the server wrote (``mmsearch.v1.SnapshotResponse``)."""
 
