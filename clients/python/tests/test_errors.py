@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -275,7 +275,7 @@ def fake_server(servicer: Refusing) -> tuple[grpc.Server, str]:
 
 
 def exercise(c: mmsearch.Client) -> None:
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: c.search(vector=[1.0]),
         lambda: c.get("x"),
         lambda: c.delete("x"),
