@@ -180,7 +180,7 @@ def espeak(text: str, path: Path) -> Path:
     exe = shutil.which("espeak-ng")
     if exe is None:
         pytest.fail("espeak-ng is not installed (apt-get install espeak-ng)")
-    subprocess.run([exe, "-w", str(path), text], check=True, capture_output=True)
+    subprocess.run([exe, "-v", "en-us", "-s", "150", "-w", str(path), text], check=True, capture_output=True)
     return path
 
 
