@@ -1,0 +1,269 @@
+"""The asyncio client (grpc.aio), with the same methods as ``Client``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, cast, overload
+
+import grpc
+import grpc.aio
+
+from . import _batches
+from . import _convert as convert
+from ._options import DEFAULT_MAX_MESSAGE_BYTES, PemInput, RetryPolicy, connection
+from .errors import NotFoundError, from_rpc_error
+from .types import (
+    AudioInput,
+    DeleteResult,
+    Filter,
+    ImageInput,
+    Item,
+    RebuildProgress,
+    SearchResult,
+    SnapshotInfo,
+    Status,
+    UpsertResult,
+    VectorInput,
+)
+from .v1 import mmsearch_pb2 as pb
+from .v1 import mmsearch_pb2_grpc as pb_grpc
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+#: Concurrent Get calls of ``get`` with several ids (the server's ingest service admits 16 at
+#: once by default).
+GET_CONCURRENCY = 16
+
+
+class AsyncClient:
+    """The asyncio counterpart of ``Client``: the same arguments and methods, as coroutines
+    (``rebuild`` returns an async iterator). Create it inside a running event loop; use it
+    as ``async with AsyncClient(...) as client:`` or ``await client.close()``.
+    """
+
+    def __init__(
+        self,
+        target: str = "localhost:50051",
+        *,
+        api_key: str | None = None,
+        tls: bool | None = None,
+        ca_cert: PemInput | None = None,
+        client_cert: PemInput | None = None,
+        client_key: PemInput | None = None,
+        tls_server_name: str | None = None,
+        timeout: float | None = 30.0,
+        long_timeout: float | None = 600.0,
+        retry: RetryPolicy = RetryPolicy(),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        conn = connection(
+            target,
+            api_key=api_key,
+            tls=tls,
+            ca_cert=ca_cert,
+            client_cert=client_cert,
+            client_key=client_key,
+            tls_server_name=tls_server_name,
+            max_message_bytes=max_message_bytes,
+        )
+        options = list(conn.options) + list(channel_options)
+        if conn.credentials is not None:
+            self._channel = grpc.aio.secure_channel(conn.target, conn.credentials, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(conn.target, options=options)
+        self.target = conn.target
+        self.timeout = timeout
+        self.long_timeout = long_timeout
+        self.retry = retry
+        self._metadata = conn.metadata
+        # The generated classes serve both channel kinds; the async stub types describe
+        # what they return on an aio channel.
+        self._search = cast("pb_grpc.SearchServiceAsyncStub", pb_grpc.SearchServiceStub(self._channel))
+        self._ingest = cast("pb_grpc.IngestServiceAsyncStub", pb_grpc.IngestServiceStub(self._channel))
+        self._admin = cast("pb_grpc.AdminServiceAsyncStub", pb_grpc.AdminServiceStub(self._channel))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def close(self) -> None:
+        """Closes the connection; calls in flight are cancelled."""
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient({self.target!r})"
+
+    # ------------------------------------------------------------------ calls
+
+    async def _call(self, attempt: Callable[[float | None], Awaitable[T]], timeout: float | None, retry: bool) -> T:
+        """``Client._call`` for coroutines: retries by the policy within one deadline."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        tries = 1
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                return await attempt(left)
+            except grpc.RpcError as e:
+                err, cause = from_rpc_error(e, tries), e
+            if not (retry and err.retryable and tries < self.retry.max_attempts):
+                raise err from cause
+            pause = self.retry.backoff(tries - 1)
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                raise err from cause
+            await asyncio.sleep(pause)
+            tries += 1
+
+    async def search(
+        self,
+        text: str | None = None,
+        *,
+        image: ImageInput | None = None,
+        voice: AudioInput | None = None,
+        vector: VectorInput | None = None,
+        item_id: str | None = None,
+        space: str = "",
+        filter: Filter | Mapping[str, Any] | None = None,
+        top_k: int = 10,
+        offset: int = 0,
+        min_score: float = 0.0,
+        ef: int = 0,
+        explain: bool = False,
+        timeout: float | None = None,
+    ) -> SearchResult:
+        """Searches with exactly one query of ``text``, ``image``, ``voice``, ``vector`` or
+        ``item_id``; see ``Client.search``."""
+        req = convert.search_request(
+            text=text, image=image, voice=voice, vector=vector, item_id=item_id, space=space, filter=filter,
+            top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain,
+        )
+        resp = await self._call(
+            lambda t: self._search.Search(req, timeout=t, metadata=self._metadata),
+            self.timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return convert.search_result(resp)
+
+    async def upsert(
+        self,
+        items: Iterable[Any],
+        *,
+        batch_size: int = 256,
+        progress: bool = False,
+        base_dir: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+    ) -> UpsertResult:
+        """Writes items in batches of ``batch_size``, one Upsert stream per batch, and returns
+        the accepted count and the rejects; see ``Client.upsert``."""
+        result = UpsertResult()
+        bar = _batches.progress_bar(items, progress)
+        deadline = self.long_timeout if timeout is None else timeout
+        try:
+            for batch in _batches.batches(items, batch_size, base_dir):
+                summary = None
+                if batch.requests:
+                    reqs = batch.requests
+                    summary = await self._call(
+                        lambda t: self._ingest.Upsert(iter(reqs), timeout=t, metadata=self._metadata), deadline, retry=True
+                    )
+                _batches.merge(result, batch, summary)
+                bar.update(batch.count)
+        finally:
+            bar.close()
+        result.rejected.sort(key=lambda r: r.index)
+        return result
+
+    # A str is also an Iterable[str]; the first overload wins for it.
+    @overload
+    async def get(self, ids: str, *, timeout: float | None = None) -> Item: ...  # type: ignore[overload-overlap]
+
+    @overload
+    async def get(self, ids: Iterable[str], *, timeout: float | None = None) -> list[Item | None]: ...
+
+    async def get(self, ids: str | Iterable[str], *, timeout: float | None = None) -> Item | list[Item | None]:
+        """Fetches one item (``NotFoundError`` when missing) or, given several ids, a list in
+        the same order with None for missing ones, fetched concurrently
+        (``GET_CONCURRENCY`` at a time); see ``Client.get``."""
+        if isinstance(ids, str):
+            return await self._get_one(ids, timeout)
+        gate = asyncio.Semaphore(GET_CONCURRENCY)
+
+        async def one(item_id: str) -> Item | None:
+            async with gate:
+                try:
+                    return await self._get_one(item_id, timeout)
+                except NotFoundError:
+                    return None
+
+        return list(await asyncio.gather(*(one(i) for i in ids)))
+
+    async def _get_one(self, item_id: str, timeout: float | None) -> Item:
+        req = pb.GetRequest(id=item_id)
+        resp = await self._call(
+            lambda t: self._ingest.Get(req, timeout=t, metadata=self._metadata),
+            self.timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return convert.item(resp)
+
+    async def delete(self, ids: str | Iterable[str], *, timeout: float | None = None) -> DeleteResult:
+        """Deletes items by id; see ``Client.delete``."""
+        req = pb.DeleteRequest(ids=convert.ids_list(ids))
+        resp = await self._call(
+            lambda t: self._ingest.Delete(req, timeout=t, metadata=self._metadata),
+            self.timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return convert.delete_result(resp)
+
+    async def status(self, *, timeout: float | None = None) -> Status:
+        """The server's state; see ``Client.status``."""
+        resp = await self._call(
+            lambda t: self._admin.Status(pb.StatusRequest(), timeout=t, metadata=self._metadata),
+            self.timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return convert.status(resp)
+
+    def rebuild(self, *, timeout: float | None = None) -> AsyncIterator[RebuildProgress]:
+        """Starts a rebuild and returns an async iterator over its progress (``async for p in
+        client.rebuild()``); see ``Client.rebuild``. Never retried."""
+        call = self._admin.Rebuild(
+            pb.RebuildRequest(), timeout=self.long_timeout if timeout is None else timeout, metadata=self._metadata
+        )
+        return _progress(call)
+
+    async def snapshot(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+    ) -> SnapshotInfo:
+        """Writes a snapshot on the server; see ``Client.snapshot``. Never retried."""
+        req = convert.snapshot_request(directory, name)
+        resp = await self._call(
+            lambda t: self._admin.Snapshot(req, timeout=t, metadata=self._metadata),
+            self.long_timeout if timeout is None else timeout,
+            retry=False,
+        )
+        return convert.snapshot_info(resp)
+
+
+async def _progress(call: grpc.aio.UnaryStreamCall[pb.RebuildRequest, pb.RebuildProgress]) -> AsyncIterator[RebuildProgress]:
+    try:
+        async for p in call:
+            yield convert.progress(p)
+    except grpc.RpcError as e:
+        raise from_rpc_error(e) from e
+    finally:
+        call.cancel()
