@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of mmsearch on a fresh Debian 12 machine: installs prerequisites, builds the
 # default models (cached in ~/.cache/mmsearch/models) and the retrieval-quality data (cached in
-# ~/.cache/mmsearch/eval, for tests/eval_quality.rs), then `cargo test` for the workspace.
+# ~/.cache/mmsearch/eval, for tests/eval_quality.rs), then `cargo test` for the workspace and the
+# Python client's tests (clients/python/test.sh: a venv, the stubs check, mypy, pytest).
 # The cargo target dir lives outside the clone so later runs reuse the RocksDB build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,3 +11,5 @@ deploy/install-deps.sh
 models/setup.sh
 deploy/eval/fetch_eval.py
 cargo test --workspace --no-fail-fast -- --test-threads="${MMSEARCH_TEST_THREADS:-2}" "$@"
+# The Python client: stubs vs proto/, mypy --strict, pytest against the server just built.
+clients/python/test.sh
