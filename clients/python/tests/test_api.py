@@ -135,20 +135,27 @@ def test_rebuild_yields_progress_and_status_follows(vec_server: Server) -> None:
         assert shared.base_vectors >= 40 and after.items == before.items and not after.rebuilding
 
 
-def test_snapshot(vec_server: Server, tmp_path: Path) -> None:
+def test_snapshot(vec_server: Server) -> None:
+    # Without --snapshot-dir the server writes snapshots to `snapshots` beside its data directory.
+    snapshots = vec_server.data.parent / "snapshots"
     with mmsearch.Client(vec_server.addr) as c:
         c.upsert([{"id": "snap1", "vectors": {"shared": V1}}])
-        info = c.snapshot(tmp_path / "snap")
-        assert Path(info.directory) == tmp_path / "snap" and (tmp_path / "snap" / "SNAPSHOT.json").is_file()
+        info = c.snapshot("api-snap")
+        assert info.name == "api-snap" and Path(info.directory) == snapshots / "api-snap"
+        assert (snapshots / "api-snap" / "SNAPSHOT.json").is_file()
         assert info.last_version >= 1 and info.files > 0 and info.bytes > 0 and info.model_ids == []
-        with pytest.raises(ValueError, match="either"):
-            c.snapshot()
-    # A name (a snapshot under the server's root) goes out only where the proto has the field.
-    if "name" in pb.SnapshotRequest.DESCRIPTOR.fields_by_name:
-        assert getattr(_convert.snapshot_request(None, "nightly"), "name") == "nightly"
-    else:
-        with pytest.raises(ValueError, match="SnapshotRequest.name"):
-            _convert.snapshot_request(None, "nightly")
+        # Without a name the server names it after the time and the last version it holds.
+        named = c.snapshot()
+        assert re.fullmatch(r"snapshot-\d{8}T\d{6}Z-v\d+", named.name), named.name
+        assert named.name.endswith(f"-v{named.last_version}") and named.last_version >= info.last_version
+        assert Path(named.directory) == snapshots / named.name and (snapshots / named.name / "SNAPSHOT.json").is_file()
+        # Paths are not names: refused before anything is sent.
+        with pytest.raises(TypeError, match="takes a name"):
+            c.snapshot(snapshots / "a-path")  # type: ignore[arg-type]
+    assert _convert.snapshot_request(None) == pb.SnapshotRequest()
+    assert _convert.snapshot_request("nightly") == pb.SnapshotRequest(name="nightly")
+    assert list(inspect.signature(mmsearch.Client.snapshot).parameters) == ["self", "name", "timeout"]
+    assert list(inspect.signature(mmsearch.AsyncClient.snapshot).parameters) == ["self", "name", "timeout"]
 
 
 def test_search_arguments_are_checked(vec_server: Server) -> None:

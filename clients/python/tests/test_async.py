@@ -56,7 +56,7 @@ def test_async_search_matches_sync(demo: tuple[Server, mmsearch.UpsertResult], t
     assert "mouse" in got[3].transcript.lower()
 
 
-def test_async_writes_reads_and_admin_match_sync(vec_server: Server, tmp_path: Path) -> None:
+def test_async_writes_reads_and_admin_match_sync(vec_server: Server) -> None:
     items = [{"id": f"as{i}", "title": f"async {i}", "vectors": {"shared": V}} for i in range(5)] + [{"id": "as-bad", "vectors": {"shared": [1.0]}}]
 
     async def main() -> dict[str, Any]:
@@ -71,7 +71,7 @@ def test_async_writes_reads_and_admin_match_sync(vec_server: Server, tmp_path: P
             out["delete"] = await c.delete(["as0", "nope"])
             out["status"] = await c.status()
             out["rebuild"] = [p async for p in c.rebuild()]
-            out["snapshot"] = await c.snapshot(tmp_path / "async-snap")
+            out["snapshot"] = await c.snapshot("async-snap")
             with pytest.raises(mmsearch.NotFoundError) as e:
                 await c.get("nope")
             out["error"] = e.value
@@ -84,7 +84,8 @@ def test_async_writes_reads_and_admin_match_sync(vec_server: Server, tmp_path: P
     assert comparable(out["search"]) == comparable(out["sync_search"])
     assert out["delete"] == mmsearch.DeleteResult(deleted=1, not_found=["nope"])
     assert out["rebuild"][-1].phase == "done"
-    assert out["snapshot"].files > 0
+    assert out["snapshot"].files > 0 and out["snapshot"].name == "async-snap"
+    assert Path(out["snapshot"].directory) == vec_server.data.parent / "snapshots" / "async-snap"
     assert out["error"].request_id and out["error"].code == grpc.StatusCode.NOT_FOUND
     with mmsearch.Client(vec_server.addr) as sync:
         assert sync.get("as1") == out["one"]
@@ -108,7 +109,7 @@ def test_async_errors_and_retries_match_sync(code: grpc.StatusCode, message: str
                 lambda: c.get("x"),
                 lambda: c.delete("x"),
                 lambda: c.status(),
-                lambda: c.snapshot("/tmp/x"),
+                lambda: c.snapshot("x"),
                 lambda: c.upsert([{"id": "a"}]),
             ]
             for call in calls:

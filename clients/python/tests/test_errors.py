@@ -2,10 +2,10 @@
 and request id; retries happen only for UNAVAILABLE and admission refusals, and only on Search,
 Get, Status, Delete and Upsert batches.
 
-INTERNAL has no ordinary trigger; a snapshot path the server cannot even inspect (a name longer
-than the file system allows) is one the server maps to INTERNAL. Which RPCs are retried is
-checked against an in-process fake server, since a real one cannot be made to refuse a Snapshot
-or a Rebuild at will."""
+INTERNAL has no trigger in a request to a well set-up server: it is a server fault. A server
+whose snapshot directory is a symlink loop is one (see test_internal). Which RPCs are retried
+is checked against an in-process fake server, since a real one cannot be made to refuse a
+Snapshot or a Rebuild at will."""
 
 from __future__ import annotations
 
@@ -57,8 +57,11 @@ def test_invalid_argument(client: mmsearch.Client) -> None:
     assert e.value.attempts == 1 and not e.value.retryable
     with pytest.raises(mmsearch.InvalidArgumentError, match="top_k"):
         client.search(vector=vec(1.0), top_k=0)
-    with pytest.raises(mmsearch.InvalidArgumentError, match="absolute"):
-        client.snapshot("relative/path")
+    # Snapshot names are one folder name: no paths, nothing hidden, no "..".
+    for bad in ("../escape", "/tmp/absolute", "relative/path", ".hidden", "n" * 129):
+        with pytest.raises(mmsearch.InvalidArgumentError) as b:
+            client.snapshot(bad)
+        check(b.value, mmsearch.InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT, "snapshot name")
 
 
 def test_not_found(client: mmsearch.Client) -> None:
@@ -71,23 +74,28 @@ def test_not_found(client: mmsearch.Client) -> None:
         client.search(item_id="no-such-item")
 
 
-def test_already_exists(client: mmsearch.Client, tmp_path: Path) -> None:
-    target = tmp_path / "snap"
-    target.mkdir()
-    (target / "something").write_text("x")
+def test_already_exists(client: mmsearch.Client) -> None:
+    first = client.snapshot("errors-twice")
     with pytest.raises(mmsearch.AlreadyExistsError) as e:
-        client.snapshot(target)
-    check(e.value, mmsearch.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS, str(target))
+        client.snapshot("errors-twice")
+    check(e.value, mmsearch.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS, f"{first.directory} already exists")
+    assert e.value.attempts == 1
 
 
-def test_failed_precondition(client: mmsearch.Client, tmp_path: Path) -> None:
+def test_failed_precondition(client: mmsearch.Client, start: Any, tmp_path: Path) -> None:
     with pytest.raises(mmsearch.FailedPreconditionError) as e:
         client.search(item_id="only-shared", space="other")
     check(e.value, mmsearch.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION, "no vector in space")
+    # A server whose snapshot directory lies under a regular file: its setup, not the request,
+    # is wrong.
     regular = tmp_path / "file"
     regular.write_text("x")
-    with pytest.raises(mmsearch.FailedPreconditionError, match="Not a directory"):
-        client.snapshot(regular / "snap")
+    misplaced = start(space_config(), "--insecure-no-auth", "--snapshot-dir", str(regular / "snapshots"))
+    with mmsearch.Client(misplaced.addr, retry=FAST) as c:
+        with pytest.raises(mmsearch.FailedPreconditionError) as s:
+            c.snapshot("nowhere")
+    check(s.value, mmsearch.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION, "Not a directory")
+    assert s.value.attempts == 1
 
 
 def test_unauthenticated_and_permission_denied(auth_server: tuple[Server, dict[str, str]]) -> None:
@@ -184,12 +192,26 @@ def test_unimplemented(client: mmsearch.Client) -> None:
     check(e.value, mmsearch.UnimplementedError, grpc.StatusCode.UNIMPLEMENTED, "without models")
 
 
-def test_internal(client: mmsearch.Client, tmp_path: Path) -> None:
-    # ENAMETOOLONG is none of the path errors the server reports as FAILED_PRECONDITION.
-    with pytest.raises(mmsearch.InternalError) as e:
-        client.snapshot(tmp_path / ("x" * 300))
+def test_internal(start: Any, tmp_path: Path) -> None:
+    # The server answers INTERNAL for store and index failures and for I/O errors it does not
+    # classify (src/server/status.rs); no request to a well set-up server causes one. A
+    # snapshot directory that is a symlink loop does: ELOOP is none of the path errors the
+    # server reports as FAILED_PRECONDITION, and the server starts with it (only the check
+    # that the directory lies outside the data directory looks at it before a snapshot).
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    looping = start(space_config(), "--insecure-no-auth", "--snapshot-dir", str(loop))
+    with mmsearch.Client(looping.addr, retry=FAST) as c:
+        with pytest.raises(mmsearch.InternalError) as e:
+            c.snapshot("into-the-loop")
     check(e.value, mmsearch.InternalError, grpc.StatusCode.INTERNAL, "internal snapshot error")
-    assert e.value.attempts == 1
+    assert e.value.attempts == 1 and not e.value.retryable
+    # The details are in the server's log only (logged before it answered), under the request id.
+    assert "symbolic links" not in e.value.message
+    rid = e.value.request_id
+    assert rid
+    logged = [line for line in looping.log.read_text().splitlines() if rid in line]
+    assert any("Too many levels of symbolic links" in line for line in logged), logged
 
 
 def test_every_status_has_its_class() -> None:
@@ -280,7 +302,7 @@ def exercise(c: mmsearch.Client) -> None:
         lambda: c.get("x"),
         lambda: c.delete("x"),
         lambda: c.status(),
-        lambda: c.snapshot("/tmp/x"),
+        lambda: c.snapshot("x"),
         lambda: list(c.rebuild()),
         lambda: c.upsert([{"id": "a"}, {"id": "b"}, {"id": "c"}], batch_size=2),
     ]

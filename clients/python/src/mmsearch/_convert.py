@@ -328,23 +328,23 @@ def progress(m: pb.RebuildProgress) -> RebuildProgress:
     return RebuildProgress(m.phase, m.done, m.total, m.eta_seconds, m.generation, m.space)
 
 
-def snapshot_request(directory: str | os.PathLike[str] | None, name: str | None) -> pb.SnapshotRequest:
-    """A SnapshotRequest for a server-side directory or, where the proto has
-    ``SnapshotRequest.name``, a name under the server's snapshot root."""
-    if (directory is None) == (name is None):
-        raise ValueError("give either a directory (an absolute path on the server) or a name")
-    req = pb.SnapshotRequest()
-    if directory is not None:
-        req.directory = os.fspath(directory)
-    else:
-        if "name" not in pb.SnapshotRequest.DESCRIPTOR.fields_by_name:
-            raise ValueError("this client's stubs have no SnapshotRequest.name; give a directory (or regenerate the stubs)")
-        setattr(req, "name", name)
-    return req
+def snapshot_request(name: str | None) -> pb.SnapshotRequest:
+    """A SnapshotRequest for ``name`` (None or empty: the server picks one). The server
+    checks the name (a str that is a path fails there as a bad name); a path object is refused
+    here, since the server writes snapshots only under its own snapshot directory."""
+    if name is None:
+        return pb.SnapshotRequest()
+    if not isinstance(name, str):
+        raise TypeError(
+            f"snapshot() takes a name (str), not {type(name).__name__}: the server writes snapshots"
+            " only under its configured snapshot directory"
+        )
+    return pb.SnapshotRequest(name=name)
 
 
 def snapshot_info(m: pb.SnapshotResponse) -> SnapshotInfo:
     return SnapshotInfo(
+        name=m.name,
         directory=m.directory,
         last_version=m.last_version,
         generation=m.generation,

@@ -242,15 +242,10 @@ class AsyncClient:
         )
         return _progress(call)
 
-    async def snapshot(
-        self,
-        directory: str | os.PathLike[str] | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-    ) -> SnapshotInfo:
-        """Writes a snapshot on the server; see ``Client.snapshot``. Never retried."""
-        req = convert.snapshot_request(directory, name)
+    async def snapshot(self, name: str | None = None, *, timeout: float | None = None) -> SnapshotInfo:
+        """Writes a snapshot named ``name`` (None: the server names it) under the server's
+        snapshot directory; see ``Client.snapshot``. Never retried."""
+        req = convert.snapshot_request(name)
         resp = await self._call(
             lambda t: self._admin.Snapshot(req, timeout=t, metadata=self._metadata),
             self.long_timeout if timeout is None else timeout,

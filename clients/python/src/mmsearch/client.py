@@ -288,19 +288,23 @@ class Client:
         )
         return _progress(call)
 
-    def snapshot(
-        self,
-        directory: str | os.PathLike[str] | None = None,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-    ) -> SnapshotInfo:
-        """Asks the server to write a consistent copy of its data into ``directory``, an
-        absolute path on the server's machine that must not exist or be empty; or, with a
-        server whose proto has ``SnapshotRequest.name``, under ``name`` in its snapshot root.
+    def snapshot(self, name: str | None = None, *, timeout: float | None = None) -> SnapshotInfo:
+        """Asks the server to write a consistent copy of its data (store checkpoint, the index
+        generation in use, a manifest) as a folder named ``name`` in its snapshot directory
+        (``serve --snapshot-dir``, config ``snapshot_dir``; by default ``snapshots`` beside
+        its data directory). Clients name snapshots; the server decides where they go.
+
+        ``name`` is 1-128 characters of ``[A-Za-z0-9._-]``, not starting with '.' and without
+        ".." (otherwise ``InvalidArgumentError``), and must not be taken yet
+        (``AlreadyExistsError``). None (or "") lets the server name it
+        ``snapshot-<UTC time>-v<last version>``. Returns the name and the snapshot's path on
+        the server (``SnapshotInfo.directory``, for ``mmsearch restore`` there). A snapshot
+        directory the server cannot write is ``FailedPreconditionError`` (a full disk:
+        ``ResourceExhaustedError``). Paths are not accepted: a ``PathLike`` raises ``TypeError``.
+
         Never retried (a snapshot that outlives its call still completes on the server).
         ``timeout`` defaults to ``long_timeout``."""
-        req = convert.snapshot_request(directory, name)
+        req = convert.snapshot_request(name)
         resp = self._call(
             lambda t: self._admin.Snapshot(req, timeout=t, metadata=self._metadata),
             self.long_timeout if timeout is None else timeout,

@@ -76,7 +76,7 @@ class MmsearchError(Exception):
 
 class InvalidArgumentError(MmsearchError):
     """INVALID_ARGUMENT: a bad request (top_k out of range, wrong vector dimension, unknown
-    space, empty query, corrupt or oversized image/audio, ...)."""
+    space, empty query, corrupt or oversized image/audio, a bad snapshot name, ...)."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -88,15 +88,16 @@ class NotFoundError(MmsearchError):
 
 
 class AlreadyExistsError(MmsearchError):
-    """ALREADY_EXISTS: the snapshot directory (or its ``.tmp``) exists and is not empty."""
+    """ALREADY_EXISTS: the server already has a snapshot of that name (or one by that name is
+    being written, or was interrupted)."""
 
     code = grpc.StatusCode.ALREADY_EXISTS
 
 
 class FailedPreconditionError(MmsearchError):
     """FAILED_PRECONDITION: the request is valid but the state does not allow it, e.g. a
-    more-like-this query in a space the item has no vector in, or a snapshot path that cannot
-    be written."""
+    more-like-this query in a space the item has no vector in, or a snapshot when the server's
+    snapshot directory cannot be written (its setup is wrong; the message says why)."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
 

@@ -180,7 +180,7 @@ class SpaceStatus:
     tombstones: int
     #: HNSW points per layer (layer 0 first) of the base generation.
     layer_counts: list[int]
-    #: "text", "visual", or empty.
+    #: "text", "visual", or empty: which encoder's output goes into this space.
     role: str
 
 
@@ -227,6 +227,11 @@ class RebuildProgress:
 class SnapshotInfo:
     """A snapshot the server wrote (``mmsearch.v1.SnapshotResponse``)."""
 
+    #: The snapshot's name: the one given to ``snapshot``, or the one the server generated
+    #: (``snapshot-<UTC time>-v<last version>``).
+    name: str
+    #: Where it lies on the server's machine, under the server's snapshot directory
+    #: (informational: for ``mmsearch restore`` there).
     directory: str
     #: Last write version the store checkpoint contains.
     last_version: int

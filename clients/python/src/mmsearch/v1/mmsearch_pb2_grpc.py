@@ -318,8 +318,8 @@ class AdminServiceServicer(object):
 
     def Snapshot(self, request, context):
         """Writes a consistent copy of the server's data (RocksDB checkpoint + the index generation in
-        use + a manifest with the model ids) into a server-side directory; `mmsearch restore`
-        brings a data directory back from it.
+        use + a manifest with the model ids) into a named folder under the server's configured
+        snapshot directory; `mmsearch restore` brings a data directory back from it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
