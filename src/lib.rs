@@ -10,7 +10,6 @@ pub mod cli;
 pub mod collection;
 pub mod config;
 pub mod encode;
-pub mod eval;
 pub mod fuse;
 pub mod ingest;
 pub mod search;

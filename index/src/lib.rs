@@ -14,6 +14,7 @@ pub mod flat;
 pub mod generation;
 pub mod graph;
 pub mod metric;
+pub mod synthetic;
 pub mod topk;
 pub mod vectors;
 

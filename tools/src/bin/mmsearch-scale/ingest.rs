@@ -5,7 +5,7 @@ use crate::Catalogue;
 use clap::Args;
 use mmsearch::api::client::ClientOptions;
 use mmsearch::api::pb;
-use mmsearch::eval::synthetic::Clustered;
+use mmsearch_index::synthetic::Clustered;
 use std::time::Instant;
 
 #[derive(Args, Debug)]

@@ -3,11 +3,11 @@
 //! gets (same fusion, same batching, same index and filters), minus transport.
 
 use super::EvalError;
-use crate::collection::{Collection, RebuildPhase};
-use crate::config::Config;
-use crate::encode::Encoders;
-use crate::ingest::{IngestItem, Ingester};
-use crate::search::{FilterSpec, Query, SearchError, SearchRequest, SearchResult, Searcher};
+use mmsearch::collection::{Collection, RebuildPhase};
+use mmsearch::config::Config;
+use mmsearch::encode::Encoders;
+use mmsearch::ingest::{IngestItem, Ingester};
+use mmsearch::search::{FilterSpec, Query, SearchError, SearchRequest, SearchResult, Searcher};
 use std::sync::Arc;
 
 /// Items per `write_group` call: large enough that the batcher fills its batches.
