@@ -18,7 +18,7 @@ LISTEN=127.0.0.1:29897   # below the ephemeral port range
 OUT=$WORK/results.jsonl
 
 source benches/lib.sh
-cargo "${OPT3_BUILD[@]}" --bin mmsearch --bin mmsearch-load
+cargo "${OPT3_BUILD[@]}" -p mmsearch -p mmsearch-tools --bin mmsearch --bin mmsearch-load
 BIN=$CARGO_TARGET_DIR/debug
 [ -f "$DEMO/catalog.jsonl" ] || python3 deploy/demo/fetch_vendure.py
 rm -rf "$WORK/data"

@@ -26,7 +26,7 @@ LISTEN=127.0.0.1:29898   # below the ephemeral port range (see mmsearch-scale me
 GEN=(--n "$N" --dim "$DIM" --clusters "$CLUSTERS")
 
 source benches/lib.sh
-cargo "${OPT3_BUILD[@]}" --bin mmsearch --bin mmsearch-scale --bin mmsearch-load
+cargo "${OPT3_BUILD[@]}" -p mmsearch -p mmsearch-tools --bin mmsearch --bin mmsearch-scale --bin mmsearch-load
 BIN=$CARGO_TARGET_DIR/debug
 mkdir -p "$WORK"
 CONFIG=$WORK/mmsearch.toml

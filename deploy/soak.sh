@@ -43,7 +43,7 @@ if [ -n "${SOAK_BIN_DIR:-}" ]; then
   BIN="$SOAK_BIN_DIR/mmsearch"
   SOAK="$SOAK_BIN_DIR/mmsearch-soak"
 else
-  cargo build --bin mmsearch --bin mmsearch-soak
+  cargo build -p mmsearch -p mmsearch-tools --bin mmsearch --bin mmsearch-soak
   BIN="$CARGO_TARGET_DIR/debug/mmsearch"
   SOAK="$CARGO_TARGET_DIR/debug/mmsearch-soak"
 fi

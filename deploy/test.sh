@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of mmsearch on a fresh Debian 12 machine: installs prerequisites, builds the
 # default models (cached in ~/.cache/mmsearch/models) and the retrieval-quality data (cached in
-# ~/.cache/mmsearch/eval, for tests/eval_quality.rs), then `cargo test` for the workspace and the
+# ~/.cache/mmsearch/eval, for tools/tests/eval_quality.rs), then `cargo test` for the workspace and the
 # Python client's tests (clients/python/test.sh: a venv, the stubs check, mypy, pytest).
 # The cargo target dir lives outside the clone so later runs reuse the RocksDB build.
 set -euo pipefail

@@ -14,7 +14,6 @@ pub mod collection;
 pub mod config;
 pub mod encode;
 pub mod engine;
-pub mod eval;
 pub mod fusion;
 pub mod model;
 pub mod pb;

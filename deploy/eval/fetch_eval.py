@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fetch and prepare the retrieval-quality data sets for `mmsearch-eval` and `tests/eval_quality.rs`.
+"""Fetch and prepare the retrieval-quality data sets for `mmsearch-eval` and `tools/tests/eval_quality.rs`.
 
     deploy/eval/fetch_eval.py          # -> ${MMSEARCH_EVAL_DATA:-~/.cache/mmsearch/eval}/READY
 

@@ -28,6 +28,7 @@ pub mod layer;
 pub mod metric;
 pub mod plan;
 pub mod snapshot;
+pub mod synthetic;
 pub mod topk;
 pub mod vectors;
 

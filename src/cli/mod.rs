@@ -3,7 +3,6 @@
 pub mod catalog;
 mod client;
 mod restore;
-pub mod connect;
 mod serve;
 
 use clap::{Args, Parser, Subcommand};

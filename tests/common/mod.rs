@@ -9,8 +9,26 @@ use pb::search_service_client::SearchServiceClient;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
+
+/// The `mmsearch` binary the harness starts: cargo names it to the root package's tests; the
+/// tests of another workspace package (tools/tests, which include this file) cannot get it from
+/// cargo and give it with [`set_server_binary`] before starting a server.
+static SERVER_BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Sets the server binary to what `locate` returns (called once per test binary, the first time).
+pub fn set_server_binary(locate: impl FnOnce() -> PathBuf) {
+    SERVER_BINARY.get_or_init(locate);
+}
+
+fn server_binary() -> &'static Path {
+    SERVER_BINARY.get_or_init(|| match option_env!("CARGO_BIN_EXE_mmsearch") {
+        Some(path) => PathBuf::from(path),
+        None => panic!("outside the mmsearch package the tests must call set_server_binary first"),
+    })
+}
 
 pub struct Server {
     pub child: Child,
@@ -38,7 +56,7 @@ impl Server {
 
     /// Starts exactly as configured: auth on unless the config or `extra` turn it off.
     pub fn start_raw(data_dir: &Path, config: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mmsearch"))
+        let mut child = Command::new(server_binary())
             .arg("serve")
             .arg("--config")
             .arg(config)
@@ -156,7 +174,7 @@ max_fresh = 1000000
 
 // Not every test binary uses both.
 #[allow(unused_imports)]
-pub use mmsearch::eval::synthetic::{normalise, Clustered};
+pub use mmsearch_index::synthetic::{normalise, Clustered};
 
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

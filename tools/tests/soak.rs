@@ -1,5 +1,6 @@
 //! A short soak: mmsearch-soak against a real server, restarted once with SIGTERM in the middle.
 //! Every acknowledged write must survive and be visible, and no request may fail unexpectedly.
+//! The server is the workspace's `mmsearch` binary (built by the harness if needed).
 
 mod common;
 
@@ -41,6 +42,7 @@ fn soak(server: &Server, dir: &Path, phase: usize, seconds: u32) -> serde_json::
 
 #[test]
 fn soak_with_restart_keeps_every_acknowledged_write() {
+    common::use_workspace_server();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut server = Server::start(&data, CONFIG);

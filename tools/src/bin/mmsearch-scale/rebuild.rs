@@ -3,7 +3,7 @@
 use clap::Args;
 use mmsearch::client::ClientOptions;
 use mmsearch::pb;
-use mmsearch::cli::connect::proc_memory_mb;
+use mmsearch_tools::stats::proc_memory_mb;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// The hand-written query sets of the reference (`shared/eval/`), compiled in so the binary and
 /// the test need no path to the source tree.
-const PARAPHRASES: &str = include_str!("../../benches/eval/queries/vendure_paraphrases.json");
-const VOICE_QUERIES: &str = include_str!("../../benches/eval/queries/voice_queries.json");
+const PARAPHRASES: &str = include_str!("../../../benches/eval/queries/vendure_paraphrases.json");
+const VOICE_QUERIES: &str = include_str!("../../../benches/eval/queries/voice_queries.json");
 
 pub const FASHION_MNIST_CLASSES: [&str; 10] =
     ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"];

@@ -4,7 +4,7 @@
 use crate::model::{category, Expect, Model, Settled, CATEGORIES, SPACE};
 use crate::stats::Stats;
 use mmsearch::pb;
-use mmsearch::cli::connect::AuthChannel;
+use mmsearch_tools::net::AuthChannel;
 use pb::admin_service_client::AdminServiceClient;
 use pb::ingest_service_client::IngestServiceClient;
 use pb::search_service_client::SearchServiceClient;

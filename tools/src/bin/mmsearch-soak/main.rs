@@ -15,7 +15,7 @@ mod workload;
 
 use clap::Parser;
 use mmsearch::pb;
-use mmsearch::cli::connect::auth_channel;
+use mmsearch_tools::net::auth_channel;
 use model::{Model, ModelData, SPACE};
 use rand::rngs::StdRng;
 use rand::SeedableRng;

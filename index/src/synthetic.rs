@@ -1,6 +1,7 @@
-//! Deterministic clustered unit vectors for scale and load measurements: `clusters` gaussian
-//! blobs on the sphere, so an HNSW graph over them has the neighbourhood structure of real
-//! embeddings (uniform random vectors in 384-d have none: every point is almost equally far).
+//! Deterministic clustered unit vectors for scale and load measurements (mmsearch-tools) and
+//! the server's process-level tests: `clusters` gaussian blobs on the sphere, so an HNSW graph
+//! over them has the neighbourhood structure of real embeddings (uniform random vectors in
+//! 384-d have none: every point is almost equally far).
 //!
 //! Row `i` depends only on `(seed, i)`, so any process can regenerate any row or a query near
 //! it without sharing files, and parallel writers produce the same catalogue.

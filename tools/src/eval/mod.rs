@@ -4,17 +4,16 @@
 //! ([`data`]); each suite ([`suites`]) loads them into fresh engines built from the server's own
 //! collection, ingest and search code ([`engine`]) and scores the rankings ([`metrics`]). The
 //! result is a [`report::Report`] (JSON + table), checked against a recorded
-//! [`report::Baseline`] by `tests/eval_quality.rs`. Run it with `mmsearch-eval`.
+//! [`report::Baseline`] by `tools/tests/eval_quality.rs`. Run it with `mmsearch-eval`.
 
 pub mod data;
 pub mod engine;
 pub mod metrics;
 pub mod report;
 pub mod suites;
-pub mod synthetic;
 
-use crate::config::Config;
-use crate::encode::Encoders;
+use mmsearch::config::Config;
+use mmsearch::encode::Encoders;
 use data::DataDir;
 use report::Report;
 use std::sync::Arc;

@@ -3,18 +3,18 @@
 //! gets (same fusion, same batching, same index and filters), minus transport.
 
 use super::EvalError;
-use crate::collection::RebuildPhase;
-use crate::config::Config;
-use crate::encode::Encoders;
-use crate::model::{FilterSpec, NewItem};
-use crate::pipeline::{PipelineError, Query, SearchRequest, SearchResult, SpaceRole};
+use mmsearch::collection::RebuildPhase;
+use mmsearch::config::Config;
+use mmsearch::encode::Encoders;
+use mmsearch::model::{FilterSpec, NewItem};
+use mmsearch::pipeline::{PipelineError, Query, SearchRequest, SearchResult, SpaceRole};
 use std::sync::Arc;
 
 /// Items per `write_group` call: large enough that the batcher fills its batches.
 const GROUP: usize = 64;
 
 pub struct Engine {
-    engine: crate::engine::Engine,
+    engine: mmsearch::engine::Engine,
     // Dropped last: RocksDB and the mmapped generation live in it.
     _dir: tempfile::TempDir,
 }
@@ -26,7 +26,7 @@ impl Engine {
         let dir = tempfile::Builder::new().prefix("mmsearch-eval-").tempdir().map_err(|e| EvalError::Io(e.to_string()))?;
         let mut config = config.engine();
         config.data_dir = dir.path().to_path_buf();
-        let engine = crate::engine::Engine::open(config, Some(encoders)).await.map_err(|e| EvalError::Engine(e.to_string()))?;
+        let engine = mmsearch::engine::Engine::open(config, Some(encoders)).await.map_err(|e| EvalError::Engine(e.to_string()))?;
         Ok(Engine { engine, _dir: dir })
     }
 

@@ -3,8 +3,8 @@
 //!
 //!   deploy/eval/fetch_eval.py                                   # data, cached in ~/.cache/mmsearch/eval
 //!   mmsearch-eval --out eval.json                               # full profile; table on stdout
-//!   mmsearch-eval --profile ci --write-baseline tests/data/eval_baseline.json
-//!   mmsearch-eval --profile ci --check-baseline tests/data/eval_baseline.json
+//!   mmsearch-eval --profile ci --write-baseline tools/tests/data/eval_baseline.json
+//!   mmsearch-eval --profile ci --check-baseline tools/tests/data/eval_baseline.json
 //!
 //! `--config` takes the server's TOML (spaces, fusion weights, index, encoders), so a config
 //! change can be measured before it is deployed.
@@ -12,15 +12,15 @@
 use clap::Parser;
 use mmsearch::config::Config;
 use mmsearch::encode::Encoders;
-use mmsearch::eval::report::{Baseline, Report};
-use mmsearch::eval::{data::DataDir, EvalOptions, Set};
+use mmsearch_tools::eval::report::{Baseline, Report};
+use mmsearch_tools::eval::{data::DataDir, EvalOptions, Set};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
 #[command(about = "Retrieval quality (R@k, MRR, zero-shot accuracy, P@10, voice) on Vendure, Tux Paint, Fashion-MNIST, KTuberling")]
 struct Args {
-    /// `full` (everything) or `ci` (what tests/eval_quality.rs runs).
+    /// `full` (everything) or `ci` (what tools/tests/eval_quality.rs runs).
     #[arg(long, default_value = "full")]
     profile: String,
     /// Comma-separated subset of vendure,tuxpaint,fashion-mnist (voice runs with vendure and tuxpaint).
@@ -100,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
 
     let enc_cfg = config.encode.clone();
     let encoders = tokio::task::spawn_blocking(move || Encoders::load(&enc_cfg)).await??;
-    let report: Report = mmsearch::eval::run(&opts, Arc::new(encoders)).await?;
+    let report: Report = mmsearch_tools::eval::run(&opts, Arc::new(encoders)).await?;
     println!("{}", report.table());
     if let Some(p) = &args.out {
         std::fs::write(p, serde_json::to_string_pretty(&report)? + "\n")?;

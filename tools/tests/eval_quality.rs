@@ -2,20 +2,21 @@
 //! paraphrases over text-only / bridge-only / fused items, Tux Paint caption→image and
 //! image→image, 500 Fashion-MNIST images, 14 espeak-ng and 8 human voice clips) through the real
 //! encoders and the embedded engine, and fails if any metric is more than the recorded tolerance
-//! (0.02) below `tests/data/eval_baseline.json`.
+//! (0.02) below `tools/tests/data/eval_baseline.json`.
 //!
 //! Needs the models (`models/setup.sh`) and the data (`deploy/eval/fetch_eval.py`; `deploy/test.sh`
 //! runs both). Missing either fails the test with the command to run; it never skips.
 //! Re-record after an intended change with
-//! `mmsearch-eval --profile ci --write-baseline tests/data/eval_baseline.json`.
+//! `mmsearch-eval --profile ci --write-baseline tools/tests/data/eval_baseline.json`.
 
-#[path = "common/encode.rs"]
+// The encoder helpers of the server's own tests (models directory, ONNX Runtime library).
+#[path = "../../tests/common/encode.rs"]
 mod encode_common;
 
 use mmsearch::config::Config;
 use mmsearch::encode::Encoders;
-use mmsearch::eval::report::Baseline;
-use mmsearch::eval::{data::DataDir, EvalOptions};
+use mmsearch_tools::eval::report::Baseline;
+use mmsearch_tools::eval::{data::DataDir, EvalOptions};
 use std::sync::Arc;
 
 #[test]
@@ -32,7 +33,7 @@ fn retrieval_quality_does_not_regress() {
     let opts = EvalOptions::ci(data, config);
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let report = rt.block_on(mmsearch::eval::run(&opts, Arc::new(encoders))).unwrap_or_else(|e| panic!("evaluation: {e}"));
+    let report = rt.block_on(mmsearch_tools::eval::run(&opts, Arc::new(encoders))).unwrap_or_else(|e| panic!("evaluation: {e}"));
     println!("{}", report.table());
 
     // The run must have measured what the baseline records (an empty report cannot pass).

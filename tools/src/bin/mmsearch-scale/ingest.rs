@@ -5,7 +5,7 @@ use crate::Catalogue;
 use clap::Args;
 use mmsearch::client::ClientOptions;
 use mmsearch::pb;
-use mmsearch::eval::synthetic::Clustered;
+use mmsearch_index::synthetic::Clustered;
 use std::time::Instant;
 
 #[derive(Args, Debug)]

@@ -9,7 +9,7 @@
 
 use clap::Parser;
 use mmsearch::pb;
-use mmsearch::cli::connect::percentile;
+use mmsearch_tools::stats::percentile;
 use pb::search_request::Query;
 use std::time::{Duration, Instant};
 

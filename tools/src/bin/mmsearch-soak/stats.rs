@@ -1,6 +1,6 @@
 //! Counters, latencies and failures of a soak run, the RSS/CSV sampler and the summary.
 
-use mmsearch::cli::connect::percentile;
+use mmsearch_tools::stats::percentile;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,7 +108,7 @@ fn round3(x: f64) -> f64 {
 
 /// Resident memory of a process in MiB, from /proc/<pid>/status.
 pub fn rss_mb(pid: u32) -> Option<f64> {
-    mmsearch::cli::connect::proc_memory_mb(pid, "VmRSS")
+    mmsearch_tools::stats::proc_memory_mb(pid, "VmRSS")
 }
 
 /// The only running `mmsearch serve` process, if there is exactly one.

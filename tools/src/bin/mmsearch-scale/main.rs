@@ -14,7 +14,7 @@ mod measure;
 mod rebuild;
 
 use clap::{Args, Parser, Subcommand};
-use mmsearch::cli::connect::percentile;
+use mmsearch_tools::stats::percentile;
 
 #[derive(Parser, Debug)]
 struct Cli {
@@ -29,7 +29,7 @@ enum Command {
     Measure(measure::MeasureArgs),
 }
 
-/// The synthetic catalogue: row `i` is the same in every process (see `eval::synthetic`).
+/// The synthetic catalogue: row `i` is the same in every process (see `mmsearch_index::synthetic`).
 #[derive(Args, Debug, Clone)]
 pub struct Catalogue {
     #[arg(long, default_value_t = 384)]

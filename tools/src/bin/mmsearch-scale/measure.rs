@@ -12,11 +12,11 @@
 
 use crate::{summary, Catalogue};
 use clap::Args;
-use mmsearch::cli::connect::proc_memory_mb;
+use mmsearch_tools::stats::proc_memory_mb;
 use mmsearch::client::ClientOptions;
 use mmsearch::config::Config;
 use mmsearch::engine::Engine;
-use mmsearch::eval::synthetic::Clustered;
+use mmsearch_index::synthetic::Clustered;
 use mmsearch::pb;
 use mmsearch::pipeline::search::prepare_query_vector;
 use mmsearch::server::convert;
@@ -103,7 +103,7 @@ fn stages(answers: &[Answer]) -> serde_json::Value {
     let median = |f: &dyn Fn(&Answer) -> u64| {
         let mut v: Vec<f64> = answers.iter().map(|a| f(a) as f64 / 1e3).collect();
         v.sort_by(f64::total_cmp);
-        mmsearch::cli::connect::percentile(&v, 0.5)
+        mmsearch_tools::stats::percentile(&v, 0.5)
     };
     serde_json::json!({ "search_p50_ms": median(&|a| a.search_us), "hydrate_p50_ms": median(&|a| a.hydrate_us) })
 }
