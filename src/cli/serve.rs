@@ -62,7 +62,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let encoders = if !config.no_models {
         let cfg = config.encode.clone();
-        let enc = tokio::task::spawn_blocking(move || Encoders::load(&cfg))
+        let enc = tokio::task::spawn_blocking(move || Encoders::load_with(&cfg, Arc::new(crate::telemetry::MetricsObserver)))
             .await?
             .context("loading models (run models/setup.sh, or serve with --no-models for vector-only search)")?;
         for m in enc.models() {

@@ -1,4 +1,4 @@
-//! Small dense-vector helpers shared by the encoders and `crate::fuse`.
+//! Small dense-vector helpers shared by the encoders and the fusion step (`fuse`).
 
 /// L2 norm.
 pub fn norm(v: &[f32]) -> f32 {

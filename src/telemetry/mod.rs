@@ -2,10 +2,12 @@
 //! `/readyz` on their own HTTP port, see [`http`]).
 //!
 //! Metrics live in one process-wide registry because they are recorded from every layer
-//! (API, search pipeline, encoder batcher, ingest) and exported from one place; passing a
-//! handle through every constructor would couple layers that otherwise know nothing of each
-//! other. Gauges that describe state (items, layer sizes, rebuild progress, memory) are
-//! refreshed from the collection at scrape time instead of being pushed on every change.
+//! (API, search pipeline, ingest) and exported from one place; passing a handle through every
+//! constructor would couple layers that otherwise know nothing of each other. The encoders are
+//! the exception: they record nothing themselves and report to the `EncodeObserver` they are
+//! loaded with, which for the server is [`MetricsObserver`]. Gauges that describe state (items,
+//! layer sizes, rebuild progress, memory) are refreshed from the collection at scrape time
+//! instead of being pushed on every change.
 
 pub mod http;
 
@@ -15,6 +17,8 @@ use prometheus::{
 };
 use std::sync::LazyLock;
 use std::time::Duration;
+
+use crate::encode::{EncodeObserver, Modality};
 
 pub struct Metrics {
     registry: Registry,
@@ -128,6 +132,20 @@ pub fn observe_stage(stage: &str, elapsed: Duration) {
     metrics().stage_seconds.with_label_values(&[stage]).observe(elapsed.as_secs_f64());
 }
 
+/// What the encoders report, into this registry: decode times as `stage_duration_seconds{stage="decode"}`
+/// (every modality), batch sizes as `encode_batch_size{modality}`. The server loads its encoders with it.
+pub struct MetricsObserver;
+
+impl EncodeObserver for MetricsObserver {
+    fn decoded(&self, _modality: Modality, elapsed: Duration) {
+        observe_stage("decode", elapsed);
+    }
+
+    fn batched(&self, modality: Modality, items: usize) {
+        metrics().encode_batch_size.with_label_values(&[modality.as_str()]).observe(items as f64);
+    }
+}
+
 pub fn code_label(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
@@ -186,6 +204,15 @@ mod tests {
         let text = render();
         assert!(text.contains("mmsearch_requests_total{code=\"OK\",rpc=\"SearchService/Search\"}"), "{text}");
         assert!(text.contains("mmsearch_stage_duration_seconds_bucket{stage=\"encode\""), "{text}");
+    }
+
+    #[test]
+    fn encoder_reports_become_metrics() {
+        MetricsObserver.decoded(Modality::Image, Duration::from_millis(2));
+        MetricsObserver.batched(Modality::Text, 3);
+        let text = render();
+        assert!(text.contains("mmsearch_stage_duration_seconds_bucket{stage=\"decode\""), "{text}");
+        assert!(text.contains("mmsearch_encode_batch_size_bucket{modality=\"text\""), "{text}");
     }
 
     #[test]

@@ -130,12 +130,12 @@ impl ImageEncoder {
         &self.prep
     }
 
-    /// Decodes and preprocesses every image first (so one bad image fails the call before any
-    /// model time is spent), then runs the graph in batches.
-    pub fn encode_bytes(&self, images: &[&[u8]]) -> Result<Vec<ImageOutputs>> {
+    /// Every image decoded and preprocessed into one NCHW tensor for [`Self::run_tensor`], so
+    /// that one bad image fails the call before any model time is spent; with several images
+    /// the error names the index of the bad one.
+    pub fn preprocess(&self, images: &[&[u8]]) -> Result<Vec<f32>> {
         let per = 3 * (self.prep.size * self.prep.size) as usize;
         let mut data = vec![0f32; per * images.len()];
-        let started = std::time::Instant::now();
         for (i, bytes) in images.iter().enumerate() {
             let img = decode_rgb(bytes, &self.prep).map_err(|e| match e {
                 EncodeError::InvalidInput(m) if images.len() > 1 => EncodeError::InvalidInput(format!("image #{i}: {m}")),
@@ -144,8 +144,7 @@ impl ImageEncoder {
             })?;
             preprocess_rgb(&img, &self.prep, &mut data[i * per..(i + 1) * per]);
         }
-        crate::telemetry::observe_stage("decode", started.elapsed());
-        self.run_tensor(&data, images.len())
+        Ok(data)
     }
 
     /// Runs already-preprocessed NCHW data for `n` images.
