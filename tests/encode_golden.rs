@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use mmsearch::encode::vecmath::cosine;
 
 #[test]
 fn text_embeddings_match_python() {

@@ -97,6 +97,12 @@ pub fn normalize(v: &mut [f32]) -> bool {
     true
 }
 
+/// [`normalize`] of an owned vector; a zero or non-finite vector comes back unchanged.
+pub fn normalized(mut v: Vec<f32>) -> Vec<f32> {
+    normalize(&mut v);
+    v
+}
+
 /// Dot product with 8 independent accumulators so the compiler emits packed FMAs/adds
 /// without needing `-ffast-math` style reassociation.
 #[inline]

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{EncodeError, Result};
+use super::observe::{EncodeObserver, Modality};
 use super::{Encoders, ImageVectors};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -50,14 +51,15 @@ fn is_per_item(e: &EncodeError) -> bool {
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    /// Spawns the worker on the current tokio runtime.
-    /// `modality` labels the batch-size metric.
-    pub fn spawn<F>(cfg: &BatcherConfig, modality: &'static str, f: F) -> Self
+    /// Spawns the worker on the current tokio runtime. Every batch's size is reported to
+    /// `observer` under `modality`.
+    pub fn spawn<F>(cfg: &BatcherConfig, modality: Modality, observer: Arc<dyn EncodeObserver>, f: F) -> Self
     where
         F: Fn(&[I]) -> Result<Vec<O>> + Send + Sync + 'static,
     {
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
-        tokio::spawn(run_worker(rx, Arc::new(f), modality, cfg.max_batch.max(1), Duration::from_millis(cfg.max_wait_ms)));
+        let max_wait = Duration::from_millis(cfg.max_wait_ms);
+        tokio::spawn(run_worker(rx, Arc::new(f), modality, observer, cfg.max_batch.max(1), max_wait));
         Self { tx }
     }
 
@@ -71,7 +73,8 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
 async fn run_worker<I, O, F>(
     mut rx: mpsc::Receiver<Job<I, O>>,
     f: Arc<F>,
-    modality: &'static str,
+    modality: Modality,
+    observer: Arc<dyn EncodeObserver>,
     max_batch: usize,
     max_wait: Duration,
 )
@@ -89,7 +92,7 @@ where
                 Ok(None) | Err(_) => break,
             }
         }
-        crate::telemetry::metrics().encode_batch_size.with_label_values(&[modality]).observe(jobs.len() as f64);
+        observer.batched(modality, jobs.len());
         let (items, txs): (Vec<I>, Vec<_>) = jobs.into_iter().unzip();
         let f2 = Arc::clone(&f);
         let res = tokio::task::spawn_blocking(move || {
@@ -137,15 +140,17 @@ pub struct EncodeBatcher {
 }
 
 impl EncodeBatcher {
-    /// Must be called inside a tokio runtime.
+    /// Must be called inside a tokio runtime. Batch sizes go to the encoders' observer
+    /// ([`Encoders::load_with`]).
     pub fn spawn(encoders: Arc<Encoders>, cfg: &BatcherConfig) -> Self {
+        let observer = Arc::clone(encoders.observer());
         let e1 = Arc::clone(&encoders);
-        let texts = Batcher::spawn(cfg, "text", move |items: &[String]| {
+        let texts = Batcher::spawn(cfg, Modality::Text, Arc::clone(&observer), move |items: &[String]| {
             let refs: Vec<&str> = items.iter().map(String::as_str).collect();
             e1.embed_texts(&refs)
         });
         let e2 = encoders;
-        let images = Batcher::spawn(cfg, "image", move |items: &[Vec<u8>]| {
+        let images = Batcher::spawn(cfg, Modality::Image, observer, move |items: &[Vec<u8>]| {
             let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
             e2.embed_images(&refs)
         });

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{EncodeError, Result};
-use super::vecmath;
+use mmsearch_index::metric::normalize;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -77,7 +77,7 @@ impl Bridge {
             }
         }
         let mut out: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
-        if !vecmath::normalize(&mut out) {
+        if !normalize(&mut out) {
             return Err(EncodeError::Runtime("bridge produced a zero vector".into()));
         }
         Ok(out)

@@ -3,11 +3,15 @@
 //! Everything here is **blocking** CPU/GPU work; async callers wrap calls in
 //! `tokio::task::spawn_blocking`, or submit single items through [`batcher::EncodeBatcher`].
 //!
-//! Two vector spaces come out of this module:
-//! * **shared** — the text tower's space. Text queries, item titles and (through the ConSE bridge,
+//! Two kinds of vectors come out of this module (which index or space the caller stores them in is
+//! not its business):
+//! * **shared** — the text tower's output. Text queries, item titles and (through the ConSE bridge,
 //!   or directly for a CLIP image tower) photos all land here, so text↔image search is a cosine.
 //! * **visual** — the image classifier's pooled features (unit-normalised), for image→image
 //!   "more like this"; absent with a CLIP image tower.
+//!
+//! Nor does it record metrics: decode times and batch sizes go to the [`EncodeObserver`] given to
+//! [`Encoders::load_with`] (none with [`Encoders::load`]).
 //!
 //! Model files are described by `model.toml` manifests (see `models/MANIFEST.md`), one directory
 //! per model under [`EncodeConfig::model_dir`].
@@ -19,11 +23,13 @@ pub mod clip;
 pub mod error;
 pub mod image;
 pub mod manifest;
+pub mod observe;
 pub mod runtime;
 pub mod text;
-pub mod vecmath;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +37,7 @@ pub use audio::Transcript;
 pub use bridge::BridgeConfig;
 pub use error::EncodeError;
 pub use manifest::ModelKind;
+pub use observe::{EncodeObserver, Modality, NoopObserver};
 pub use runtime::Provider;
 
 use audio::SpeechEncoder;
@@ -137,6 +144,7 @@ pub struct Encoders {
     speech: Option<SpeechEncoder>,
     query_template: Option<String>,
     max_audio_seconds: f32,
+    observer: Arc<dyn EncodeObserver>,
 }
 
 fn load_manifest(root: &Path, name: &str, verify: bool) -> Result<Manifest> {
@@ -153,8 +161,15 @@ fn load_manifest(root: &Path, name: &str, verify: bool) -> Result<Manifest> {
 
 impl Encoders {
     /// Loads every configured model. Fails fast (`ModelUnavailable` / `Config`) if a file is
-    /// missing, a checksum differs, or the towers' dimensions do not agree.
+    /// missing, a checksum differs, or the towers' dimensions do not agree. Reports to no one
+    /// (see [`Self::load_with`]).
     pub fn load(cfg: &EncodeConfig) -> Result<Self> {
+        Self::load_with(cfg, Arc::new(NoopObserver))
+    }
+
+    /// [`Self::load`] with an observer that hears about decode times here and batch sizes in
+    /// the [`batcher::EncodeBatcher`]s spawned on these encoders.
+    pub fn load_with(cfg: &EncodeConfig, observer: Arc<dyn EncodeObserver>) -> Result<Self> {
         let env = runtime::environment(cfg.ort_dylib.as_deref(), &cfg.model_dir)?;
         let opts = SessionOptions {
             provider: cfg.provider,
@@ -204,7 +219,12 @@ impl Encoders {
             }
             None => None,
         };
-        Ok(Self { text, image, bridge, speech, query_template, max_audio_seconds: cfg.max_audio_seconds })
+        Ok(Self { text, image, bridge, speech, query_template, max_audio_seconds: cfg.max_audio_seconds, observer })
+    }
+
+    /// The observer given at load.
+    pub fn observer(&self) -> &Arc<dyn EncodeObserver> {
+        &self.observer
     }
 
     /// Item texts (titles, descriptions) → unit vectors in the shared space. Any empty text fails
@@ -234,7 +254,7 @@ impl Encoders {
     /// fails the call (`InvalidInput` / `TooLarge`, naming its index); the batcher isolates
     /// failures per item.
     pub fn embed_images(&self, images: &[&[u8]]) -> Result<Vec<ImageVectors>> {
-        let outs = self.image.encode_bytes(images)?;
+        let outs = self.image_outputs(images)?;
         self.image_vectors(outs)
     }
 
@@ -253,15 +273,19 @@ impl Encoders {
                 let bridge = self.bridge.as_ref().ok_or_else(|| EncodeError::Runtime("classifier without bridge".into()))?;
                 let logits = o.logits.ok_or_else(|| EncodeError::Runtime("image model returned no logits".into()))?;
                 let shared = bridge.project(&logits)?;
-                let visual = o.features.map(vecmath::normalized);
+                let visual = o.features.map(mmsearch_index::metric::normalized);
                 Ok(ImageVectors { shared, visual })
             })
             .collect()
     }
 
-    /// Raw classifier outputs (logits, features) for the golden tests and diagnostics.
+    /// Raw image-tower outputs (classifier logits and features, or the CLIP embedding), which
+    /// [`Self::embed_images`] turns into vectors; the golden tests compare them directly.
     pub fn image_outputs(&self, images: &[&[u8]]) -> Result<Vec<image::ImageOutputs>> {
-        self.image.encode_bytes(images)
+        let started = Instant::now();
+        let data = self.image.preprocess(images)?;
+        self.observer.decoded(Modality::Image, started.elapsed());
+        self.image.run_tensor(&data, images.len())
     }
 
     pub fn image_encoder(&self) -> &ImageEncoder {
@@ -287,7 +311,10 @@ impl Encoders {
             .speech
             .as_ref()
             .ok_or_else(|| EncodeError::ModelUnavailable("no speech model configured (encode.speech_model)".into()))?;
-        s.transcribe(audio, self.max_audio_seconds)
+        let started = Instant::now();
+        let (samples, audio_seconds) = s.wav_samples(audio, self.max_audio_seconds)?;
+        self.observer.decoded(Modality::Voice, started.elapsed());
+        s.transcribe_samples(&samples, audio_seconds)
     }
 
     /// Width of the shared space (text tower output).

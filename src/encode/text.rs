@@ -10,7 +10,7 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 use super::error::{EncodeError, Result};
 use super::manifest::{Manifest, ModelKind};
 use super::runtime::{Environment, SessionOptions, SessionPool};
-use super::vecmath;
+use mmsearch_index::metric::normalized;
 
 /// Graphs are run in chunks of this many texts so one huge request cannot allocate [B, 256, 384]
 /// activations for thousands of rows at once.
@@ -151,7 +151,7 @@ impl TextEncoder {
         })?;
         Ok(flat
             .chunks_exact(self.dim)
-            .map(|row| vecmath::normalized(row.to_vec()))
+            .map(|row| normalized(row.to_vec()))
             .collect())
     }
 }

@@ -3,7 +3,7 @@
 //! mmsearch through [`Engine::open`], so what they run is the same thing.
 
 use crate::collection::{Collection, CollectionConfig, CollectionError, IndexConfig, ModelRef, SnapshotInfo, Stats};
-use crate::encode::{EncodeConfig, EncodeError, Encoders, ModelInfo};
+use crate::encode::{EncodeConfig, EncodeError, EncodeObserver, Encoders, Modality, ModelInfo};
 use crate::fusion::FusionConfig;
 use crate::pipeline::spaces::{self, Roles, SpaceConfig, SpaceRole};
 use crate::pipeline::{IngestConfig, Ingester, QueryLimits, Searcher};
@@ -114,12 +114,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads the configured models, unless `no_models` (blocking: seconds).
+    /// Loads the configured models, unless `no_models` (blocking: seconds). The encoders report
+    /// decode times and batch sizes to the process's metrics.
     pub fn load_encoders(config: &EngineConfig) -> Result<Option<Arc<Encoders>>, EngineError> {
         if config.no_models {
             return Ok(None);
         }
-        let enc = Encoders::load(&config.encode)?;
+        let enc = Encoders::load_with(&config.encode, Arc::new(EncodeMetrics))?;
         for m in enc.models() {
             tracing::info!(id = %m.id, kind = ?m.kind, provider = ?m.provider_in_use, dim = m.dim, "model loaded");
         }
@@ -232,6 +233,22 @@ impl StateSource for Engine {
     }
 }
 
+/// What the encoders report, into the process's metrics: decode times as
+/// `stage_duration_seconds{stage="decode"}` (every modality), batch sizes as
+/// `encode_batch_size{modality}`. The engine is where encoders and telemetry meet, so neither
+/// knows the other.
+struct EncodeMetrics;
+
+impl EncodeObserver for EncodeMetrics {
+    fn decoded(&self, _modality: Modality, elapsed: std::time::Duration) {
+        crate::telemetry::observe_stage("decode", elapsed);
+    }
+
+    fn batched(&self, modality: Modality, items: usize) {
+        crate::telemetry::observe_encode_batch(modality.as_str(), items);
+    }
+}
+
 /// The role spaces must have the widths the models produce.
 fn check_dims(roles: &Roles, enc: &Encoders) -> Result<(), EngineError> {
     let produced = [(SpaceRole::Text, Some(enc.shared_dim())), (SpaceRole::Visual, enc.visual_dim())];
@@ -270,5 +287,14 @@ mod tests {
         assert!(with("/srv/mms/data", None).validate().is_ok());
         let inside = with("/srv/mms/data", Some("/srv/mms/data/snapshots")).validate();
         assert!(matches!(inside, Err(EngineError::Config(m)) if m.contains("inside data_dir")));
+    }
+
+    #[test]
+    fn encoder_reports_become_metrics() {
+        EncodeMetrics.decoded(Modality::Image, std::time::Duration::from_millis(2));
+        EncodeMetrics.batched(Modality::Text, 3);
+        let text = crate::telemetry::render();
+        assert!(text.contains("mmsearch_stage_duration_seconds_bucket{stage=\"decode\""), "{text}");
+        assert!(text.contains("mmsearch_encode_batch_size_bucket{modality=\"text\""), "{text}");
     }
 }

@@ -2,10 +2,13 @@
 //! `/readyz` on their own HTTP port, see [`http`]).
 //!
 //! Metrics live in one process-wide registry because they are recorded from every layer
-//! (API, search pipeline, encoder batcher, ingest) and exported from one place; passing a
-//! handle through every constructor would couple layers that otherwise know nothing of each
-//! other. Gauges that describe state (items, layer sizes, rebuild progress, memory) are
-//! read from the engine at scrape time (through [`http::StateSource`]) instead of being pushed on every change.
+//! (API, search pipeline, ingest) and exported from one place; passing a handle through every
+//! constructor would couple layers that otherwise know nothing of each other. The encoders are
+//! the exception: they record nothing themselves and report to the observer they are loaded
+//! with, which the engine points here. This module knows no other module of the crate (it
+//! sits below all of them). Gauges that describe state (items,
+//! layer sizes, rebuild progress, memory) are read from the engine at scrape time (through
+//! [`http::StateSource`]) instead of being pushed on every change.
 
 pub mod http;
 
@@ -122,6 +125,11 @@ pub fn observe_request(path: &str, code: tonic::Code, elapsed: Duration) {
     let rpc = rpc_label(path);
     m.requests.with_label_values(&[rpc, code_label(code)]).inc();
     m.request_seconds.with_label_values(&[rpc]).observe(elapsed.as_secs_f64());
+}
+
+/// Items per batched model call on the ingest path, by modality.
+pub fn observe_encode_batch(modality: &str, items: usize) {
+    metrics().encode_batch_size.with_label_values(&[modality]).observe(items as f64);
 }
 
 pub fn observe_stage(stage: &str, elapsed: Duration) {

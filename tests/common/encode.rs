@@ -77,6 +77,17 @@ pub fn read_f32(p: &std::path::Path) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
+/// Cosine similarity; 0 when either side is zero.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    use mmsearch_index::metric::dot;
+    let d = (dot(a, a) * dot(b, b)).sqrt();
+    if d > 0.0 {
+        dot(a, b) / d
+    } else {
+        0.0
+    }
+}
+
 pub fn unit(v: &[f32]) -> bool {
     (v.iter().map(|x| x * x).sum::<f32>().sqrt() - 1.0).abs() < 1e-4
 }

@@ -62,15 +62,15 @@ impl SpeechEncoder {
         self.window_seconds
     }
 
-    pub fn transcribe(&self, bytes: &[u8], max_seconds: f32) -> Result<Transcript> {
+    /// WAV bytes → mono samples at the model rate (for [`Self::transcribe_samples`]), and the
+    /// submitted audio's length in seconds. Audio longer than `max_seconds` (or than the model
+    /// window) is `TooLarge`.
+    pub fn wav_samples(&self, bytes: &[u8], max_seconds: f32) -> Result<(Vec<f32>, f32)> {
         // a single 30 s window is all this decoder handles, whatever the config says
         let limit = max_seconds.min(self.window_seconds);
-        let started = std::time::Instant::now();
         let pcm = wav::decode_wav(bytes, limit)?;
-        let audio_seconds = pcm.seconds();
         let samples = wav::resample(&pcm.samples, pcm.sample_rate, self.sample_rate);
-        crate::telemetry::observe_stage("decode", started.elapsed());
-        self.transcribe_samples(&samples, audio_seconds)
+        Ok((samples, pcm.seconds()))
     }
 
     /// Log-mel [n_mels × n_frames] of 16 kHz mono samples.

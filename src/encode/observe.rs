@@ -1,0 +1,40 @@
+//! What the encoders report about their own work. They record no metrics themselves: whoever
+//! loads [`super::Encoders`] hands in an observer (the server passes one that feeds its Prometheus
+//! registry), everyone else gets [`NoopObserver`].
+
+use std::time::Duration;
+
+/// The kind of input a report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Modality {
+    Text,
+    Image,
+    Voice,
+}
+
+impl Modality {
+    /// Lower-case name, for labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Text => "text",
+            Modality::Image => "image",
+            Modality::Voice => "voice",
+        }
+    }
+}
+
+/// Called from the encoding threads (blocking pool and batcher tasks), so keep it cheap.
+pub trait EncodeObserver: Send + Sync {
+    /// Bytes became model input — images decoded and preprocessed (once per call, for the
+    /// whole batch), WAV decoded and resampled — in `elapsed`. Only successful decodes report.
+    fn decoded(&self, _modality: Modality, _elapsed: Duration) {}
+
+    /// The batcher is about to run `items` queued submissions of `modality` as one model call.
+    fn batched(&self, _modality: Modality, _items: usize) {}
+}
+
+/// Reports nowhere; what [`super::Encoders::load`] uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopObserver;
+
+impl EncodeObserver for NoopObserver {}
