@@ -12,6 +12,7 @@ use crate::pipeline::{IngestConfig, QueryLimits, SpaceConfig};
 use crate::server::auth::AuthConfig;
 use crate::server::tls::TlsConfig;
 use crate::server::{ServerConfig, ServerLimits};
+use crate::store::StoreConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub struct Config {
     pub listen: String,
     pub spaces: Vec<SpaceConfig>,
     pub index: IndexConfig,
+    /// RocksDB's memory.
+    pub store: StoreConfig,
     pub limits: Limits,
     pub ingest: IngestConfig,
     pub fusion: FusionConfig,
@@ -61,6 +64,7 @@ impl Default for Config {
             listen: server.listen,
             spaces: engine.spaces,
             index: engine.index,
+            store: engine.store,
             limits: Limits { query: engine.limits, server: server.limits, unknown: BTreeMap::new() },
             ingest: engine.ingest,
             fusion: engine.fusion,
@@ -111,6 +115,7 @@ impl Config {
             snapshot_dir: self.snapshot_dir.clone(),
             spaces: self.spaces.clone(),
             index: self.index.clone(),
+            store: self.store.clone(),
             ingest: self.ingest.clone(),
             fusion: self.fusion.clone(),
             encode: self.encode.clone(),
