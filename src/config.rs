@@ -4,7 +4,7 @@
 //! This module only gathers the sections each component owns and hands each its own:
 //! [`Config::engine`] and [`Config::server`]. Nothing below the CLI reads it.
 
-use crate::collection::IndexConfig;
+use crate::collection::{IndexConfig, StoreConfig};
 use crate::encode::EncodeConfig;
 use crate::engine::EngineConfig;
 use crate::fusion::FusionConfig;
@@ -12,7 +12,6 @@ use crate::pipeline::{IngestConfig, QueryLimits, SpaceConfig};
 use crate::server::auth::AuthConfig;
 use crate::server::tls::TlsConfig;
 use crate::server::{ServerConfig, ServerLimits};
-use crate::store::StoreConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -221,7 +221,7 @@ async fn recovery_replays_the_store_and_maps_the_generation() {
 
 /// Writes `n` items in groups through a fresh engine with `store` settings; returns the engine
 /// and the SST files its store holds afterwards.
-async fn ingest_with(dir: &Path, store: mmsearch::store::StoreConfig, n: usize) -> Engine {
+async fn ingest_with(dir: &Path, store: mmsearch::collection::StoreConfig, n: usize) -> Engine {
     let engine = Engine::open(EngineConfig { store, ..config(dir) }, None).await.expect("open");
     for start in (0..n).step_by(250) {
         ingest(&engine, start..(start + 250).min(n)).await;
@@ -240,7 +240,7 @@ fn sst_files(dir: &Path) -> usize {
 /// and a memtable budget that makes RocksDB flush without losing an acknowledged write.
 #[tokio::test]
 async fn store_memory_is_broken_down_and_budgeted() {
-    use mmsearch::store::StoreConfig;
+    use mmsearch::collection::StoreConfig;
     use mmsearch::telemetry::http::StateSource;
     const N: usize = 8000;
     const BUDGET: usize = 256 * 1024;

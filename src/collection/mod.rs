@@ -24,7 +24,9 @@ pub use snapshot::{ModelRef, SnapshotError, SnapshotInfo};
 pub use write::PreparedItem;
 
 use crate::model::Entry;
-use crate::store::{Store, StoreConfig, StoreError, StoreMemory};
+use crate::store::{Store, StoreError};
+/// The store's own settings and report, re-exported so the modules above need not know it.
+pub use crate::store::{StoreConfig, StoreMemory};
 use mmsearch_index::generation::{self, Generation};
 use mmsearch_index::{FlatLayer, HnswParams, IndexError, PlannerConfig, SpaceSpec};
 use parking_lot::{Mutex, RwLock};

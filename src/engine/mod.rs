@@ -2,12 +2,13 @@
 //! wires the collection, searcher and ingester. The server, the tools and the tests all start
 //! mmsearch through [`Engine::open`], so what they run is the same thing.
 
-use crate::collection::{Collection, CollectionConfig, CollectionError, IndexConfig, ModelRef, SnapshotInfo, Stats};
+use crate::collection::{
+    Collection, CollectionConfig, CollectionError, IndexConfig, ModelRef, SnapshotInfo, Stats, StoreConfig,
+};
 use crate::encode::{EncodeConfig, EncodeError, Encoders, ModelInfo};
 use crate::fusion::FusionConfig;
 use crate::pipeline::spaces::{self, Roles, SpaceConfig, SpaceRole};
 use crate::pipeline::{IngestConfig, Ingester, QueryLimits, Searcher};
-use crate::store::StoreConfig;
 use crate::telemetry::http::{StateGauges, StateSource};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
