@@ -4,7 +4,7 @@
 //! This module only gathers the sections each component owns and hands each its own:
 //! [`Config::engine`] and [`Config::server`]. Nothing below the CLI reads it.
 
-use crate::collection::IndexConfig;
+use crate::collection::{IndexConfig, StoreConfig};
 use crate::encode::EncodeConfig;
 use crate::engine::EngineConfig;
 use crate::fusion::FusionConfig;
@@ -26,6 +26,8 @@ pub struct Config {
     pub listen: String,
     pub spaces: Vec<SpaceConfig>,
     pub index: IndexConfig,
+    /// RocksDB's memory.
+    pub store: StoreConfig,
     pub limits: Limits,
     pub ingest: IngestConfig,
     pub fusion: FusionConfig,
@@ -61,6 +63,7 @@ impl Default for Config {
             listen: server.listen,
             spaces: engine.spaces,
             index: engine.index,
+            store: engine.store,
             limits: Limits { query: engine.limits, server: server.limits, unknown: BTreeMap::new() },
             ingest: engine.ingest,
             fusion: engine.fusion,
@@ -111,6 +114,7 @@ impl Config {
             snapshot_dir: self.snapshot_dir.clone(),
             spaces: self.spaces.clone(),
             index: self.index.clone(),
+            store: self.store.clone(),
             ingest: self.ingest.clone(),
             fusion: self.fusion.clone(),
             encode: self.encode.clone(),

@@ -218,3 +218,80 @@ async fn recovery_replays_the_store_and_maps_the_generation() {
     // New writes continue the sequence.
     assert_eq!(ingest(&engine, 180..181).await, last_seq + 1);
 }
+
+/// Writes `n` items in groups through a fresh engine with `store` settings; returns the engine
+/// and the SST files its store holds afterwards.
+async fn ingest_with(dir: &Path, store: mmsearch::collection::StoreConfig, n: usize) -> Engine {
+    let engine = Engine::open(EngineConfig { store, ..config(dir) }, None).await.expect("open");
+    for start in (0..n).step_by(250) {
+        ingest(&engine, start..(start + 250).min(n)).await;
+    }
+    engine
+}
+
+fn sst_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("store"))
+        .expect("store dir")
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sst")))
+        .count()
+}
+
+/// RocksDB's memory (#17): broken down over all families, one block cache shared and bounded,
+/// and a memtable budget that makes RocksDB flush without losing an acknowledged write.
+#[tokio::test]
+async fn store_memory_is_broken_down_and_budgeted() {
+    use mmsearch::collection::StoreConfig;
+    use mmsearch::telemetry::http::StateSource;
+    const N: usize = 8000;
+    const BUDGET: usize = 256 * 1024;
+    let base = StoreConfig { block_cache_bytes: 512 * 1024, ..StoreConfig::default() };
+
+    // Roomy budget: the writes sit in the memtables of `items` and `vectors`.
+    let roomy_dir = tempfile::tempdir().unwrap();
+    let roomy = ingest_with(roomy_dir.path(), base.clone(), N).await;
+    let m = roomy.stats().store_memory;
+    let family = |name: &str| m.memtables.iter().find(|(f, _)| *f == name).map_or(0, |(_, b)| *b);
+    assert!(family("items") > 0 && family("vectors") > 0, "{m:?}");
+    assert!(m.memtables_total() > BUDGET as u64, "{m:?}");
+    assert!(m.block_cache <= m.block_cache_capacity && m.block_cache_capacity == 512 * 1024, "{m:?}");
+    // The gauges carry the same breakdown, the shared cache once.
+    let gauges = roomy.state().memory;
+    let kind = |k: &str| gauges.iter().filter(|(g, _)| *g == k).map(|(_, b)| *b).collect::<Vec<_>>();
+    assert_eq!(kind("rocksdb_memtables").len(), 1);
+    assert!(kind("rocksdb_memtables")[0] > 0, "{gauges:?}");
+    assert_eq!(kind("rocksdb_block_cache").len(), 1);
+    assert!(kind("rocksdb_block_cache")[0] <= 512 * 1024, "{gauges:?}");
+    assert!(!kind("rocksdb_table_readers").is_empty());
+    eprintln!("roomy: {m:?}, {} sst files", sst_files(roomy_dir.path()));
+    let roomy_memtables = m.memtables_total();
+    assert!(roomy_memtables > 4 * BUDGET as u64, "{m:?}");
+    drop(roomy);
+
+    // A tiny budget: RocksDB flushes, memtables stay near the budget (plus a flush in flight and
+    // arena blocks), nothing acknowledged is lost.
+    let tight_dir = tempfile::tempdir().unwrap();
+    // Memtables grow in arena blocks of write_buffer_bytes / 8: 128 KiB here.
+    let tight_config = StoreConfig { memtable_budget_bytes: BUDGET, write_buffer_bytes: 1 << 20, ..base.clone() };
+    let tight = ingest_with(tight_dir.path(), tight_config, N).await;
+    let mut m = tight.stats().store_memory;
+    for _ in 0..100 {
+        // A flush the last write started may still be running.
+        if m.memtables_total() <= 4 * BUDGET as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        m = tight.stats().store_memory;
+    }
+    eprintln!("tight: {m:?}, {} sst files", sst_files(tight_dir.path()));
+    assert!(m.memtables_total() <= 4 * BUDGET as u64 && m.memtables_total() < roomy_memtables / 2, "{m:?}");
+    assert!(sst_files(tight_dir.path()) > 0);
+    for i in (0..N).step_by(7) {
+        assert_eq!(tight.collection().get(&format!("item-{i:04}")).expect("get").item.price, (i % 100) as f64 + 0.5);
+    }
+    // Reads now go through SST files and the (bounded) shared cache.
+    let m = tight.stats().store_memory;
+    assert!(m.block_cache > 0 && m.block_cache <= 512 * 1024, "{m:?}");
+    drop(tight);
+    let reopened = Engine::open(EngineConfig { store: base, ..config(tight_dir.path()) }, None).await.expect("reopen");
+    assert_eq!(reopened.stats().items, N);
+}

@@ -150,6 +150,11 @@ async fn each_role_reaches_only_its_services() {
     assert!(body.contains(r#"mmsearch_layer_vectors{layer="fresh",space="shared"} 1"#), "{body}");
     assert!(body.contains("mmsearch_stage_duration_seconds_bucket{stage=\"search\""), "{body}");
     assert!(body.contains("mmsearch_memory_bytes{kind=\"rss\"}"), "{body}");
+    // RocksDB's parts over all families (the one write above sits in a memtable).
+    for kind in ["rocksdb_block_cache", "rocksdb_memtables", "rocksdb_table_readers", "rocksdb_pinned_blocks", "mmap"] {
+        assert!(body.contains(&format!("mmsearch_memory_bytes{{kind=\"{kind}\"}}")), "{kind}: {body}");
+    }
+    assert!(!body.contains("mmsearch_memory_bytes{kind=\"rocksdb_memtables\"} 0\n"), "{body}");
     assert_eq!(http_get(&metrics, "/healthz").0, 200);
     assert_eq!(http_get(&metrics, "/readyz").0, 200);
 }

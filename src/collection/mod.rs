@@ -25,6 +25,8 @@ pub use write::PreparedItem;
 
 use crate::model::Entry;
 use crate::store::{Store, StoreError};
+/// The store's own settings and report, re-exported so the modules above need not know it.
+pub use crate::store::{StoreConfig, StoreMemory};
 use mmsearch_index::generation::{self, Generation};
 use mmsearch_index::{FlatLayer, HnswParams, IndexError, PlannerConfig, SpaceSpec};
 use parking_lot::{Mutex, RwLock};
@@ -60,6 +62,8 @@ pub struct CollectionConfig {
     pub snapshot_root: PathBuf,
     pub spaces: Vec<SpaceSpec>,
     pub index: IndexConfig,
+    /// RocksDB's memory (`[store]`).
+    pub store: StoreConfig,
 }
 
 /// `[index]`: how generations are built and searched.
@@ -160,7 +164,8 @@ pub struct Stats {
     pub last_seq: u64,
     pub rebuilding: bool,
     pub mapped_bytes: usize,
-    pub store_memory_bytes: u64,
+    /// What RocksDB holds in memory, by part.
+    pub store_memory: StoreMemory,
 }
 
 pub struct Collection {
@@ -184,7 +189,7 @@ impl Collection {
         if config.data_dir.join(snapshot::RESTORE_MARKER).exists() {
             return Err(SnapshotError::InterruptedRestore(config.data_dir.clone()).into());
         }
-        let store = Store::open(&config.store_dir())?;
+        let store = Store::open(&config.store_dir(), &config.store)?;
         let index_dir = config.index_dir();
         std::fs::create_dir_all(&index_dir).map_err(|source| StoreError::Io { path: index_dir.clone(), source })?;
         for removed in generation::remove_incomplete(&index_dir)? {
@@ -316,7 +321,7 @@ impl Collection {
             last_seq,
             rebuilding: self.rebuild.is_running(),
             mapped_bytes: mapped,
-            store_memory_bytes: self.store.approximate_memory_bytes(),
+            store_memory: self.store.memory(),
         }
     }
 

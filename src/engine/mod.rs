@@ -2,7 +2,9 @@
 //! wires the collection, searcher and ingester. The server, the tools and the tests all start
 //! mmsearch through [`Engine::open`], so what they run is the same thing.
 
-use crate::collection::{Collection, CollectionConfig, CollectionError, IndexConfig, ModelRef, SnapshotInfo, Stats};
+use crate::collection::{
+    Collection, CollectionConfig, CollectionError, IndexConfig, ModelRef, SnapshotInfo, Stats, StoreConfig,
+};
 use crate::encode::{EncodeConfig, EncodeError, EncodeObserver, Encoders, Modality, ModelInfo};
 use crate::fusion::FusionConfig;
 use crate::pipeline::spaces::{self, Roles, SpaceConfig, SpaceRole};
@@ -22,6 +24,8 @@ pub struct EngineConfig {
     pub snapshot_dir: Option<PathBuf>,
     pub spaces: Vec<SpaceConfig>,
     pub index: IndexConfig,
+    /// RocksDB's memory (`[store]`).
+    pub store: StoreConfig,
     pub ingest: IngestConfig,
     pub fusion: FusionConfig,
     pub encode: EncodeConfig,
@@ -37,6 +41,7 @@ impl Default for EngineConfig {
             snapshot_dir: None,
             spaces: spaces::default_spaces(),
             index: IndexConfig { max_ef: QueryLimits::default().max_ef as usize, ..IndexConfig::default() },
+            store: StoreConfig::default(),
             ingest: IngestConfig::default(),
             fusion: FusionConfig::default(),
             encode: EncodeConfig::default(),
@@ -51,6 +56,7 @@ impl EngineConfig {
         let invalid = EngineError::Config;
         spaces::validate(&self.spaces).map_err(invalid)?;
         self.index.validate().map_err(invalid)?;
+        self.store.validate().map_err(invalid)?;
         self.limits.validate().map_err(invalid)?;
         self.fusion.validate().map_err(invalid)?;
         if self.ingest.group_commit_max == 0 {
@@ -87,6 +93,7 @@ impl EngineConfig {
             snapshot_root: self.snapshot_root(),
             spaces: self.spaces.iter().map(SpaceConfig::spec).collect(),
             index: IndexConfig { max_ef: self.limits.max_ef as usize, ..self.index.clone() },
+            store: self.store.clone(),
         }
     }
 }
@@ -225,7 +232,12 @@ impl StateSource for Engine {
                 .iter()
                 .map(|x| (x.spec.name.clone(), x.base_vectors as u64, x.fresh_vectors as u64, x.tombstones as u64))
                 .collect(),
-            rocksdb_bytes: s.store_memory_bytes,
+            memory: vec![
+                ("rocksdb_block_cache", s.store_memory.block_cache),
+                ("rocksdb_memtables", s.store_memory.memtables_total()),
+                ("rocksdb_table_readers", s.store_memory.table_readers),
+                ("rocksdb_pinned_blocks", s.store_memory.block_cache_pinned),
+            ],
             mapped_bytes: s.mapped_bytes as u64,
             rebuild_running: s.rebuilding,
             rebuild_progress: self.collection.rebuild_progress().map(|p| (p.done, p.total)),

@@ -6,6 +6,12 @@
 //! - `vectors` : seq (u64 big-endian) ++ space name → little-endian f32 row (prepared)
 //! - `meta`    : `next_seq` → u64 LE
 //!
+//! Memory ([`StoreConfig`], the file's `[store]` section): every family (and `default`) opens
+//! with its own small write buffer and LZ4; one LRU block cache is shared by all families and
+//! also holds their index and filter blocks; a write buffer manager caps the memtables of all
+//! families together (reaching the cap makes RocksDB flush, it does not stall or refuse
+//! writes). [`Store::memory`] reports what each part holds.
+//!
 //! Only the live version of an item has rows in `vectors`: a replacement deletes the old
 //! version's rows in the same atomic, WAL-synced batch that writes the new ones. Keying
 //! vectors by seq makes "everything written after generation S" a range scan.
@@ -14,13 +20,81 @@ mod record;
 
 use crate::model::Version;
 
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteBufferManager,
+    WriteOptions, DB,
+};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 const CF_ITEMS: &str = "items";
 const CF_VECTORS: &str = "vectors";
 const CF_META: &str = "meta";
 const KEY_NEXT_SEQ: &[u8] = b"next_seq";
+/// Every family the store opens, RocksDB's own `default` (which holds nothing) included.
+const FAMILIES: [&str; 4] = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_ITEMS, CF_VECTORS, CF_META];
+
+const MIB: usize = 1024 * 1024;
+
+/// `[store]`: how much memory RocksDB may hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The one block cache all column families share (data blocks, and the index and filter
+    /// blocks of the SST files).
+    pub block_cache_bytes: usize,
+    /// Memtable size of each column family: a family's memtable is flushed at this size. A
+    /// memtable takes memory in blocks of an eighth of it (at most 1 MiB).
+    pub write_buffer_bytes: usize,
+    /// All memtables of all families together: past it RocksDB flushes the largest.
+    pub memtable_budget_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { block_cache_bytes: 64 * MIB, write_buffer_bytes: 8 * MIB, memtable_budget_bytes: 64 * MIB }
+    }
+}
+
+impl StoreConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.block_cache_bytes == 0 {
+            return Err("store.block_cache_bytes must be > 0".into());
+        }
+        if self.write_buffer_bytes < 64 * 1024 {
+            return Err("store.write_buffer_bytes must be at least 65536".into());
+        }
+        if self.memtable_budget_bytes == 0 {
+            return Err("store.memtable_budget_bytes must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// What RocksDB holds in memory, by part ([`Store::memory`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// Usage of the shared block cache (counted once), index and filter blocks included.
+    pub block_cache: u64,
+    pub block_cache_capacity: u64,
+    /// Of `block_cache`: entries pinned by open iterators and readers.
+    pub block_cache_pinned: u64,
+    /// Per family: active and unflushed immutable memtables.
+    pub memtables: Vec<(&'static str, u64)>,
+    /// Table readers' memory outside the block cache, all families.
+    pub table_readers: u64,
+}
+
+impl StoreMemory {
+    pub fn memtables_total(&self) -> u64 {
+        self.memtables.iter().map(|(_, b)| b).sum()
+    }
+
+    /// Block cache + memtables + table readers (pinned blocks are part of the cache).
+    pub fn total(&self) -> u64 {
+        self.block_cache + self.memtables_total() + self.table_readers
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -47,6 +121,8 @@ pub enum WriteOp<'a> {
 pub struct Store {
     db: DB,
     path: PathBuf,
+    cache: Cache,
+    cache_capacity: usize,
 }
 
 fn vector_key(seq: u64, space: &str) -> Vec<u8> {
@@ -72,16 +148,33 @@ fn row_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 impl Store {
-    pub fn open(path: &Path) -> Result<Store> {
+    pub fn open(path: &Path, config: &StoreConfig) -> Result<Store> {
         std::fs::create_dir_all(path).map_err(|source| StoreError::Io { path: path.into(), source })?;
-        let mut opts = Options::default();
+        let cache = Cache::new_lru_cache(config.block_cache_bytes);
+        // Memtables are capped as a whole, not charged to the block cache, so the two parts
+        // are reported (and sized) separately.
+        let memtables = WriteBufferManager::new_write_buffer_manager(config.memtable_budget_bytes, false);
+        let family = || {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_cache_index_and_filter_blocks(true);
+            table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            let mut o = Options::default();
+            o.set_block_based_table_factory(&table);
+            o.set_write_buffer_size(config.write_buffer_bytes);
+            o.set_max_write_buffer_number(2);
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            o
+        };
+        // `default` is named too: the crate opens a family left out with `Options::default()`.
+        let mut opts = family();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.increase_parallelism(2);
-        let cfs = [CF_ITEMS, CF_VECTORS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        opts.set_write_buffer_manager(&memtables);
+        let cfs = FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Store { db, path: path.to_path_buf() })
+        Ok(Store { db, path: path.to_path_buf(), cache, cache_capacity: config.block_cache_bytes })
     }
 
     pub fn path(&self) -> &Path {
@@ -200,12 +293,19 @@ impl Store {
         Ok(covered)
     }
 
-    /// RocksDB's own estimate of its memory use (block cache, memtables), for status/metrics.
-    pub fn approximate_memory_bytes(&self) -> u64 {
-        ["rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-table-readers-mem", "rocksdb.block-cache-usage"]
-            .iter()
-            .filter_map(|p| self.db.property_int_value(*p).ok().flatten())
-            .sum()
+    /// What RocksDB holds in memory, by part, over all families (status and metrics).
+    pub fn memory(&self) -> StoreMemory {
+        let prop = |name: &str, p: &str| match self.db.cf_handle(name) {
+            Some(cf) => self.db.property_int_value_cf(&cf, p).ok().flatten().unwrap_or(0),
+            None => 0,
+        };
+        StoreMemory {
+            block_cache: self.cache.get_usage() as u64,
+            block_cache_capacity: self.cache_capacity as u64,
+            block_cache_pinned: self.cache.get_pinned_usage() as u64,
+            memtables: FAMILIES.iter().map(|&f| (f, prop(f, "rocksdb.cur-size-all-mem-tables"))).collect(),
+            table_readers: FAMILIES.iter().map(|f| prop(f, "rocksdb.estimate-table-readers-mem")).sum(),
+        }
     }
 
     /// Writes memtables to SST files and syncs the WAL (clean shutdown).
@@ -238,5 +338,50 @@ pub fn last_seq_at(path: &Path) -> Result<u64> {
         None => Ok(0),
         Some(b) if b.len() == 8 => Ok(u64::from_le_bytes(b[..8].try_into().unwrap_or_default()).saturating_sub(1)),
         Some(_) => Err(StoreError::Corrupt { key: "next_seq".into(), reason: "not 8 bytes".into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_share_one_block_cache_within_its_capacity() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = StoreConfig { block_cache_bytes: 256 * 1024, ..StoreConfig::default() };
+        let store = Store::open(dir.path(), &config).expect("open");
+        // Rows in `vectors` only, flushed to SST files, then read back through the cache.
+        let mut batch = WriteBatch::default();
+        let vectors = store.cf(CF_VECTORS);
+        for seq in 1..=4000u64 {
+            batch.put_cf(&vectors, vector_key(seq, "s"), row_bytes(&[seq as f32; 32]));
+        }
+        store.db.write(batch).expect("write");
+        store.flush().expect("flush");
+        for seq in 1..=4000u64 {
+            assert_eq!(store.vector(seq, "s").expect("read"), Some(vec![seq as f32; 32]));
+        }
+        let m = store.memory();
+        assert!(m.block_cache > 0, "{m:?}");
+        assert!(m.block_cache <= config.block_cache_bytes as u64, "{m:?}");
+        assert_eq!(m.block_cache_capacity, config.block_cache_bytes as u64);
+        // Every family reports the same cache (a cache per family would report its own).
+        for f in FAMILIES {
+            let cf = store.db.cf_handle(f).expect("family");
+            let usage = store.db.property_int_value_cf(&cf, "rocksdb.block-cache-usage").expect("prop");
+            let capacity = store.db.property_int_value_cf(&cf, "rocksdb.block-cache-capacity").expect("prop");
+            assert_eq!(capacity, Some(config.block_cache_bytes as u64), "{f}");
+            // `items`, `meta` and `default` read nothing: only a shared cache holds blocks for them.
+            assert_eq!(usage, Some(m.block_cache), "{f}");
+        }
+        assert_eq!(m.memtables.len(), FAMILIES.len());
+    }
+
+    #[test]
+    fn config_is_checked() {
+        assert!(StoreConfig::default().validate().is_ok());
+        assert!(StoreConfig { write_buffer_bytes: 1000, ..StoreConfig::default() }.validate().is_err());
+        assert!(StoreConfig { block_cache_bytes: 0, ..StoreConfig::default() }.validate().is_err());
+        assert!(StoreConfig { memtable_budget_bytes: 0, ..StoreConfig::default() }.validate().is_err());
     }
 }

@@ -94,7 +94,9 @@ pub struct StateGauges {
     pub generation: u64,
     /// Per space: (name, base vectors, fresh vectors, tombstones).
     pub layers: Vec<(String, u64, u64, u64)>,
-    pub rocksdb_bytes: u64,
+    /// Memory by kind (`mmsearch_memory_bytes{kind}`) as the owner breaks it down, e.g.
+    /// `rocksdb_block_cache`; `rss` and `mmap` are set here.
+    pub memory: Vec<(&'static str, u64)>,
     pub mapped_bytes: u64,
     pub rebuild_running: bool,
     /// Done / total work units of the running (or last) rebuild; `None` before the first.
@@ -115,7 +117,9 @@ fn refresh_gauges(g: &StateGauges) {
         m.layer_vectors.with_label_values(&[name, "fresh"]).set(*fresh as i64);
         m.layer_vectors.with_label_values(&[name, "tombstones"]).set(*tombstones as i64);
     }
-    m.memory_bytes.with_label_values(&["rocksdb"]).set(g.rocksdb_bytes as i64);
+    for (kind, bytes) in &g.memory {
+        m.memory_bytes.with_label_values(&[kind]).set(*bytes as i64);
+    }
     m.memory_bytes.with_label_values(&["mmap"]).set(g.mapped_bytes as i64);
     m.rebuild_running.set(i64::from(g.rebuild_running));
     if let Some((done, total)) = g.rebuild_progress {
