@@ -1,23 +1,13 @@
 //! Generations on disk: build → commit → reload (mmapped) gives the same answers; incomplete
 //! and corrupt generations are never loaded.
 
+mod common;
+
 use mmsearch_index::generation::{self, Generation, GenerationWriter};
 use mmsearch_index::{HnswParams, Metric, SpaceSpec};
 
 fn rows(n: usize, dim: usize, seed: u64) -> Vec<(u64, Vec<f32>)> {
-    let mut s = seed;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s % 10_000) as f32 / 5_000.0 - 1.0
-    };
-    (0..n)
-        .map(|i| {
-            let v: Vec<f32> = (0..dim).map(|_| next()).collect();
-            (i as u64 * 3 + 1, Metric::Cosine.prepare(dim, &v).unwrap())
-        })
-        .collect()
+    common::random_rows(n, dim, seed, |i| i as u64 * 3 + 1)
 }
 
 fn spec() -> SpaceSpec {

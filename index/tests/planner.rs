@@ -2,6 +2,8 @@
 //! layer, the way the collection searches: tombstones and filters come in through `accept`
 //! and `candidates`, exact answers equal brute force.
 
+mod common;
+
 use mmsearch_index::{
     plan, FlatLayer, Generation, GenerationWriter, HnswParams, Layer, Matching, Metric, Path, PlanInput, PlannerConfig,
     Scored, SpaceSpec, SpaceView,
@@ -95,19 +97,7 @@ impl Space {
 }
 
 fn random_rows(n: usize, dim: usize, seed: u64) -> Vec<(u64, Vec<f32>)> {
-    let mut s = seed;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s % 10_000) as f32 / 5_000.0 - 1.0
-    };
-    (0..n)
-        .map(|i| {
-            let v: Vec<f32> = (0..dim).map(|_| next()).collect();
-            (i as u64 + 1, Metric::Cosine.prepare(dim, &v).unwrap())
-        })
-        .collect()
+    common::random_rows(n, dim, seed, |i| i as u64 + 1)
 }
 
 fn cosine_space() -> Space {
