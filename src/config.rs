@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(c.server().limits.max_message_bytes, 1000);
         assert_eq!(c.server().limits.concurrency.search.max_in_flight, 3);
         // max_ef is a request limit and the planner's cap
-        assert_eq!(c.engine().collection().index.planner().max_ef, 300);
+        assert_eq!(c.engine().collection().planner.max_ef, 300);
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct CollectionConfig {
     pub snapshot_root: PathBuf,
     pub spaces: Vec<SpaceSpec>,
     pub index: IndexConfig,
+    /// The query planner's settings: `[index]` plus the request limit on `ef`
+    /// ([`IndexConfig::planner`]).
+    pub planner: PlannerConfig,
     /// RocksDB's memory (`[store]`).
     pub store: StoreConfig,
 }
@@ -83,11 +86,6 @@ pub struct IndexConfig {
     pub exact_scan_threshold: usize,
     /// Complete generations kept on disk (the one in use is always kept).
     pub keep_generations: usize,
-    /// Largest search beam a request may ask for: the beam is allocated up front (and widened
-    /// when tombstones crowd it), so an unchecked `ef` is a memory request. Set from
-    /// `[limits] max_ef` in the config file.
-    #[serde(skip)]
-    pub max_ef: usize,
 }
 
 impl Default for IndexConfig {
@@ -100,7 +98,6 @@ impl Default for IndexConfig {
             max_fresh: 50_000,
             exact_scan_threshold: 2_000,
             keep_generations: 2,
-            max_ef: 10_000,
         }
     }
 }
@@ -110,20 +107,23 @@ impl IndexConfig {
         HnswParams { m: self.m, ef_construction: self.ef_construction, max_layer: 16 }
     }
 
-    /// The query planner's settings (the index crate owns the rules; this section and
-    /// `[limits] max_ef` set them).
-    pub fn planner(&self) -> PlannerConfig {
+    /// The query planner's settings (the index crate owns the rules): this section's beam and
+    /// threshold, and `max_ef`, the largest beam a request may ask for (`[limits] max_ef`: the
+    /// beam is allocated up front and widened when tombstones crowd it, so an unchecked `ef`
+    /// is a memory request).
+    pub fn planner(&self, max_ef: usize) -> PlannerConfig {
         PlannerConfig {
             ef_search: self.ef_search,
-            max_ef: self.max_ef,
+            max_ef,
             exact_scan_threshold: self.exact_scan_threshold,
             ..PlannerConfig::default()
         }
     }
 
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    /// Checks this section with the `max_ef` its planner will get.
+    pub fn validate(&self, max_ef: usize) -> std::result::Result<(), String> {
         self.hnsw_params().validate().map_err(|e| e.to_string())?;
-        self.planner().validate().map_err(|e| format!("index.ef_search / limits.max_ef: {e}"))
+        self.planner(max_ef).validate().map_err(|e| format!("index.ef_search / limits.max_ef: {e}"))
     }
 }
 
@@ -179,7 +179,6 @@ pub struct Collection {
     /// Held while generation folders are deleted (rebuild's prune) or linked into a snapshot,
     /// so a snapshot never links a half-deleted generation.
     generation_files: Mutex<()>,
-    planner: PlannerConfig,
 }
 
 impl Collection {
@@ -232,7 +231,6 @@ impl Collection {
         let collection = Arc::new(Collection {
             store,
             specs,
-            planner: config.index.planner(),
             config,
             state: RwLock::new(State { base: Arc::new(base), fresh, catalog }),
             writer: Mutex::new(next_seq),

@@ -84,8 +84,8 @@ impl Collection {
         filter: Option<EntryFilter<'_>>,
         exclude: Option<u64>,
     ) -> Result<SearchOutcome> {
-        let spec = self.spec(space)?;
         let index = self.space_index(space)?;
+        let spec = &self.specs[index];
         let bit = 1u64 << index;
         let state = self.state.read();
         let catalog = &state.catalog;
@@ -102,7 +102,7 @@ impl Collection {
                 Matching::Sampled { matched, sampled }
             }
         };
-        let plan = plan(&self.planner, &PlanInput { k, ef, live, matching });
+        let plan = plan(&self.config.planner, &PlanInput { k, ef, live, matching });
         let mut layers: Vec<&dyn Layer> = vec![fresh];
         if let Some(base) = state.base.segment(space) {
             layers.push(base);

@@ -40,7 +40,7 @@ impl Default for EngineConfig {
             data_dir: PathBuf::from("data"),
             snapshot_dir: None,
             spaces: spaces::default_spaces(),
-            index: IndexConfig { max_ef: QueryLimits::default().max_ef as usize, ..IndexConfig::default() },
+            index: IndexConfig::default(),
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
             fusion: FusionConfig::default(),
@@ -55,7 +55,8 @@ impl EngineConfig {
     pub fn validate(&self) -> Result<(), EngineError> {
         let invalid = EngineError::Config;
         spaces::validate(&self.spaces).map_err(invalid)?;
-        self.index.validate().map_err(invalid)?;
+        // With the request limit the planner will get, not a default one.
+        self.index.validate(self.limits.max_ef as usize).map_err(invalid)?;
         self.store.validate().map_err(invalid)?;
         self.limits.validate().map_err(invalid)?;
         self.fusion.validate().map_err(invalid)?;
@@ -92,7 +93,8 @@ impl EngineConfig {
             data_dir: self.data_dir.clone(),
             snapshot_root: self.snapshot_root(),
             spaces: self.spaces.iter().map(SpaceConfig::spec).collect(),
-            index: IndexConfig { max_ef: self.limits.max_ef as usize, ..self.index.clone() },
+            index: self.index.clone(),
+            planner: self.index.planner(self.limits.max_ef as usize),
             store: self.store.clone(),
         }
     }
@@ -299,6 +301,15 @@ mod tests {
         assert!(with("/srv/mms/data", None).validate().is_ok());
         let inside = with("/srv/mms/data", Some("/srv/mms/data/snapshots")).validate();
         assert!(matches!(inside, Err(EngineError::Config(m)) if m.contains("inside data_dir")));
+    }
+
+    #[test]
+    fn the_planner_is_validated_with_the_request_limit_it_gets() {
+        let mut c = EngineConfig { data_dir: "/srv/mms/data".into(), ..EngineConfig::default() };
+        assert!(c.validate().is_ok());
+        assert_eq!(c.collection().planner.max_ef, c.limits.max_ef as usize);
+        c.limits.max_ef = 30; // below index.ef_search (64)
+        assert!(matches!(c.validate(), Err(EngineError::Config(m)) if m.contains("max_ef")));
     }
 
     #[test]

@@ -134,7 +134,7 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
     config.data_dir = args.data_dir.clone();
     config.no_models = true;
     // The planner's ef rule, so the index-alone numbers use the beam the server would.
-    let ef = config.engine().collection().index.planner().ef(args.top_k, args.ef);
+    let ef = config.engine().collection().planner.ef(args.top_k, args.ef);
     let k = args.top_k;
     // Queries: fresh points near the blobs of rows spread over the whole catalogue.
     let mut gen = Clustered::new(c.dim, c.clusters, c.seed);
