@@ -89,11 +89,6 @@ impl StoreMemory {
     pub fn memtables_total(&self) -> u64 {
         self.memtables.iter().map(|(_, b)| b).sum()
     }
-
-    /// Block cache + memtables + table readers (pinned blocks are part of the cache).
-    pub fn total(&self) -> u64 {
-        self.block_cache + self.memtables_total() + self.table_readers
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
