@@ -11,6 +11,7 @@ use super::spaces::{Roles, SpaceRole};
 use super::{blocking, PipelineError, QueryLimits};
 use crate::collection::{Collection, SearchOutcome};
 use crate::encode::{EncodeError, Encoders};
+use crate::fusion::Part;
 use crate::model::{FilterSpec, Version};
 use mmsearch_index::SpaceSpec;
 use std::sync::Arc;
@@ -118,18 +119,51 @@ enum Encoded {
     Image { text: Option<(SpaceSpec, Vec<f32>)>, visual: Option<(SpaceSpec, Vec<f32>)> },
 }
 
-/// A ranked candidate with what its score is made of.
+/// A ranked candidate. `parts[i]` is its score and rank in the list of `Candidates::spaces[i]`;
+/// plain numbers, so ranking a large window allocates nothing per candidate.
+#[derive(Clone, Copy)]
 struct Candidate {
     id: u64,
     score: f32,
-    parts: Vec<SpaceScore>,
+    parts: [Part; 2],
+}
+
+/// A space a query searched, and its weight in the final score.
+struct Searched {
+    name: String,
+    role: &'static str,
+    weight: f32,
 }
 
 struct Candidates {
     ranked: Vec<Candidate>,
+    /// At most two: the space of a single-space query, or an image query's text and visual.
+    spaces: [Option<Searched>; 2],
     plan: String,
     transcript: Option<String>,
     exact: bool,
+}
+
+impl Candidates {
+    /// The page's explanations, built only when asked for: names and strings are per hit.
+    fn explain(&self, c: &Candidate) -> Explanation {
+        let spaces = self
+            .spaces
+            .iter()
+            .zip(c.parts)
+            .filter_map(|(s, p)| {
+                s.as_ref().map(|s| SpaceScore {
+                    space: s.name.clone(),
+                    role: s.role,
+                    score: p.score,
+                    weight: s.weight,
+                    estimated: p.rank == 0,
+                    rank: p.rank,
+                })
+            })
+            .collect();
+        Explanation { plan: self.plan.clone(), spaces, score: c.score }
+    }
 }
 
 impl Searcher {
@@ -184,14 +218,15 @@ impl Searcher {
         crate::telemetry::observe_stage("search", started.elapsed());
 
         let started = Instant::now();
-        let page: Vec<Candidate> = candidates
+        let page: Vec<(Candidate, Option<Explanation>)> = candidates
             .ranked
-            .into_iter()
+            .iter()
             .skip(req.offset as usize)
             .filter(|c| c.score >= req.min_score)
             .take(req.top_k as usize)
+            .map(|c| (*c, req.explain.then(|| candidates.explain(c))))
             .collect();
-        let hits = self.hydrate(page, req.explain.then_some(candidates.plan)).await?;
+        let hits = self.hydrate(page).await?;
         timing.hydrate_us = started.elapsed().as_micros() as u64;
         crate::telemetry::observe_stage("hydrate", started.elapsed());
         Ok(SearchResult { hits, transcript: candidates.transcript, timing, exact: candidates.exact })
@@ -280,23 +315,21 @@ impl Searcher {
         }
     }
 
-    async fn hydrate(&self, page: Vec<Candidate>, plan: Option<String>) -> Result<Vec<SearchHit>, PipelineError> {
+    async fn hydrate(&self, page: Vec<(Candidate, Option<Explanation>)>) -> Result<Vec<SearchHit>, PipelineError> {
         let collection = self.collection.clone();
         blocking(move || {
             let scored: Vec<mmsearch_index::Scored> =
-                page.iter().map(|c| mmsearch_index::Scored { id: c.id, score: c.score }).collect();
+                page.iter().map(|(c, _)| mmsearch_index::Scored { id: c.id, score: c.score }).collect();
             let hydrated = collection.hydrate(&scored)?;
-            let mut parts: std::collections::HashMap<u64, Vec<SpaceScore>> =
-                page.into_iter().map(|c| (c.id, c.parts)).collect();
+            let mut explanations: std::collections::HashMap<u64, Explanation> =
+                page.into_iter().filter_map(|(c, e)| Some((c.id, e?))).collect();
             Ok(hydrated
                 .into_iter()
-                .map(|h| {
-                    let explanation = plan.as_ref().map(|plan| Explanation {
-                        plan: plan.clone(),
-                        spaces: parts.remove(&h.scored.id).unwrap_or_default(),
-                        score: h.scored.score,
-                    });
-                    SearchHit { id: h.version.item.id.clone(), score: h.scored.score, version: h.version, explanation }
+                .map(|h| SearchHit {
+                    id: h.version.item.id.clone(),
+                    score: h.scored.score,
+                    explanation: explanations.remove(&h.scored.id),
+                    version: h.version,
                 })
                 .collect())
         })
@@ -312,29 +345,28 @@ fn run(
     alpha: f32,
     search: impl Fn(&SpaceSpec, &[f32], Option<u64>) -> Result<SearchOutcome, PipelineError>,
 ) -> Result<Candidates, PipelineError> {
-    let role_name = |space: &SpaceSpec| roles.role_of(&space.name).map_or("", SpaceRole::as_str);
+    let searched = |space: &SpaceSpec, weight: f32| Searched {
+        name: space.name.clone(),
+        role: roles.role_of(&space.name).map_or("", SpaceRole::as_str),
+        weight,
+    };
     match encoded {
         Encoded::Single { space, vector, exclude, transcript } => {
             let out = search(&space, &vector, exclude)?;
-            let role = role_name(&space);
+            let absent = Part { score: 0.0, rank: 0 };
             let ranked = out
                 .hits
                 .iter()
                 .enumerate()
-                .map(|(i, h)| Candidate {
-                    id: h.id,
-                    score: h.score,
-                    parts: vec![SpaceScore {
-                        space: space.name.clone(),
-                        role,
-                        score: h.score,
-                        weight: 1.0,
-                        estimated: false,
-                        rank: i as u32 + 1,
-                    }],
-                })
+                .map(|(i, h)| Candidate { id: h.id, score: h.score, parts: [Part { score: h.score, rank: i as u32 + 1 }, absent] })
                 .collect();
-            Ok(Candidates { ranked, plan: out.path.to_string(), transcript, exact: out.exact })
+            Ok(Candidates {
+                ranked,
+                spaces: [Some(searched(&space, 1.0)), None],
+                plan: out.path.to_string(),
+                transcript,
+                exact: out.exact,
+            })
         }
         Encoded::Image { text, visual } => {
             let t = text.as_ref().map(|(s, v)| search(s, v, None)).transpose()?;
@@ -347,28 +379,14 @@ fn run(
             };
             let empty = Vec::new();
             let (t_hits, v_hits) = (t.as_ref().map_or(&empty, |o| &o.hits), v.as_ref().map_or(&empty, |o| &o.hits));
-            let merged = crate::fusion::merge_image_hits(t_hits, v_hits, alpha, window);
-            let part = |space: &Option<(SpaceSpec, Vec<f32>)>, p: crate::fusion::Part, weight: f32| {
-                space.as_ref().map(|(s, _)| SpaceScore {
-                    space: s.name.clone(),
-                    role: role_name(s),
-                    score: p.score,
-                    weight,
-                    estimated: p.rank == 0,
-                    rank: p.rank,
-                })
-            };
-            let ranked = merged
+            let ranked = crate::fusion::merge_image_hits(t_hits, v_hits, alpha, window)
                 .into_iter()
-                .map(|m| Candidate {
-                    id: m.id,
-                    score: m.score,
-                    parts: [part(&text, m.text, alpha), part(&visual, m.visual, 1.0 - alpha)].into_iter().flatten().collect(),
-                })
+                .map(|m| Candidate { id: m.id, score: m.score, parts: [m.text, m.visual] })
                 .collect();
             let outcomes: Vec<&SearchOutcome> = [t.as_ref(), v.as_ref()].into_iter().flatten().collect();
             Ok(Candidates {
                 ranked,
+                spaces: [text.as_ref().map(|(s, _)| searched(s, alpha)), visual.as_ref().map(|(s, _)| searched(s, 1.0 - alpha))],
                 plan: outcomes.iter().map(|o| o.path).collect::<Vec<_>>().join("+"),
                 transcript: None,
                 exact: outcomes.iter().all(|o| o.exact),
