@@ -1,18 +1,8 @@
 # Shared by benches/run_scale.sh and benches/run_load.sh (source it; it defines, runs nothing).
 
-# Dev profile with the workspace crates (server, index, tools) at opt-level 3 (dependencies
-# already are, via [profile.dev.package."*"]): reuses the warm RocksDB build; a release build
-# recompiles it. Name the packages: the tools are in mmsearch-tools (tools/), not the root one.
-OPT3_BUILD=(build
-  --config 'profile.dev.package.mmsearch.opt-level=3'
-  --config 'profile.dev.package.mmsearch.debug-assertions=false'
-  --config 'profile.dev.package.mmsearch.overflow-checks=false'
-  --config 'profile.dev.package.mmsearch-index.opt-level=3'
-  --config 'profile.dev.package.mmsearch-index.debug-assertions=false'
-  --config 'profile.dev.package.mmsearch-index.overflow-checks=false'
-  --config 'profile.dev.package.mmsearch-tools.opt-level=3'
-  --config 'profile.dev.package.mmsearch-tools.debug-assertions=false'
-  --config 'profile.dev.package.mmsearch-tools.overflow-checks=false')
+# The release profile: the same optimised build the demo and `deploy/test.sh` use, so the
+# RocksDB build is shared. Name the packages: the tools are in mmsearch-tools (tools/).
+OPT3_BUILD=(build --release)
 
 # One JSON line describing the machine and its load right now.
 machine() {

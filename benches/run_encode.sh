@@ -8,16 +8,15 @@
 #   benches/run_encode.sh              # from the repo root
 #   NO_MD=1 benches/run_encode.sh      # measure only, do not touch BENCHMARKS.md
 #
-# Build: the dev profile with every crate at opt-level 3 (deps via [profile.dev.package."*"],
-# this crate via --config below, debug-assertions/overflow-checks off for it), because that is
-# what the shared target dir has warm; `PROFILE=bench` uses cargo's release-based bench profile.
+# Build: the release profile, the one optimised build the demo and the tests use (`PROFILE=dev`
+# builds the dev profile with this crate at opt-level 3 instead).
 # Threads: MMSEARCH_BENCH_THREADS (default 2 here) for both engines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 MODELS=${MMSEARCH_MODELS:-$HOME/.cache/mmsearch/models}
 PY=${PY:-$MODELS/.venv/bin/python}
-PROFILE=${PROFILE:-dev}
+PROFILE=${PROFILE:-release}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/mmsearch-target}
 export MMSEARCH_BENCH_THREADS=${MMSEARCH_BENCH_THREADS:-2}
 export MMSEARCH_BENCH_JPEG=${MMSEARCH_BENCH_JPEG:-$HOME/.cache/mmsearch/demo/vendure-create-3.7.3/package/assets/images/florian-klauer-14840-unsplash.jpg}
@@ -33,6 +32,8 @@ if [ "$PROFILE" = dev ]; then
     --config 'profile.dev.package.mmsearch.opt-level=3'
     --config 'profile.dev.package.mmsearch.debug-assertions=false'
     --config 'profile.dev.package.mmsearch.overflow-checks=false')
+else
+  CARGO_ARGS+=(--profile "$PROFILE")
 fi
 echo "building: cargo ${CARGO_ARGS[*]} --no-run" >&2
 cargo "${CARGO_ARGS[@]}" --no-run 2> "$OUT/build.log" || { tail -30 "$OUT/build.log" >&2; exit 1; }

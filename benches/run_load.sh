@@ -19,7 +19,7 @@ OUT=$WORK/results.jsonl
 
 source benches/lib.sh
 cargo "${OPT3_BUILD[@]}" -p mmsearch -p mmsearch-tools --bin mmsearch --bin mmsearch-load
-BIN=$CARGO_TARGET_DIR/debug
+BIN=$CARGO_TARGET_DIR/release
 [ -f "$DEMO/catalog.jsonl" ] || python3 deploy/demo/fetch_vendure.py
 rm -rf "$WORK/data"
 mkdir -p "$WORK"

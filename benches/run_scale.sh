@@ -27,7 +27,7 @@ GEN=(--n "$N" --dim "$DIM" --clusters "$CLUSTERS")
 
 source benches/lib.sh
 cargo "${OPT3_BUILD[@]}" -p mmsearch -p mmsearch-tools --bin mmsearch --bin mmsearch-scale --bin mmsearch-load
-BIN=$CARGO_TARGET_DIR/debug
+BIN=$CARGO_TARGET_DIR/release
 mkdir -p "$WORK"
 CONFIG=$WORK/mmsearch.toml
 cat > "$CONFIG" <<TOML

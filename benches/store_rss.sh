@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # RSS of a --no-models server after 20k 384-d items (mmsearch-scale ingest) and after a rebuild.
-# usage: benches/store_rss.sh <server-binary> <label>   (needs mmsearch-scale built: cargo build -p mmsearch-tools --bin mmsearch-scale)
+# usage: benches/store_rss.sh <server-binary> <label>   (needs mmsearch-scale built: cargo build --release -p mmsearch-tools --bin mmsearch-scale)
 set -euo pipefail
 BIN=$1; LABEL=$2
-SCALE=$HOME/.cache/mmsearch-target/debug/mmsearch-scale
+SCALE=$HOME/.cache/mmsearch-target/release/mmsearch-scale
 D=$(mktemp -d /tmp/rss.XXXX)
 cat > $D/c.toml <<T
 [[spaces]]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 machine to a running server on the Vendure demo catalogue:
 # installs prerequisites, builds the default models, fetches the catalogue (npm @vendure/create),
-# builds mmsearch, starts it, ingests the 54 products with their photos, and keeps serving.
+# builds mmsearch (the release profile, which deploy/test.sh and the benchmarks use too), starts
+# it, ingests the 54 products with their photos, prints each stage's minutes, and keeps serving.
 #   deploy/demo.sh                 # serves on 127.0.0.1:50051 until Ctrl-C
 #   MMSEARCH_LISTEN=0.0.0.0:50051 deploy/demo.sh
 set -euo pipefail
@@ -12,11 +13,17 @@ LISTEN="${MMSEARCH_LISTEN:-127.0.0.1:50051}"
 METRICS="${MMSEARCH_METRICS_LISTEN:-127.0.0.1:9464}"
 DATA="${MMSEARCH_DEMO_DATA:-$DEMO/data}"
 
-deploy/install-deps.sh
-models/setup.sh
-python3 deploy/demo/fetch_vendure.py
-cargo build --bin mmsearch
-BIN="$CARGO_TARGET_DIR/debug/mmsearch"
+source deploy/stages.sh
+trap stages_report EXIT
+
+stage "apt + pip prerequisites" deploy/install-deps.sh
+# The models and the catalogue need no compiler: they are made while cargo compiles.
+stage_bg models models/setup.sh
+stage_bg catalogue python3 deploy/demo/fetch_vendure.py
+stage "cargo build (release)" cargo build --release --bin mmsearch
+stage_wait models
+stage_wait catalogue
+BIN="$CARGO_TARGET_DIR/release/mmsearch"
 
 LOG="$DEMO/server.log"
 mkdir -p "$DEMO"
@@ -25,16 +32,20 @@ echo "NOTE: the demo server runs with --insecure-no-auth (no API keys): anyone w
 "$BIN" serve --data-dir "$DATA" --listen "$LISTEN" --metrics-listen "$METRICS" --insecure-no-auth > "$DEMO/server.out" 2> "$LOG" &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' INT TERM EXIT
+started=$SECONDS
 for _ in $(seq 1 600); do
   grep -q "mmsearch listening on" "$DEMO/server.out" 2>/dev/null && break
   kill -0 $SERVER 2>/dev/null || { echo "server failed to start:"; tail -20 "$LOG"; exit 1; }
   sleep 0.2
 done
 ADDR="http://$(sed -n 's/^mmsearch listening on //p' "$DEMO/server.out" | head -1)"
+_stage_row "server start" $((SECONDS - started)) 0
 echo "server up at $ADDR (log: $LOG)"
 
-"$BIN" ingest --server "$ADDR" "$DEMO/catalog.jsonl"
+stage "ingest 54 products" "$BIN" ingest --server "$ADDR" "$DEMO/catalog.jsonl"
+stage "first answer" "$BIN" search --server "$ADDR" --text "camera on a tripod" --top-k 3
 "$BIN" admin --server "$ADDR" status
+stages_report
 
 cat <<MSG
 

@@ -11,8 +11,8 @@ test.sh makes:
 
     clients/python/.venv/bin/python clients/python/bench.py [--items 1000] [--queries 2000]
 
-The server binary is found as the tests find it ($MMSEARCH_BIN, $CARGO_TARGET_DIR/debug,
-target/debug, ~/.cache/mmsearch-target/debug).
+The server binary is found as the tests find it ($MMSEARCH_BIN, $CARGO_TARGET_DIR/release,
+target/release, ~/.cache/mmsearch-target/release).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def find_binary() -> Path:
     if os.environ.get("MMSEARCH_BIN"):
         candidates.append(Path(os.environ["MMSEARCH_BIN"]))
     if os.environ.get("CARGO_TARGET_DIR"):
-        candidates.append(Path(os.environ["CARGO_TARGET_DIR"]) / "debug" / "mmsearch")
-    candidates += [REPO / "target" / "debug" / "mmsearch", Path.home() / ".cache" / "mmsearch-target" / "debug" / "mmsearch"]
+        candidates.append(Path(os.environ["CARGO_TARGET_DIR"]) / "release" / "mmsearch")
+    candidates += [REPO / "target" / "release" / "mmsearch", Path.home() / ".cache" / "mmsearch-target" / "release" / "mmsearch"]
     for c in candidates:
         if c.is_file():
             return c

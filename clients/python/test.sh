@@ -6,8 +6,8 @@
 #      fails: run clients/python/generate.sh and commit);
 #   3. mypy --strict on the package;
 #   4. pytest against real servers. The server binary is $MMSEARCH_BIN, else
-#      $CARGO_TARGET_DIR/debug/mmsearch, else target/debug/mmsearch, else
-#      ~/.cache/mmsearch-target/debug/mmsearch; without one the tests fail.
+#      $CARGO_TARGET_DIR/release/mmsearch, else target/release/mmsearch, else
+#      ~/.cache/mmsearch-target/release/mmsearch; without one the tests fail.
 # Arguments go to pytest (e.g. `clients/python/test.sh -k errors`).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -1,7 +1,7 @@
 """Fixtures: real `mmsearch serve` processes on 127.0.0.1:0, each with its own data directory.
 
-The server binary is `$MMSEARCH_BIN`, else `$CARGO_TARGET_DIR/debug/mmsearch`, else
-`target/debug/mmsearch` in the repository, else `~/.cache/mmsearch-target/debug/mmsearch`
+The server binary is `$MMSEARCH_BIN`, else `$CARGO_TARGET_DIR/release/mmsearch`, else
+`target/release/mmsearch` in the repository, else `~/.cache/mmsearch-target/release/mmsearch`
 (where deploy/test.sh builds). Without one the tests fail; they never skip.
 """
 
@@ -37,9 +37,9 @@ def find_binary() -> Path:
         return path
     candidates = []
     if os.environ.get("CARGO_TARGET_DIR"):
-        candidates.append(Path(os.environ["CARGO_TARGET_DIR"]) / "debug" / "mmsearch")
-    candidates.append(REPO / "target" / "debug" / "mmsearch")
-    candidates.append(Path.home() / ".cache" / "mmsearch-target" / "debug" / "mmsearch")
+        candidates.append(Path(os.environ["CARGO_TARGET_DIR"]) / "release" / "mmsearch")
+    candidates.append(REPO / "target" / "release" / "mmsearch")
+    candidates.append(Path.home() / ".cache" / "mmsearch-target" / "release" / "mmsearch")
     for c in candidates:
         if c.is_file():
             return c
