@@ -249,8 +249,9 @@ fn main() {
                     text: Some(t),
                     photo_text_space: vec![&p.shared],
                     photo_visual: p.visual.as_deref().into_iter().collect(),
+                    ..Default::default()
                 };
-                fuse_item(&ev, fc.weights())
+                fuse_item(&ev, fc.weights(), fc.video_weights())
             })
             .collect();
         fused
