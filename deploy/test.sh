@@ -10,6 +10,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mmsearch-target}"
 deploy/install-deps.sh
 models/setup.sh
 deploy/eval/fetch_eval.py
+deploy/video/make-test-videos.sh >/dev/null   # video tests' clips (cached; needs the demo photos)
 cargo test --workspace --no-fail-fast -- --test-threads="${MMSEARCH_TEST_THREADS:-2}" "$@"
 # The Python client: stubs vs proto/, mypy --strict, pytest against the server just built.
 clients/python/test.sh
