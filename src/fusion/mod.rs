@@ -350,7 +350,7 @@ mod tests {
         let q = fuse_video_query(&[&[0.0, 2.0]], &[&[3.0, 4.0]], None, VideoWeights { frames: 0.3, speech: 0.7 });
         assert_eq!(q.text, Some(vec![0.0, 1.0]));
         assert_eq!(q.weights, VideoWeights { frames: 1.0, speech: 0.0 });
-        let q = fuse_video_query(&[&[0.0, 2.0]], &[], Some(&[1.0, 0.0]), VideoWeights { frames: 0.25, speech: 0.75 });
+        let q = fuse_video_query(&[&[0.0, 1.0]], &[], Some(&[1.0, 0.0]), VideoWeights { frames: 0.25, speech: 0.75 });
         let t = q.text.unwrap();
         assert!((t[0] / t[1] - 3.0).abs() < 1e-5, "{t:?}");
         assert_eq!(q.weights, VideoWeights { frames: 0.25, speech: 0.75 });
