@@ -275,7 +275,7 @@ fn ingest_engine(b: &Bench, enc: Encoders, items: &[(String, String, Vec<u8>)]) 
             .map(|(i, (title, _, photo))| NewItem {
                 item: Item { id: format!("bench-{i}"), title: title.clone(), ..Default::default() },
                 images: vec![photo.clone()],
-                vectors: Vec::new(),
+                ..Default::default()
             })
             .collect()
     };
