@@ -137,3 +137,39 @@ async fn video_queries_items_and_bad_videos() {
     let got = server.ingest().await.get(pb::GetRequest { id: "laptop-clip".into() }).await.unwrap().into_inner();
     assert_eq!(got.video_uris, vec![dir.join("laptop-silent.mp4").display().to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_decoder_costs_the_request_not_the_server() {
+    let dir = videos();
+    let tmp = tempfile::tempdir().unwrap();
+    // an "ffmpeg" that hangs and ignores SIGTERM; the real ffprobe still reads the header
+    let hang = tmp.path().join("ffmpeg-hangs");
+    std::fs::write(&hang, "#!/bin/sh\ntrap '' TERM\nexec sleep 611.5\n").unwrap();
+    std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = tmp.path().join("c.toml");
+    std::fs::write(&config, format!("[encode.video]\nffmpeg = \"{}\"\ntimeout_seconds = 1.0\n", hang.display())).unwrap();
+    let server = Server::start_with(&tmp.path().join("data"), &config, &[]);
+    let mut client = server.search().await;
+    let bytes = std::fs::read(dir.join("laptop-silent.mp4")).unwrap();
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let status = video_search(&mut client, bytes.clone()).await.expect_err("hung decoder");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("did not finish"), "{status:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+        // still serving
+        client
+            .search(pb::SearchRequest { query: Some(Query::Text("sofa".into())), top_k: 1, ..Default::default() })
+            .await
+            .expect("still serving");
+    }
+    // the hung processes were killed, not left behind
+    let want: Vec<u8> = b"sleep\x00611.5\x00".to_vec();
+    let left: Vec<_> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+        .filter(|e| std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| !s.contains(") Z ")))
+        .collect();
+    assert!(left.is_empty(), "{} hung decoders still running", left.len());
+}
