@@ -143,7 +143,7 @@ pub fn run(program: &Path, args: &[String], input: &File, limits: ChildLimits) -
     }
     if !status.success() {
         let text = String::from_utf8_lossy(&err);
-        let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail: Vec<&str> = text.lines().map(tidy).filter(|l| !l.trim().is_empty()).collect();
         let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
         let status = match (status.code(), status.signal()) {
             (Some(c), _) => format!("exit status {c}"),
@@ -154,4 +154,22 @@ pub fn run(program: &Path, args: &[String], input: &File, limits: ChildLimits) -
         return Err(RunError::Failed { status, stderr: tail });
     }
     Ok(out)
+}
+
+/// An FFmpeg log line without its `[demuxer @ 0x55…] ` context: the address is the child's heap,
+/// noise to a client.
+fn tidy(line: &str) -> &str {
+    match line.find("] ") {
+        Some(i) if line.starts_with('[') && line[..i].contains(" @ 0x") => &line[i + 2..],
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_context_is_dropped() {
+        assert_eq!(super::tidy("[mov,mp4,m4a @ 0x55f10b0711c0] moov atom not found"), "moov atom not found");
+        assert_eq!(super::tidy("file:/dev/stdin: Invalid data"), "file:/dev/stdin: Invalid data");
+    }
 }
