@@ -249,8 +249,9 @@ fn main() {
                     text: Some(t),
                     photo_text_space: vec![&p.shared],
                     photo_visual: p.visual.as_deref().into_iter().collect(),
+                    ..Default::default()
                 };
-                fuse_item(&ev, fc.weights())
+                fuse_item(&ev, fc.weights(), fc.video_weights())
             })
             .collect();
         fused
@@ -274,7 +275,7 @@ fn ingest_engine(b: &Bench, enc: Encoders, items: &[(String, String, Vec<u8>)]) 
             .map(|(i, (title, _, photo))| NewItem {
                 item: Item { id: format!("bench-{i}"), title: title.clone(), ..Default::default() },
                 images: vec![photo.clone()],
-                vectors: Vec::new(),
+                ..Default::default()
             })
             .collect()
     };

@@ -16,7 +16,8 @@ trap stages_report EXIT
 stage "apt + pip prerequisites" deploy/install-deps.sh
 # The models and the eval data need no compiler: they are made while cargo compiles.
 stage_bg models models/setup.sh
-stage_bg eval-data deploy/eval/fetch_eval.py
+# The video tests' clips need the demo photos, which the eval data step fetches.
+stage_bg eval-data sh -c 'deploy/eval/fetch_eval.py && deploy/video/make-test-videos.sh'
 stage "cargo build (release, tests)" cargo test --release --workspace --no-run
 stage_wait models
 stage_wait eval-data

@@ -90,8 +90,9 @@ fn tiny_clip_end_to_end() {
         text: Some(&text),
         photo_text_space: vec![&photo.shared],
         photo_visual: photo.visual.as_deref().into_iter().collect(),
+        ..Default::default()
     };
-    let f = mmsearch::fusion::fuse_item(&evidence, Default::default());
+    let f = mmsearch::fusion::fuse_item(&evidence, Default::default(), Default::default());
     assert!(f.text.as_deref().is_some_and(unit) && f.visual.is_none());
 }
 

@@ -191,11 +191,12 @@ fn fusion_of_real_item() {
             text: Some(text),
             photo_text_space: photos.iter().map(|p| p.shared.as_slice()).collect(),
             photo_visual: photos.iter().filter_map(|p| p.visual.as_deref()).collect(),
+            ..Default::default()
         }
     }
-    let both = fuse_item(&evidence(&t, &photos), FusionWeights::default());
-    let text_only = fuse_item(&evidence(&t, &[]), FusionWeights::default());
-    let image_weight_0 = fuse_item(&evidence(&t2, &photos[..1]), FusionWeights { text: 1.0, image: 0.0 });
+    let both = fuse_item(&evidence(&t, &photos), FusionWeights::default(), Default::default());
+    let text_only = fuse_item(&evidence(&t, &[]), FusionWeights::default(), Default::default());
+    let image_weight_0 = fuse_item(&evidence(&t2, &photos[..1]), FusionWeights { text: 1.0, image: 0.0 }, Default::default());
     let fused = both.text.expect("text vector");
     assert!(unit(&fused) && unit(both.visual.as_deref().expect("visual")));
     assert_eq!(both.visual.as_ref().map(Vec::len), Some(1280));

@@ -45,8 +45,8 @@ fn new_item(i: usize) -> NewItem {
             attributes: vec![("brand".into(), if i % 10 == 0 { "Acme".into() } else { "Other".into() })],
             ..Default::default()
         },
-        images: Vec::new(),
         vectors: vec![("words".into(), vector(i, DIM))],
+        ..Default::default()
     }
 }
 

@@ -5,7 +5,7 @@
 //!  "attributes":{"brand":"Acme"},"images":["images/tripod.jpg"],"vectors":{"shared":[0.1, ...]}}
 //! ```
 //! Image paths are read from disk (relative to the catalogue file) and sent as bytes; the
-//! path is kept as the item's image URI.
+//! path is kept as the item's image URI. `videos` (paths) and `video_uris` work the same way.
 
 use crate::pb;
 use serde::Deserialize;
@@ -31,6 +31,10 @@ pub struct CatalogLine {
     #[serde(default)]
     pub image_uris: Vec<String>,
     #[serde(default)]
+    pub videos: Vec<String>,
+    #[serde(default)]
+    pub video_uris: Vec<String>,
+    #[serde(default)]
     pub vectors: BTreeMap<String, Vec<f32>>,
     #[serde(default)]
     pub text_weight: Option<f32>,
@@ -42,11 +46,11 @@ pub struct CatalogLine {
 pub fn parse_line(line: &str, base_dir: &Path) -> Result<pb::Item, String> {
     parse_line_with(line, |p| {
         let path = base_dir.join(p);
-        std::fs::read(&path).map_err(|e| format!("image {}: {e}", path.display()))
+        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
     })
 }
 
-/// [`parse_line`] with the photo loader supplied by the caller: the parsing and validation
+/// [`parse_line`] with the photo (and video) loader supplied by the caller: the parsing and validation
 /// are the same, without touching the file system.
 pub fn parse_line_with(line: &str, mut load_image: impl FnMut(&str) -> Result<Vec<u8>, String>) -> Result<pb::Item, String> {
     let parsed: CatalogLine = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
@@ -59,6 +63,14 @@ pub fn parse_line_with(line: &str, mut load_image: impl FnMut(&str) -> Result<Ve
         images.push(load_image(p)?);
         if parsed.image_uris.is_empty() {
             uris.push(p.clone());
+        }
+    }
+    let mut videos = Vec::with_capacity(parsed.videos.len());
+    let mut video_uris = parsed.video_uris.clone();
+    for p in &parsed.videos {
+        videos.push(load_image(p)?);
+        if parsed.video_uris.is_empty() {
+            video_uris.push(p.clone());
         }
     }
     Ok(pb::Item {
@@ -74,6 +86,8 @@ pub fn parse_line_with(line: &str, mut load_image: impl FnMut(&str) -> Result<Ve
         text_weight: parsed.text_weight,
         image_weight: parsed.image_weight,
         version: 0,
+        videos,
+        video_uris,
     })
 }
 

@@ -72,12 +72,14 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         Query::Image(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
     } else if let Some(p) = &args.voice {
         Query::Audio(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+    } else if let Some(p) = &args.video {
+        Query::Video(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
     } else if let Some(id) = args.item.clone() {
         Query::ItemId(id)
     } else if let Some(v) = &args.vector {
         Query::Vector(pb::Vector { space: args.space.clone(), values: parse_vector(v)? })
     } else {
-        bail!("give one of --text, --image, --voice, --item, --vector");
+        bail!("give one of --text, --image, --voice, --video, --item, --vector");
     };
     let mut attributes = std::collections::HashMap::new();
     for kv in &args.attributes {
@@ -121,6 +123,9 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
                 })
                 .collect();
             println!("       plan {}: {}", e.plan, parts.join("; "));
+            if let Some(v) = &e.video {
+                println!("       video {:.1} s: {} frames × {:.2}, speech × {:.2}", v.seconds, v.frames, v.frame_weight, v.speech_weight);
+            }
         }
     }
     if let Some(t) = resp.timing {

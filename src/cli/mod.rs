@@ -133,6 +133,9 @@ pub struct SearchArgs {
     /// Path of a WAV recording.
     #[arg(long, group = "query")]
     pub voice: Option<PathBuf>,
+    /// Path of a video (MP4, WebM, MOV, …): its keyframes and soundtrack are the query.
+    #[arg(long, group = "query")]
+    pub video: Option<PathBuf>,
     /// Items like this item id.
     #[arg(long, group = "query")]
     pub item: Option<String>,

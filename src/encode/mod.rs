@@ -26,6 +26,7 @@ pub mod manifest;
 pub mod observe;
 pub mod runtime;
 pub mod text;
+pub mod video;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +48,8 @@ use image::ImageEncoder;
 use manifest::Manifest;
 use runtime::SessionOptions;
 use text::TextEncoder;
+use video::VideoDecoder;
+pub use video::VideoConfig;
 
 /// `[encode]` section of the server config. Every field has a default, so an empty section works
 /// once `models/setup.sh` has run.
@@ -86,6 +89,8 @@ pub struct EncodeConfig {
     /// Wrap text *queries* in the image model's `query_template` ("a photo of a {}") in
     /// [`Encoders::embed_queries`]. Item texts are never templated.
     pub query_template: bool,
+    /// Video items and queries (`[encode.video]`): FFmpeg limits and the keyframe budget.
+    pub video: VideoConfig,
 }
 
 /// `$MMSEARCH_MODELS`, else `$HOME/.cache/mmsearch/models`.
@@ -114,6 +119,7 @@ impl Default for EncodeConfig {
             verify_checksums: true,
             fast_jpeg: true,
             query_template: true,
+            video: VideoConfig::default(),
         }
     }
 }
@@ -125,6 +131,15 @@ pub struct ImageVectors {
     pub shared: Vec<f32>,
     /// Unit-normalised classifier features for image→image similarity; `None` for CLIP towers.
     pub visual: Option<Vec<f32>>,
+}
+
+/// Vectors for one video: its keyframes through the image tower, its soundtrack through Whisper.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoVectors {
+    pub frames: Vec<ImageVectors>,
+    /// What was said; `None` for a silent video, no audio stream, or no speech model.
+    pub transcript: Option<Transcript>,
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -144,6 +159,7 @@ pub struct Encoders {
     speech: Option<SpeechEncoder>,
     query_template: Option<String>,
     max_audio_seconds: f32,
+    video: VideoDecoder,
     observer: Arc<dyn EncodeObserver>,
 }
 
@@ -170,6 +186,7 @@ impl Encoders {
     /// [`Self::load`] with an observer that hears about decode times here and batch sizes in
     /// the [`batcher::EncodeBatcher`]s spawned on these encoders.
     pub fn load_with(cfg: &EncodeConfig, observer: Arc<dyn EncodeObserver>) -> Result<Self> {
+        cfg.video.validate().map_err(EncodeError::Config)?;
         let env = runtime::environment(cfg.ort_dylib.as_deref(), &cfg.model_dir)?;
         let opts = SessionOptions {
             provider: cfg.provider,
@@ -219,7 +236,8 @@ impl Encoders {
             }
             None => None,
         };
-        Ok(Self { text, image, bridge, speech, query_template, max_audio_seconds: cfg.max_audio_seconds, observer })
+        let video = VideoDecoder::new(cfg.video.clone());
+        Ok(Self { text, image, bridge, speech, query_template, max_audio_seconds: cfg.max_audio_seconds, video, observer })
     }
 
     /// The observer given at load.
@@ -315,6 +333,35 @@ impl Encoders {
         let (samples, audio_seconds) = s.wav_samples(audio, self.max_audio_seconds)?;
         self.observer.decoded(Modality::Voice, started.elapsed());
         s.transcribe_samples(&samples, audio_seconds)
+    }
+
+    /// Video bytes (any container FFmpeg reads) → keyframe vectors and the soundtrack's
+    /// transcript. Limits are checked from the header first (`TooLarge`); an unreadable file, one
+    /// without a video stream, or a decoder that overruns its deadline is `InvalidInput`; no
+    /// FFmpeg → `ModelUnavailable`. Without a speech model the soundtrack is skipped.
+    pub fn embed_video(&self, bytes: &[u8]) -> Result<VideoVectors> {
+        let started = Instant::now();
+        let window = self.speech.as_ref().map_or(0.0, |s| s.window_seconds());
+        let decoded = self.video.decode(bytes, window)?;
+        self.observer.decoded(Modality::Video, started.elapsed());
+        let refs: Vec<&[u8]> = decoded.frames.iter().map(Vec::as_slice).collect();
+        let frames = self.embed_images(&refs)?;
+        let transcript = match (&self.speech, decoded.audio) {
+            (Some(s), Some(samples)) if !samples.is_empty() => {
+                let seconds = samples.len() as f32 / 16_000.0;
+                let mut t = s.transcribe_samples(&samples, seconds)?;
+                t.audio_seconds = decoded.info.seconds as f32;
+                // only the first `speech_seconds` (at most the model window) are transcribed
+                t.trimmed = decoded.info.seconds as f32 > self.video.config().speech_seconds.min(window);
+                Some(t).filter(|t| !t.text.trim().is_empty())
+            }
+            _ => None,
+        };
+        Ok(VideoVectors { frames, transcript, seconds: decoded.info.seconds })
+    }
+
+    pub fn video_decoder(&self) -> &VideoDecoder {
+        &self.video
     }
 
     /// Width of the shared space (text tower output).

@@ -10,6 +10,8 @@ pub enum Modality {
     Text,
     Image,
     Voice,
+    /// Header probe + keyframe and soundtrack extraction (FFmpeg), before the towers run.
+    Video,
 }
 
 impl Modality {
@@ -19,6 +21,7 @@ impl Modality {
             Modality::Text => "text",
             Modality::Image => "image",
             Modality::Voice => "voice",
+            Modality::Video => "video",
         }
     }
 }

@@ -154,7 +154,8 @@ impl Engine {
             roles.clone(),
             config.limits.clone(),
             config.fusion.image_query_alpha,
-        );
+        )
+        .with_video_weights(config.fusion.video_weights());
         let ingester =
             Ingester::new(collection.clone(), encoders.clone(), roles.clone(), config.fusion.clone(), &config.ingest.batch);
         Ok(Engine { collection, encoders, searcher, ingester, roles, config, started: Instant::now() })

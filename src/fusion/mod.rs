@@ -13,6 +13,15 @@
 //!   classifier's feature space, because bridge vectors are poor at it (F-MNIST P@10 0.81 vs ≤0.71).
 //!   Absent when the item has no photo or the image tower is CLIP.
 //!
+//! * videos add two more terms to the text-role sum: `w_frames · mean_f bridge(f)` over their
+//!   keyframes and `w_speech · T(transcript)` of their soundtrack ([`VideoWeights`]); their
+//!   keyframes' features join the visual-role vector as one more source beside the photos
+//!   (normalise(mean_unit(photos) + mean_unit(frames))), so eight frames do not outvote one photo.
+//!   A term without evidence drops out and the others keep their ratio.
+//! * a video *query* is encoded the same way, without a title: text-role =
+//!   normalise(w_frames · mean frames + w_speech · T(transcript)), visual-role = mean_unit(frames),
+//!   then searched and merged like a photo query ([`fuse_video_query`]).
+//!
 //! # Image queries: merging the two spaces
 //!
 //! A photo query yields both a shared vector (what the photo *is*, comparable with item texts) and
@@ -59,6 +68,14 @@ impl FusionWeights {
     }
 }
 
+/// Relative weight of a video's keyframes and its soundtrack's transcript, in items (beside the
+/// title and photo terms of [`FusionWeights`]) and in video queries.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VideoWeights {
+    pub frames: f32,
+    pub speech: f32,
+}
+
 /// `[fusion]` config section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -70,17 +87,36 @@ pub struct FusionConfig {
     pub include_description: bool,
     /// α in [`merge_image_hits`] for photo queries.
     pub image_query_alpha: f32,
+    /// Weight of a video's keyframes (bridged into the text-role space), items and queries.
+    pub video_frame_weight: f32,
+    /// Weight of a video's transcript (text tower), items and queries.
+    pub video_speech_weight: f32,
 }
 
 impl Default for FusionConfig {
     fn default() -> Self {
-        Self { text_weight: 0.5, image_weight: 0.5, include_description: false, image_query_alpha: 0.5 }
+        Self {
+            text_weight: 0.5,
+            image_weight: 0.5,
+            include_description: false,
+            image_query_alpha: 0.5,
+            video_frame_weight: 0.5,
+            video_speech_weight: 0.5,
+        }
     }
 }
 
 impl FusionConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.weights().validate()?;
+        let v = self.video_weights();
+        let ok = |w: f32| w.is_finite() && w >= 0.0;
+        if !ok(v.frames) || !ok(v.speech) || v.frames + v.speech <= 0.0 {
+            return Err(format!(
+                "fusion.video_frame_weight {} and video_speech_weight {} must be finite, ≥ 0 and not both 0",
+                v.frames, v.speech
+            ));
+        }
         if !(0.0..=1.0).contains(&self.image_query_alpha) {
             return Err(format!("fusion.image_query_alpha {} must be in [0, 1]", self.image_query_alpha));
         }
@@ -89,6 +125,10 @@ impl FusionConfig {
 
     pub fn weights(&self) -> FusionWeights {
         FusionWeights { text: self.text_weight, image: self.image_weight }
+    }
+
+    pub fn video_weights(&self) -> VideoWeights {
+        VideoWeights { frames: self.video_frame_weight, speech: self.video_speech_weight }
     }
 
     /// The weights for one item: its overrides on top of the configured ones, validated.
@@ -123,6 +163,12 @@ pub struct ItemEvidence<'a> {
     pub photo_text_space: Vec<&'a [f32]>,
     /// Visual features of each photo (empty with a CLIP tower).
     pub photo_visual: Vec<&'a [f32]>,
+    /// Text-space vector of each video keyframe (all the item's videos).
+    pub frame_text_space: Vec<&'a [f32]>,
+    /// Visual features of each video keyframe.
+    pub frame_visual: Vec<&'a [f32]>,
+    /// T(transcript) of each video that has speech.
+    pub speech: Vec<&'a [f32]>,
 }
 
 /// Fused vectors of one item; either may be absent (no text and no photo → no text-role vector).
@@ -133,30 +179,57 @@ pub struct FusedItem {
 }
 
 /// Fusion of one item's evidence (see the module docs for the formula).
-pub fn fuse_item(ev: &ItemEvidence<'_>, w: FusionWeights) -> FusedItem {
-    FusedItem { text: fuse_text(ev.text, &ev.photo_text_space, w), visual: mean_unit(&ev.photo_visual) }
+pub fn fuse_item(ev: &ItemEvidence<'_>, w: FusionWeights, v: VideoWeights) -> FusedItem {
+    let text = ev.text.map(|t| vec![t]).unwrap_or_default();
+    let terms = [(w.text, text.as_slice()), (w.image, &ev.photo_text_space[..]), (v.frames, &ev.frame_text_space[..]), (v.speech, &ev.speech[..])];
+    let visual = [mean_unit(&ev.photo_visual), mean_unit(&ev.frame_visual)];
+    let visual: Vec<&[f32]> = visual.iter().flatten().map(Vec::as_slice).collect();
+    FusedItem { text: weighted_means(&terms).0, visual: mean_unit(&visual) }
 }
 
-fn fuse_text(text: Option<&[f32]>, photos: &[&[f32]], w: FusionWeights) -> Option<Vec<f32>> {
-    let dim = text.map(<[f32]>::len).or_else(|| photos.first().map(|p| p.len()))?;
-    let photos: Vec<&[f32]> = photos.iter().copied().filter(|p| p.len() == dim).collect();
-    // without photos (or without text) the other term simply drops out, whatever the weights
-    let (wt, wi) = match (text.is_some(), photos.is_empty()) {
-        (true, true) => (1.0, 0.0),
-        (false, true) => return None,
-        (false, false) => (0.0, 1.0),
-        (true, false) => (w.text, w.image),
-    };
-    let mut v = vec![0f32; dim];
-    if let Some(t) = text {
-        axpy(&mut v, wt, t);
+/// A video query's vectors and the weights really used (a silent video's speech term is 0).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FusedVideoQuery {
+    pub text: Option<Vec<f32>>,
+    pub visual: Option<Vec<f32>>,
+    /// Effective weights of frames and speech, summing to 1 (for `explain`).
+    pub weights: VideoWeights,
+}
+
+impl Default for VideoWeights {
+    fn default() -> Self {
+        VideoWeights { frames: 0.5, speech: 0.5 }
     }
-    if wi > 0.0 {
-        for p in &photos {
-            axpy(&mut v, wi / photos.len() as f32, p);
+}
+
+/// A video query: keyframes (text-space and visual vectors) and, when it has speech, T(transcript).
+pub fn fuse_video_query(frames_text: &[&[f32]], frames_visual: &[&[f32]], speech: Option<&[f32]>, v: VideoWeights) -> FusedVideoQuery {
+    let speech: Vec<&[f32]> = speech.into_iter().collect();
+    let (text, used) = weighted_means(&[(v.frames, frames_text), (v.speech, &speech)]);
+    let sum: f32 = used.iter().sum();
+    let weights = if sum > 0.0 { VideoWeights { frames: used[0] / sum, speech: used[1] / sum } } else { VideoWeights { frames: 0.0, speech: 0.0 } };
+    FusedVideoQuery { text, visual: mean_unit(frames_visual), weights }
+}
+
+/// normalise(Σ w_i · mean(x_i)) over the terms that have vectors (of the first one's width); the
+/// present terms keep their ratio, and when all of their weights are 0 they count equally (a
+/// lone title is its own vector whatever its weight). Returns the weights used per term.
+fn weighted_means(terms: &[(f32, &[&[f32]])]) -> (Option<Vec<f32>>, Vec<f32>) {
+    let mut used = vec![0f32; terms.len()];
+    let Some(dim) = terms.iter().find_map(|(_, xs)| xs.first().map(|x| x.len())) else { return (None, used) };
+    let present: Vec<Vec<&[f32]>> = terms.iter().map(|(_, xs)| xs.iter().copied().filter(|x| x.len() == dim).collect()).collect();
+    let total: f32 = terms.iter().zip(&present).filter(|(_, p)| !p.is_empty()).map(|((w, _), _)| *w).sum();
+    let mut v = vec![0f32; dim];
+    for (i, ((w, _), xs)) in terms.iter().zip(&present).enumerate() {
+        if xs.is_empty() {
+            continue;
+        }
+        used[i] = if total > 0.0 { *w } else { 1.0 };
+        for x in xs {
+            axpy(&mut v, used[i] / xs.len() as f32, x);
         }
     }
-    normalize(&mut v).then_some(v)
+    (normalize(&mut v).then_some(v), used)
 }
 
 /// normalise(mean of normalise(x)); `None` for no input or a degenerate mean.
@@ -234,21 +307,55 @@ mod tests {
 
     #[test]
     fn no_photo_is_text() {
-        let f = fuse_item(&ItemEvidence { text: Some(&[0.6, 0.8]), ..Default::default() }, FusionWeights::default());
+        let f = fuse_item(&ItemEvidence { text: Some(&[0.6, 0.8]), ..Default::default() }, FusionWeights::default(), VideoWeights::default());
         assert_eq!(f.text, Some(vec![0.6, 0.8]));
         assert!(f.visual.is_none());
     }
 
     #[test]
     fn half_half() {
-        let ev = ItemEvidence { text: Some(&[1.0, 0.0]), photo_text_space: vec![&[0.0, 1.0]], photo_visual: vec![&[3.0, 4.0]] };
-        let f = fuse_item(&ev, FusionWeights::default());
+        let ev = ItemEvidence { text: Some(&[1.0, 0.0]), photo_text_space: vec![&[0.0, 1.0]], photo_visual: vec![&[3.0, 4.0]], ..Default::default() };
+        let f = fuse_item(&ev, FusionWeights::default(), VideoWeights::default());
         let r = std::f32::consts::FRAC_1_SQRT_2;
         let t = f.text.expect("text");
         assert!((t[0] - r).abs() < 1e-6 && (t[1] - r).abs() < 1e-6);
         let v = f.visual.expect("visual");
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
-        assert_eq!(fuse_item(&ItemEvidence::default(), FusionWeights::default()), FusedItem::default());
+        assert_eq!(fuse_item(&ItemEvidence::default(), FusionWeights::default(), VideoWeights::default()), FusedItem::default());
+    }
+
+    #[test]
+    fn video_terms_join_with_their_weights() {
+        // title (1,0,0), one keyframe bridged to (0,1,0), speech (0,0,1); frames weigh 2, speech 1
+        let ev = ItemEvidence {
+            text: Some(&[1.0, 0.0, 0.0]),
+            frame_text_space: vec![&[0.0, 1.0, 0.0], &[0.0, 1.0, 0.0]],
+            speech: vec![&[0.0, 0.0, 1.0]],
+            photo_visual: vec![&[1.0, 0.0]],
+            frame_visual: vec![&[0.0, 2.0], &[0.0, 3.0], &[0.0, 1.0]],
+            ..Default::default()
+        };
+        let f = fuse_item(&ev, FusionWeights { text: 1.0, image: 5.0 }, VideoWeights { frames: 2.0, speech: 1.0 });
+        let t = f.text.unwrap();
+        let n = (1.0f32 + 4.0 + 1.0).sqrt();
+        assert!((t[0] - 1.0 / n).abs() < 1e-6 && (t[1] - 2.0 / n).abs() < 1e-6 && (t[2] - 1.0 / n).abs() < 1e-6, "{t:?}");
+        // photos and frames are one source each in the visual vector, whatever their counts
+        let r = std::f32::consts::FRAC_1_SQRT_2;
+        let v = f.visual.unwrap();
+        assert!((v[0] - r).abs() < 1e-6 && (v[1] - r).abs() < 1e-6, "{v:?}");
+    }
+
+    #[test]
+    fn silent_video_query_is_frames_only() {
+        let q = fuse_video_query(&[&[0.0, 2.0]], &[&[3.0, 4.0]], None, VideoWeights { frames: 0.3, speech: 0.7 });
+        assert_eq!(q.text, Some(vec![0.0, 1.0]));
+        assert_eq!(q.weights, VideoWeights { frames: 1.0, speech: 0.0 });
+        let q = fuse_video_query(&[&[0.0, 1.0]], &[], Some(&[1.0, 0.0]), VideoWeights { frames: 0.25, speech: 0.75 });
+        let t = q.text.unwrap();
+        assert!((t[0] / t[1] - 3.0).abs() < 1e-5, "{t:?}");
+        assert_eq!(q.weights, VideoWeights { frames: 0.25, speech: 0.75 });
+        assert!(q.visual.is_none());
+        assert!(FusionConfig { video_frame_weight: 0.0, video_speech_weight: 0.0, ..Default::default() }.validate().is_err());
     }
 
     #[test]

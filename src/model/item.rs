@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 pub const MAX_ID_BYTES: usize = 512;
 pub const MAX_IMAGES_PER_ITEM: usize = 16;
+pub const MAX_VIDEOS_PER_ITEM: usize = 4;
 pub const MAX_ATTRIBUTES: usize = 256;
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 
@@ -22,6 +23,8 @@ pub struct Item {
     /// Per-item fusion weights (text vs photos) for the text-role space; `None` = configured.
     pub text_weight: Option<f32>,
     pub image_weight: Option<f32>,
+    /// Where the item's videos live, for display (their frames and speech are encoded at ingest).
+    pub video_uris: Vec<String>,
 }
 
 /// One stored version of an item: the metadata, its write sequence number (the API's
@@ -39,6 +42,8 @@ pub struct NewItem {
     pub item: Item,
     /// Encoded photos (JPEG, PNG, WebP, GIF, BMP); consumed by the encoders, never stored.
     pub images: Vec<Vec<u8>>,
+    /// Videos (MP4, WebM, … whatever FFmpeg reads); consumed by the encoders, never stored.
+    pub videos: Vec<Vec<u8>>,
     /// Precomputed vectors by space name; the encoders fill the role spaces not given.
     pub vectors: Vec<(String, Vec<f32>)>,
 }
@@ -78,6 +83,9 @@ impl NewItem {
         self.item.validate()?;
         if self.images.len() > MAX_IMAGES_PER_ITEM {
             return Err(format!("{} photos; at most {MAX_IMAGES_PER_ITEM} per item", self.images.len()));
+        }
+        if self.videos.len() > MAX_VIDEOS_PER_ITEM {
+            return Err(format!("{} videos; at most {MAX_VIDEOS_PER_ITEM} per item", self.videos.len()));
         }
         Ok(())
     }

@@ -3,13 +3,14 @@
 //! An item may bring precomputed vectors for any configured space; the encoders fill the
 //! text-role and visual-role spaces it does not bring (from its text and photos). Texts and
 //! photos go through the dynamic batcher (`encode::batcher`), so concurrent streams share model
-//! calls. A bad item is rejected with a reason and never aborts the rest of its group.
+//! calls. Videos are decoded (FFmpeg) and their keyframes encoded in one call per video on the
+//! blocking pool; their transcripts join the batcher like titles. A bad item is rejected with a reason and never aborts the rest of its group.
 
 use super::spaces::Roles;
 use super::{blocking, PipelineError};
 use crate::collection::{Collection, PreparedItem};
 use crate::encode::batcher::{BatcherConfig, EncodeBatcher};
-use crate::encode::{Encoders, ImageVectors};
+use crate::encode::{Encoders, ImageVectors, VideoVectors};
 use crate::fusion::{fuse_item, FusionConfig, ItemEvidence};
 use crate::model::NewItem;
 use mmsearch_index::SpaceSpec;
@@ -49,6 +50,7 @@ pub struct GroupOutcome {
 pub struct Ingester {
     collection: Arc<Collection>,
     batcher: Option<EncodeBatcher>,
+    encoders: Option<Arc<Encoders>>,
     roles: Roles,
     fusion: FusionConfig,
 }
@@ -68,8 +70,8 @@ impl Ingester {
         fusion: FusionConfig,
         batching: &BatcherConfig,
     ) -> Ingester {
-        let batcher = encoders.map(|e| EncodeBatcher::spawn(e, batching));
-        Ingester { collection, batcher, roles, fusion }
+        let batcher = encoders.clone().map(|e| EncodeBatcher::spawn(e, batching));
+        Ingester { collection, batcher, encoders, roles, fusion }
     }
 
     /// Writes one group. Returns once every accepted item is durable (WAL-synced).
@@ -110,7 +112,7 @@ impl Ingester {
         let brought = |s: &SpaceSpec| new.vectors.iter().any(|(name, _)| *name == s.name);
         let wanted = Wanted {
             text: self.roles.text().filter(|s| !brought(s)).cloned(),
-            visual: self.roles.visual().filter(|s| !brought(s) && !new.images.is_empty()).cloned(),
+            visual: self.roles.visual().filter(|s| !brought(s) && !(new.images.is_empty() && new.videos.is_empty())).cloned(),
         };
         if wanted.text.is_none() && wanted.visual.is_none() {
             return Ok(Vec::new());
@@ -126,18 +128,42 @@ impl Ingester {
         let photo_jobs = futures::future::join_all(photos.into_iter().enumerate().map(|(i, bytes)| async move {
             batcher.embed_image(bytes).await.map_err(|e| format!("photo {i}: {e}"))
         }));
-        let (text_vec, images) = futures::join!(text_job, photo_jobs);
+        let videos = std::mem::take(&mut new.videos);
+        let video_jobs = futures::future::join_all(videos.into_iter().enumerate().map(|(i, bytes)| self.encode_video(i, bytes)));
+        let (text_vec, images, videos) = futures::join!(text_job, photo_jobs, video_jobs);
         let text_vec = text_vec?;
         let images: Vec<ImageVectors> = images.into_iter().collect::<Result<_, _>>()?;
+        let videos: Vec<(VideoVectors, Option<Vec<f32>>)> = videos.into_iter().collect::<Result<_, _>>()?;
+        let frames = || videos.iter().flat_map(|(v, _)| v.frames.iter());
         let weights = self.fusion.weights_for(new.item.text_weight, new.item.image_weight)?;
         let evidence = ItemEvidence {
             text: text_vec.as_deref(),
             photo_text_space: images.iter().map(|v| v.shared.as_slice()).collect(),
             photo_visual: images.iter().filter_map(|v| v.visual.as_deref()).collect(),
+            frame_text_space: frames().map(|f| f.shared.as_slice()).collect(),
+            frame_visual: frames().filter_map(|f| f.visual.as_deref()).collect(),
+            speech: videos.iter().filter_map(|(_, s)| s.as_deref()).collect(),
         };
-        let fused = fuse_item(&evidence, weights);
+        let fused = fuse_item(&evidence, weights, self.fusion.video_weights());
         let bound = [(wanted.text, fused.text), (wanted.visual, fused.visual)];
         Ok(bound.into_iter().filter_map(|(space, v)| Some((space?.name, v?))).collect())
+    }
+
+    /// One video: keyframes and soundtrack (blocking pool, FFmpeg as a subprocess), then its
+    /// transcript through the batcher's text tower.
+    async fn encode_video(&self, i: usize, bytes: Vec<u8>) -> Result<(VideoVectors, Option<Vec<f32>>), String> {
+        let (Some(enc), Some(batcher)) = (self.encoders.clone(), &self.batcher) else {
+            return Err(format!("video {i}: this server runs without encoders"));
+        };
+        let v = tokio::task::spawn_blocking(move || enc.embed_video(&bytes))
+            .await
+            .map_err(|e| format!("video {i}: {e}"))?
+            .map_err(|e| format!("video {i}: {e}"))?;
+        let speech = match &v.transcript {
+            Some(t) => Some(batcher.embed_text(t.text.trim().to_string()).await.map_err(|e| format!("video {i} transcript: {e}"))?),
+            None => None,
+        };
+        Ok((v, speech))
     }
 
     fn prepare(&self, new: NewItem, encoded: Vec<(String, Vec<f32>)>) -> Result<PreparedItem, String> {
@@ -149,7 +175,7 @@ impl Ingester {
         }
         if vectors.is_empty() {
             return Err(if self.batcher.is_some() {
-                "nothing to index: give a title, a photo or a vector".into()
+                "nothing to index: give a title, a photo, a video or a vector".into()
             } else {
                 "no vectors given, and this server runs without encoders".into()
             });

@@ -3,7 +3,8 @@
 //!
 //! Text and voice queries search the text-role space. Image queries search the text-role space
 //! (the photo bridged into it) and the visual-role space (raw image features) and merge the two
-//! lists with [`crate::fusion::merge_image_hits`]. Vector queries search the space they name
+//! lists with [`crate::fusion::merge_image_hits`]; video queries too, their keyframes and
+//! transcript first fused into one vector per space ([`crate::fusion::fuse_video_query`]). Vector queries search the space they name
 //! (default: the text-role space); item queries use the item's own stored vector ("more like
 //! this") and exclude it.
 
@@ -22,6 +23,8 @@ pub enum Query {
     Text(String),
     Image(Vec<u8>),
     Audio(Vec<u8>),
+    /// A video: keyframes + soundtrack.
+    Video(Vec<u8>),
     ItemId(String),
     /// `space` empty = the text-role space.
     Vector { space: String, values: Vec<f32> },
@@ -80,6 +83,17 @@ pub struct Explanation {
     pub plan: String,
     pub spaces: Vec<SpaceScore>,
     pub score: f32,
+    /// Video queries: how frames and speech made the query vector.
+    pub video: Option<VideoParts>,
+}
+
+/// A video query's keyframe count and the frame/speech weights used (they sum to 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoParts {
+    pub frames: u32,
+    pub frame_weight: f32,
+    pub speech_weight: f32,
+    pub seconds: f32,
 }
 
 #[derive(Debug, Clone)]
@@ -111,12 +125,19 @@ pub struct Searcher {
     roles: Roles,
     limits: QueryLimits,
     image_query_alpha: f32,
+    video_weights: crate::fusion::VideoWeights,
 }
 
 /// The query after encoding: prepared vectors bound to spaces.
 enum Encoded {
     Single { space: SpaceSpec, vector: Vec<f32>, exclude: Option<u64>, transcript: Option<String> },
-    Image { text: Option<(SpaceSpec, Vec<f32>)>, visual: Option<(SpaceSpec, Vec<f32>)> },
+    /// A photo, or a video (then with its transcript and how its vectors were made).
+    Image {
+        text: Option<(SpaceSpec, Vec<f32>)>,
+        visual: Option<(SpaceSpec, Vec<f32>)>,
+        transcript: Option<String>,
+        video: Option<VideoParts>,
+    },
 }
 
 /// A ranked candidate. `parts[i]` is its score and rank in the list of `Candidates::spaces[i]`;
@@ -142,6 +163,7 @@ struct Candidates {
     plan: String,
     transcript: Option<String>,
     exact: bool,
+    video: Option<VideoParts>,
 }
 
 impl Candidates {
@@ -162,7 +184,7 @@ impl Candidates {
                 })
             })
             .collect();
-        Explanation { plan: self.plan.clone(), spaces, score: c.score }
+        Explanation { plan: self.plan.clone(), spaces, score: c.score, video: self.video }
     }
 }
 
@@ -174,7 +196,14 @@ impl Searcher {
         limits: QueryLimits,
         image_query_alpha: f32,
     ) -> Searcher {
-        Searcher { collection, encoders, roles, limits, image_query_alpha }
+        let video_weights = crate::fusion::FusionConfig::default().video_weights();
+        Searcher { collection, encoders, roles, limits, image_query_alpha, video_weights }
+    }
+
+    /// Frame and speech weights of video queries (`[fusion] video_*_weight`).
+    pub fn with_video_weights(mut self, w: crate::fusion::VideoWeights) -> Searcher {
+        self.video_weights = w;
+        self
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -310,9 +339,47 @@ impl Searcher {
                     (Some(space), Some(features)) => Some((space.clone(), prepare_encoded(&space, features)?)),
                     _ => None,
                 };
-                Ok(Encoded::Image { text, visual })
+                Ok(Encoded::Image { text, visual, transcript: None, video: None })
             }
+            Query::Video(bytes) => self.encode_video(bytes, deadline).await,
         }
+    }
+
+    async fn encode_video(&self, bytes: Vec<u8>, deadline: Option<Instant>) -> Result<Encoded, PipelineError> {
+        let (text, visual) = (self.roles.text().cloned(), self.roles.visual().cloned());
+        if text.is_none() && visual.is_none() {
+            return Err(PipelineError::Unimplemented(
+                "video queries need a space with role \"text\" or \"visual\"; none is configured in [[spaces]]".into(),
+            ));
+        }
+        let enc = self.encoders("video")?;
+        let (v, speech) = encode_blocking(deadline, move || {
+            let v = enc.embed_video(&bytes)?;
+            let speech = match &v.transcript {
+                Some(t) => Some(first_vec(enc.embed_queries(&[t.text.trim()])?)?),
+                None => None,
+            };
+            Ok((v, speech))
+        })
+        .await?;
+        let shared: Vec<&[f32]> = v.frames.iter().map(|f| f.shared.as_slice()).collect();
+        let feats: Vec<&[f32]> = v.frames.iter().filter_map(|f| f.visual.as_deref()).collect();
+        let fused = crate::fusion::fuse_video_query(&shared, &feats, speech.as_deref(), self.video_weights);
+        let parts = VideoParts {
+            frames: v.frames.len() as u32,
+            frame_weight: fused.weights.frames,
+            speech_weight: fused.weights.speech,
+            seconds: v.seconds as f32,
+        };
+        let text = match (text, fused.text) {
+            (Some(space), Some(t)) => Some((space.clone(), prepare_encoded(&space, t)?)),
+            _ => None,
+        };
+        let visual = match (visual, fused.visual) {
+            (Some(space), Some(f)) => Some((space.clone(), prepare_encoded(&space, f)?)),
+            _ => None,
+        };
+        Ok(Encoded::Image { text, visual, transcript: v.transcript.map(|t| t.text), video: Some(parts) })
     }
 
     async fn hydrate(&self, page: Vec<(Candidate, Option<Explanation>)>) -> Result<Vec<SearchHit>, PipelineError> {
@@ -366,9 +433,10 @@ fn run(
                 plan: out.path.to_string(),
                 transcript,
                 exact: out.exact,
+                video: None,
             })
         }
-        Encoded::Image { text, visual } => {
+        Encoded::Image { text, visual, transcript, video } => {
             let t = text.as_ref().map(|(s, v)| search(s, v, None)).transpose()?;
             let v = visual.as_ref().map(|(s, v)| search(s, v, None)).transpose()?;
             // Without one of the two spaces the other carries the whole score.
@@ -388,8 +456,9 @@ fn run(
                 ranked,
                 spaces: [text.as_ref().map(|(s, _)| searched(s, alpha)), visual.as_ref().map(|(s, _)| searched(s, 1.0 - alpha))],
                 plan: outcomes.iter().map(|o| o.path).collect::<Vec<_>>().join("+"),
-                transcript: None,
+                transcript,
                 exact: outcomes.iter().all(|o| o.exact),
+                video,
             })
         }
     }
@@ -418,13 +487,14 @@ pub fn validate_request(req: &SearchRequest, limits: &QueryLimits) -> Result<(),
     }
     req.filter.validate().map_err(PipelineError::InvalidArgument)?;
     match &req.query {
-        None => invalid("empty query: set one of text, image, audio, item_id, vector".into()),
+        None => invalid("empty query: set one of text, image, audio, video, item_id, vector".into()),
         Some(Query::Text(t)) if t.trim().is_empty() => invalid("text query is empty".into()),
         Some(Query::Text(t)) if t.chars().count() > limits.max_text_chars => {
             invalid(format!("text query is longer than {} characters", limits.max_text_chars))
         }
         Some(Query::Image(b)) if b.is_empty() => invalid("image query is empty".into()),
         Some(Query::Audio(b)) if b.is_empty() => invalid("audio query is empty".into()),
+        Some(Query::Video(b)) if b.is_empty() => invalid("video query is empty".into()),
         Some(Query::ItemId(id)) if id.is_empty() => invalid("item_id is empty".into()),
         Some(Query::Vector { values, .. }) if values.is_empty() => invalid("vector query has no values".into()),
         _ => Ok(()),
@@ -468,6 +538,10 @@ fn check_deadline(deadline: Option<Instant>) -> Result<(), EncodeError> {
         Some(d) if Instant::now() >= d => Err(EncodeError::DeadlineExceeded),
         _ => Ok(()),
     }
+}
+
+fn first_vec(v: Vec<Vec<f32>>) -> Result<Vec<f32>, EncodeError> {
+    v.into_iter().next().ok_or_else(|| EncodeError::Runtime("text encoder returned no vector".into()))
 }
 
 fn first(v: Vec<Vec<f32>>) -> Result<Vec<f32>, PipelineError> {

@@ -13,6 +13,7 @@ pub fn search_request(r: pb::SearchRequest) -> SearchRequest {
         pb::search_request::Query::Audio(b) => Query::Audio(b),
         pb::search_request::Query::ItemId(id) => Query::ItemId(id),
         pb::search_request::Query::Vector(v) => Query::Vector { space: v.space, values: v.values },
+        pb::search_request::Query::Video(b) => Query::Video(b),
     });
     let filter = r.filter.map(filter_spec).unwrap_or_default();
     SearchRequest {
@@ -62,6 +63,12 @@ fn explanation(e: Explanation) -> pb::Explanation {
             })
             .collect(),
         score: e.score,
+        video: e.video.map(|v| pb::VideoQueryParts {
+            frames: v.frames,
+            frame_weight: v.frame_weight,
+            speech_weight: v.speech_weight,
+            seconds: v.seconds,
+        }),
     }
 }
 
@@ -81,6 +88,8 @@ pub fn item(v: Version) -> pb::Item {
         text_weight: i.text_weight,
         image_weight: i.image_weight,
         version: v.seq,
+        videos: Vec::new(),
+        video_uris: i.video_uris,
     }
 }
 
@@ -96,9 +105,10 @@ pub fn new_item(i: pb::Item) -> NewItem {
         image_uris: i.image_uris,
         text_weight: i.text_weight,
         image_weight: i.image_weight,
+        video_uris: i.video_uris,
     };
     item.sort_attributes();
-    NewItem { item, images: i.images, vectors: i.vectors.into_iter().map(|v| (v.space, v.values)).collect() }
+    NewItem { item, images: i.images, videos: i.videos, vectors: i.vectors.into_iter().map(|v| (v.space, v.values)).collect() }
 }
 
 pub fn progress(p: &RebuildProgress) -> pb::RebuildProgress {

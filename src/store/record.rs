@@ -4,8 +4,10 @@ use super::{Result, StoreError};
 use crate::model::{Item, Version};
 use serde::Deserialize;
 
-/// Format 2: bincode of [`Version`] (metadata nested in `item`).
-const FORMAT: u8 = 2;
+/// Format 3: bincode of [`Version`] (metadata nested in `item`, with `video_uris`).
+const FORMAT: u8 = 3;
+/// Format 2: as 3, without `Item::video_uris` (before video items). Still read.
+const FORMAT_NO_VIDEO: u8 = 2;
 /// Format 1 (before the item model was shared): the same fields, flat, with `seq` after `id`.
 /// Still read, so data directories and snapshots written before it keep opening.
 const FORMAT_FLAT: u8 = 1;
@@ -25,6 +27,45 @@ struct FlatV1 {
     spaces: Vec<String>,
 }
 
+#[derive(Deserialize)]
+struct ItemV2 {
+    id: String,
+    title: String,
+    description: String,
+    category: String,
+    price: f64,
+    attributes: Vec<(String, String)>,
+    image_uris: Vec<String>,
+    text_weight: Option<f32>,
+    image_weight: Option<f32>,
+}
+
+#[derive(Deserialize)]
+struct VersionV2 {
+    item: ItemV2,
+    seq: u64,
+    spaces: Vec<String>,
+}
+
+impl From<VersionV2> for Version {
+    fn from(v: VersionV2) -> Version {
+        let i = v.item;
+        let item = Item {
+            id: i.id,
+            title: i.title,
+            description: i.description,
+            category: i.category,
+            price: i.price,
+            attributes: i.attributes,
+            image_uris: i.image_uris,
+            text_weight: i.text_weight,
+            image_weight: i.image_weight,
+            video_uris: Vec::new(),
+        };
+        Version { item, seq: v.seq, spaces: v.spaces }
+    }
+}
+
 impl From<FlatV1> for Version {
     fn from(f: FlatV1) -> Version {
         Version {
@@ -38,6 +79,7 @@ impl From<FlatV1> for Version {
                 image_uris: f.image_uris,
                 text_weight: f.text_weight,
                 image_weight: f.image_weight,
+                video_uris: Vec::new(),
             },
             seq: f.seq,
             spaces: f.spaces,
@@ -60,6 +102,9 @@ pub fn decode(key: &str, bytes: &[u8]) -> Result<Version> {
     match bytes.first() {
         Some(&FORMAT) => bincode::serde::decode_from_slice::<Version, _>(&bytes[1..], config)
             .map(|(v, _)| v)
+            .map_err(|e| corrupt(e.to_string())),
+        Some(&FORMAT_NO_VIDEO) => bincode::serde::decode_from_slice::<VersionV2, _>(&bytes[1..], config)
+            .map(|(v, _)| v.into())
             .map_err(|e| corrupt(e.to_string())),
         Some(&FORMAT_FLAT) => bincode::serde::decode_from_slice::<FlatV1, _>(&bytes[1..], config)
             .map(|(v, _)| v.into())
@@ -105,5 +150,22 @@ mod tests {
         let mut bytes = vec![FORMAT_FLAT];
         bytes.extend(bincode::serde::encode_to_vec(&flat, bincode::config::standard()).unwrap());
         assert_eq!(decode("a", &bytes).unwrap(), v);
+    }
+
+    #[test]
+    fn reads_format_2() {
+        // Format 2 was Version without Item::video_uris: the same bytes minus its empty list.
+        #[derive(serde::Serialize)]
+        struct I2<'a>(&'a str, &'a str, &'a str, &'a str, f64, Vec<(String, String)>, Vec<String>, Option<f32>, Option<f32>);
+        let mut v = version();
+        v.item.image_uris = vec!["a.jpg".into()];
+        let i = &v.item;
+        let old = (I2(&i.id, &i.title, "", "", i.price, i.attributes.clone(), i.image_uris.clone(), None, Some(0.3)), 7u64, v.spaces.clone());
+        let mut bytes = vec![FORMAT_NO_VIDEO];
+        bytes.extend(bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap());
+        v.item.image_weight = Some(0.3);
+        assert_eq!(decode("a", &bytes).unwrap(), v);
+        v.item.video_uris = vec!["a.mp4".into()];
+        assert_eq!(decode("a", &encode(&v)).unwrap(), v);
     }
 }

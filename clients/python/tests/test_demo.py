@@ -5,6 +5,7 @@ photo, voice, filtered, more-like-this and vector searches give the hits `mmsear
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,43 @@ def test_explain_attaches_plan_and_space_scores(demo: tuple[Server, mmsearch.Ups
         # An image query searches the text-role and the visual space.
         assert {s.role for s in e.spaces} == {"text", "visual"}
         assert all(s.weight > 0 for s in e.spaces)
+
+
+@pytest.fixture(scope="session")
+def videos() -> Path:
+    """The test videos of deploy/video/make-test-videos.sh (made once, cached)."""
+    script = Path(__file__).resolve().parents[3] / "deploy" / "video" / "make-test-videos.sh"
+    out = subprocess.run([str(script)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return Path(out.stdout.strip())
+
+
+def test_video_search_matches_cli(demo: tuple[Server, mmsearch.UpsertResult], binary: Path, videos: Path) -> None:
+    server, _ = demo
+    narrated = videos / "tripod-narrated.mp4"
+    expected = cli(binary, server, "--video", str(narrated), "-k", "3")
+    with mmsearch.Client(server.addr) as client:
+        result = client.search(video=narrated, top_k=3)
+        same_hits(result, expected)
+        assert result.hits[0].item.title == "Tripod"
+        assert "tripod" in result.transcript.lower()
+        explained = client.search(video=narrated.read_bytes(), top_k=1, explain=True)
+        e = explained.hits[0].explanation
+        assert e is not None and e.video is not None
+        assert e.video.frames >= 1 and e.video.frame_weight + e.video.speech_weight == pytest.approx(1.0)
+        assert e.video.speech_weight > 0
+
+
+def test_upsert_item_with_video(demo: tuple[Server, mmsearch.UpsertResult], videos: Path) -> None:
+    server, _ = demo
+    with mmsearch.Client(server.addr) as client:
+        result = client.upsert([{"id": "py-video", "title": "Laptop clip", "videos": [videos / "laptop-silent.mp4"]}])
+        assert result.accepted == 1 and result.rejected == [], result
+        try:
+            item = client.get("py-video")
+            assert item.video_uris == [str(videos / "laptop-silent.mp4")]
+            assert item.videos == []
+            bad = client.upsert([mmsearch.Item("py-bad-video", title="x", videos=[b"not a video"])])
+            assert bad.accepted == 0 and "video 0" in bad.rejected[0].reason
+        finally:
+            client.delete(["py-video"])

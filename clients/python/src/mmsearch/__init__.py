@@ -45,6 +45,7 @@ from .types import (
     Status,
     Timing,
     UpsertResult,
+    VideoQueryParts,
 )
 
 __version__ = "0.1.0"
@@ -61,6 +62,7 @@ __all__ = [
     "Hit",
     "Explanation",
     "SpaceScore",
+    "VideoQueryParts",
     "Timing",
     "SearchResult",
     "Rejected",

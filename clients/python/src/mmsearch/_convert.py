@@ -29,6 +29,8 @@ from .types import (
     Status,
     Timing,
     VectorInput,
+    VideoInput,
+    VideoQueryParts,
 )
 from .v1 import mmsearch_pb2 as pb
 
@@ -55,6 +57,15 @@ def audio_bytes(audio: AudioInput) -> bytes:
     if isinstance(audio, (str, os.PathLike)):
         return _read(audio, None)
     raise TypeError(f"a voice query must be a WAV path or bytes, not {type(audio).__name__}")
+
+
+def video_bytes(video: VideoInput, base_dir: str | os.PathLike[str] | None = None) -> bytes:
+    """The bytes to send for a video given as a path or bytes."""
+    if isinstance(video, (bytes, bytearray, memoryview)):
+        return bytes(video)
+    if isinstance(video, (str, os.PathLike)):
+        return _read(video, base_dir)
+    raise TypeError(f"a video must be a path or bytes, not {type(video).__name__}")
 
 
 def _read(path: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None) -> bytes:
@@ -124,6 +135,7 @@ def search_request(
     text: str | None,
     image: ImageInput | None,
     voice: AudioInput | None,
+    video: VideoInput | None,
     vector: VectorInput | None,
     item_id: str | None,
     space: str,
@@ -134,9 +146,13 @@ def search_request(
     ef: int,
     explain: bool,
 ) -> pb.SearchRequest:
-    given = [n for n, v in (("text", text), ("image", image), ("voice", voice), ("vector", vector), ("item_id", item_id)) if v is not None]
+    given = [
+        n
+        for n, v in (("text", text), ("image", image), ("voice", voice), ("video", video), ("vector", vector), ("item_id", item_id))
+        if v is not None
+    ]
     if len(given) != 1:
-        raise ValueError(f"give exactly one of text, image, voice, vector, item_id (got {given or 'none'})")
+        raise ValueError(f"give exactly one of text, image, voice, video, vector, item_id (got {given or 'none'})")
     req = pb.SearchRequest(top_k=top_k, offset=offset, min_score=min_score, space=space, ef=ef, explain=explain)
     if text is not None:
         req.text = text
@@ -144,6 +160,8 @@ def search_request(
         req.image = image_bytes(image)
     elif voice is not None:
         req.audio = audio_bytes(voice)
+    elif video is not None:
+        req.video = video_bytes(video)
     elif item_id is not None:
         req.item_id = item_id
     elif vector is not None:
@@ -235,6 +253,13 @@ def item_message(obj: Any, base_dir: str | os.PathLike[str] | None = None) -> pb
         if "image_uris" not in f and isinstance(image, (str, os.PathLike)):
             uris.append(os.fspath(image))
     msg.image_uris.extend(uris)
+    videos = _str_list(f.get("videos", []))
+    video_uris = [str(u) for u in _str_list(f.get("video_uris", []))]
+    for video in videos:
+        msg.videos.append(video_bytes(video, base_dir))
+        if "video_uris" not in f and isinstance(video, (str, os.PathLike)):
+            video_uris.append(os.fspath(video))
+    msg.video_uris.extend(video_uris)
     for space, values in dict(f.get("vectors", {})).items():
         msg.vectors.add().MergeFromString(vector_wire(str(space), values))
     if "text_weight" in f:
@@ -278,6 +303,8 @@ def item(m: pb.Item) -> Item:
         m.text_weight if m.HasField("text_weight") else None,
         m.image_weight if m.HasField("image_weight") else None,
         m.version,
+        [],
+        list(m.video_uris) if m.video_uris else [],
     )
 
 
@@ -286,6 +313,7 @@ def explanation(m: pb.Explanation) -> Explanation:
         plan=m.plan,
         spaces=[SpaceScore(s.space, s.role, s.score, s.weight, s.estimated, s.rank) for s in m.spaces],
         score=m.score,
+        video=VideoQueryParts(v.frames, v.frame_weight, v.speech_weight, v.seconds) if m.HasField("video") and (v := m.video) else None,
     )
 
 

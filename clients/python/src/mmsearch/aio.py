@@ -17,6 +17,7 @@ from ._options import DEFAULT_MAX_MESSAGE_BYTES, PemInput, RetryPolicy, connecti
 from .errors import NotFoundError, from_rpc_error
 from .types import (
     AudioInput,
+    VideoInput,
     DeleteResult,
     Filter,
     ImageInput,
@@ -129,6 +130,7 @@ class AsyncClient:
         *,
         image: ImageInput | None = None,
         voice: AudioInput | None = None,
+        video: VideoInput | None = None,
         vector: VectorInput | None = None,
         item_id: str | None = None,
         space: str = "",
@@ -140,10 +142,10 @@ class AsyncClient:
         explain: bool = False,
         timeout: float | None = None,
     ) -> SearchResult:
-        """Searches with exactly one query of ``text``, ``image``, ``voice``, ``vector`` or
+        """Searches with exactly one query of ``text``, ``image``, ``voice``, ``video``, ``vector`` or
         ``item_id``; see ``Client.search``."""
         req = convert.search_request(
-            text=text, image=image, voice=voice, vector=vector, item_id=item_id, space=space, filter=filter,
+            text=text, image=image, voice=voice, video=video, vector=vector, item_id=item_id, space=space, filter=filter,
             top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain,
         )
         resp = await self._call(

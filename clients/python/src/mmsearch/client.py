@@ -15,6 +15,7 @@ from ._options import DEFAULT_MAX_MESSAGE_BYTES, PemInput, RetryPolicy, connecti
 from .errors import NotFoundError, from_rpc_error
 from .types import (
     AudioInput,
+    VideoInput,
     DeleteResult,
     Filter,
     ImageInput,
@@ -145,6 +146,7 @@ class Client:
         *,
         image: ImageInput | None = None,
         voice: AudioInput | None = None,
+        video: VideoInput | None = None,
         vector: VectorInput | None = None,
         item_id: str | None = None,
         space: str = "",
@@ -158,7 +160,8 @@ class Client:
     ) -> SearchResult:
         """Searches with exactly one query: ``text``; ``image`` (a path, bytes or a PIL
         image); ``voice`` (a WAV path or bytes; the result's ``transcript`` says what was
-        heard); ``vector`` (a list or numpy array, in ``space``, default the server's
+        heard); ``video`` (a path or bytes: its keyframes search like photos, its soundtrack
+        like a voice query, and ``transcript`` says what was said); ``vector`` (a list or numpy array, in ``space``, default the server's
         text-role space); or ``item_id`` (more like this item, excluding it, compared in
         ``space``).
 
@@ -169,7 +172,7 @@ class Client:
         every hit. Retried on UNAVAILABLE and admission refusals.
         """
         req = convert.search_request(
-            text=text, image=image, voice=voice, vector=vector, item_id=item_id, space=space, filter=filter,
+            text=text, image=image, voice=voice, video=video, vector=vector, item_id=item_id, space=space, filter=filter,
             top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain,
         )
         resp = self._call(

@@ -37,6 +37,8 @@ __all__ = [
 ImageInput = Union[str, "os.PathLike[str]", bytes, "PIL.Image.Image"]
 #: A recording: a WAV file path or its bytes.
 AudioInput = Union[str, "os.PathLike[str]", bytes]
+#: A video: a path or the file's bytes (MP4, WebM, MOV, … what the server's FFmpeg reads).
+VideoInput = Union[str, "os.PathLike[str]", bytes]
 #: A vector: a sequence of floats or a one-dimensional numpy array.
 VectorInput = Union[Sequence[float], "numpy.typing.NDArray[Any]"]
 
@@ -64,6 +66,9 @@ class Item:
     text_weight: float | None = None
     image_weight: float | None = None
     version: int = 0
+    #: Videos to encode (paths or bytes; keyframes and soundtrack, never stored).
+    videos: list[VideoInput] = field(default_factory=list)
+    video_uris: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -94,6 +99,17 @@ class SpaceScore:
 
 
 @dataclass(slots=True)
+class VideoQueryParts:
+    """A video query's text-role vector: ``frame_weight`` × mean(keyframes) + ``speech_weight``
+    × T(transcript), weights as used (they sum to 1; speech is 0 for a silent video)."""
+
+    frames: int
+    frame_weight: float
+    speech_weight: float
+    seconds: float
+
+
+@dataclass(slots=True)
 class Explanation:
     """Why a hit scored what it did (asked for with ``search(..., explain=True)``)."""
 
@@ -102,6 +118,8 @@ class Explanation:
     plan: str
     spaces: list[SpaceScore]
     score: float
+    #: Video queries: how keyframes and speech made the query vector.
+    video: VideoQueryParts | None = None
 
 
 @dataclass(slots=True)
@@ -130,7 +148,7 @@ class SearchResult:
     """A search's answer (``mmsearch.v1.SearchResponse``)."""
 
     hits: list[Hit]
-    #: For voice queries: what the speech model heard.
+    #: For voice and video queries: what the speech model heard.
     transcript: str = ""
     #: True when the filter was so selective that matching items were scanned exactly.
     exact: bool = False

@@ -85,6 +85,8 @@ class Item(google.protobuf.message.Message):
     TEXT_WEIGHT_FIELD_NUMBER: builtins.int
     IMAGE_WEIGHT_FIELD_NUMBER: builtins.int
     VERSION_FIELD_NUMBER: builtins.int
+    VIDEOS_FIELD_NUMBER: builtins.int
+    VIDEO_URIS_FIELD_NUMBER: builtins.int
     id: builtins.str
     title: builtins.str
     description: builtins.str
@@ -107,6 +109,16 @@ class Item(google.protobuf.message.Message):
 
     @property
     def vectors(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Vector]: ...
+    @property
+    def videos(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.bytes]:
+        """Videos (MP4, WebM, MOV, … what FFmpeg reads). Not stored: keyframes go through the image
+        tower and the soundtrack through speech recognition into the item's vectors (#14).
+        """
+
+    @property
+    def video_uris(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.str]:
+        """Where the videos live, for display; stored as metadata."""
+
     def __init__(
         self,
         *,
@@ -122,9 +134,11 @@ class Item(google.protobuf.message.Message):
         text_weight: builtins.float | None = ...,
         image_weight: builtins.float | None = ...,
         version: builtins.int = ...,
+        videos: collections.abc.Iterable[builtins.bytes] | None = ...,
+        video_uris: collections.abc.Iterable[builtins.str] | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_image_weight", b"_image_weight", "_text_weight", b"_text_weight", "image_weight", b"image_weight", "text_weight", b"text_weight"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_image_weight", b"_image_weight", "_text_weight", b"_text_weight", "attributes", b"attributes", "category", b"category", "description", b"description", "id", b"id", "image_uris", b"image_uris", "image_weight", b"image_weight", "images", b"images", "price", b"price", "text_weight", b"text_weight", "title", b"title", "vectors", b"vectors", "version", b"version"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_image_weight", b"_image_weight", "_text_weight", b"_text_weight", "attributes", b"attributes", "category", b"category", "description", b"description", "id", b"id", "image_uris", b"image_uris", "image_weight", b"image_weight", "images", b"images", "price", b"price", "text_weight", b"text_weight", "title", b"title", "vectors", b"vectors", "version", b"version", "video_uris", b"video_uris", "videos", b"videos"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_image_weight", b"_image_weight"]) -> typing.Literal["image_weight"] | None: ...
     @typing.overload
@@ -190,6 +204,7 @@ class SearchRequest(google.protobuf.message.Message):
     AUDIO_FIELD_NUMBER: builtins.int
     ITEM_ID_FIELD_NUMBER: builtins.int
     VECTOR_FIELD_NUMBER: builtins.int
+    VIDEO_FIELD_NUMBER: builtins.int
     TOP_K_FIELD_NUMBER: builtins.int
     OFFSET_FIELD_NUMBER: builtins.int
     FILTER_FIELD_NUMBER: builtins.int
@@ -202,6 +217,8 @@ class SearchRequest(google.protobuf.message.Message):
     audio: builtins.bytes
     item_id: builtins.str
     """"More like this": items near this item, excluding the item itself."""
+    video: builtins.bytes
+    """A video: its keyframes search like photos, its soundtrack like a voice query (#14)."""
     top_k: builtins.int
     offset: builtins.int
     min_score: builtins.float
@@ -225,6 +242,7 @@ class SearchRequest(google.protobuf.message.Message):
         audio: builtins.bytes = ...,
         item_id: builtins.str = ...,
         vector: global___Vector | None = ...,
+        video: builtins.bytes = ...,
         top_k: builtins.int = ...,
         offset: builtins.int = ...,
         filter: global___Filter | None = ...,
@@ -233,9 +251,9 @@ class SearchRequest(google.protobuf.message.Message):
         ef: builtins.int = ...,
         explain: builtins.bool = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["audio", b"audio", "filter", b"filter", "image", b"image", "item_id", b"item_id", "query", b"query", "text", b"text", "vector", b"vector"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["audio", b"audio", "ef", b"ef", "explain", b"explain", "filter", b"filter", "image", b"image", "item_id", b"item_id", "min_score", b"min_score", "offset", b"offset", "query", b"query", "space", b"space", "text", b"text", "top_k", b"top_k", "vector", b"vector"]) -> None: ...
-    def WhichOneof(self, oneof_group: typing.Literal["query", b"query"]) -> typing.Literal["text", "image", "audio", "item_id", "vector"] | None: ...
+    def HasField(self, field_name: typing.Literal["audio", b"audio", "filter", b"filter", "image", b"image", "item_id", b"item_id", "query", b"query", "text", b"text", "vector", b"vector", "video", b"video"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["audio", b"audio", "ef", b"ef", "explain", b"explain", "filter", b"filter", "image", b"image", "item_id", b"item_id", "min_score", b"min_score", "offset", b"offset", "query", b"query", "space", b"space", "text", b"text", "top_k", b"top_k", "vector", b"vector", "video", b"video"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["query", b"query"]) -> typing.Literal["text", "image", "audio", "item_id", "vector", "video"] | None: ...
 
 global___SearchRequest = SearchRequest
 
@@ -302,6 +320,7 @@ class Explanation(google.protobuf.message.Message):
     PLAN_FIELD_NUMBER: builtins.int
     SPACES_FIELD_NUMBER: builtins.int
     SCORE_FIELD_NUMBER: builtins.int
+    VIDEO_FIELD_NUMBER: builtins.int
     plan: builtins.str
     """How the candidates were found: "graph" (HNSW beam search), "graph_widened" (the first
     beam came back short, crowded by deleted or replaced items, and a wider one was searched),
@@ -314,16 +333,51 @@ class Explanation(google.protobuf.message.Message):
     def spaces(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___SpaceScore]:
         """One entry per vector space that contributed to the score."""
 
+    @property
+    def video(self) -> global___VideoQueryParts:
+        """Video queries: how the query's text-role vector was made from its frames and speech."""
+
     def __init__(
         self,
         *,
         plan: builtins.str = ...,
         spaces: collections.abc.Iterable[global___SpaceScore] | None = ...,
         score: builtins.float = ...,
+        video: global___VideoQueryParts | None = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["plan", b"plan", "score", b"score", "spaces", b"spaces"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["video", b"video"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["plan", b"plan", "score", b"score", "spaces", b"spaces", "video", b"video"]) -> None: ...
 
 global___Explanation = Explanation
+
+@typing.final
+class VideoQueryParts(google.protobuf.message.Message):
+    """A video query's text-role vector = frame_weight · mean(keyframes, bridged) + speech_weight ·
+    T(transcript); weights as used (they sum to 1; speech_weight is 0 for a silent video).
+    """
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    FRAMES_FIELD_NUMBER: builtins.int
+    FRAME_WEIGHT_FIELD_NUMBER: builtins.int
+    SPEECH_WEIGHT_FIELD_NUMBER: builtins.int
+    SECONDS_FIELD_NUMBER: builtins.int
+    frames: builtins.int
+    frame_weight: builtins.float
+    speech_weight: builtins.float
+    seconds: builtins.float
+    """Seconds of video, from its header."""
+    def __init__(
+        self,
+        *,
+        frames: builtins.int = ...,
+        frame_weight: builtins.float = ...,
+        speech_weight: builtins.float = ...,
+        seconds: builtins.float = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["frame_weight", b"frame_weight", "frames", b"frames", "seconds", b"seconds", "speech_weight", b"speech_weight"]) -> None: ...
+
+global___VideoQueryParts = VideoQueryParts
 
 @typing.final
 class SpaceScore(google.protobuf.message.Message):
@@ -374,7 +428,7 @@ class SearchResponse(google.protobuf.message.Message):
     TIMING_FIELD_NUMBER: builtins.int
     EXACT_FIELD_NUMBER: builtins.int
     transcript: builtins.str
-    """For audio queries: what the speech model heard."""
+    """For audio and video queries: what the speech model heard."""
     exact: builtins.bool
     """True when the filter was so selective that matching items were scanned exactly."""
     @property
