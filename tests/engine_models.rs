@@ -68,6 +68,10 @@ async fn a_data_dir_refuses_other_models_until_reembedded() {
         assert!(report.rejected.is_empty() && report.without_photos.is_empty());
         assert_eq!(seen.first(), Some(&(0, PRODUCTS.len())));
         assert_eq!(seen.last(), Some(&(PRODUCTS.len(), PRODUCTS.len())));
+        assert_eq!(
+            engine.collection().vector_models().expect("meta").as_deref(),
+            Some("text=multilingual-e5-small image=effnet-lite0")
+        );
     }
 
     {
@@ -78,4 +82,38 @@ async fn a_data_dir_refuses_other_models_until_reembedded() {
     }
     let back = Engine::start(config(dir.path(), ModelSet::Default)).await.err().expect("now the default set is refused");
     assert!(matches!(back, EngineError::ModelsChanged { .. }), "{back}");
+}
+
+/// A re-encode that cannot finish (a photo-only item whose photo is gone) leaves the directory
+/// marked unfinished: it holds vectors of both sets, so neither set may serve it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_reembed_is_refused_by_both_sets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let photo = std::fs::read(common::models_dir().join("golden/img_alpha.png")).expect("golden png");
+    {
+        let engine = Engine::start(config(dir.path(), ModelSet::Default)).await.expect("default set");
+        let mut all = items();
+        all.push(NewItem {
+            item: Item { id: "photo-only".into(), image_uris: vec!["/nonexistent/photo-only.png".into()], ..Default::default() },
+            images: vec![photo],
+            ..Default::default()
+        });
+        let out = engine.ingester().write_group(all).await.expect("write");
+        assert_eq!(out.accepted, PRODUCTS.len() + 1, "{:?}", out.rejected);
+    }
+    {
+        let mut c = config(dir.path(), ModelSet::Multilingual);
+        c.allow_model_change = true;
+        let engine = Engine::start(c).await.expect("open for re-encoding");
+        let report = engine.reembed(|_, _| {}).await.expect("reembed runs");
+        assert_eq!(report.reencoded, PRODUCTS.len());
+        assert_eq!(report.without_photos, vec!["photo-only".to_string()]);
+        assert_eq!(report.rejected.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec!["photo-only"]);
+        let marked = engine.collection().vector_models().expect("meta").unwrap_or_default();
+        assert!(marked.ends_with("re-encoding unfinished"), "{marked}");
+    }
+    for set in [ModelSet::Multilingual, ModelSet::Default] {
+        let err = Engine::start(config(dir.path(), set)).await.err().expect("an unfinished re-encode must be refused");
+        assert!(err.to_string().contains("re-encoding unfinished"), "{err}");
+    }
 }

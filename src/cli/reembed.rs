@@ -46,7 +46,7 @@ pub async fn run(config: Option<PathBuf>, data_dir: Option<PathBuf>, models: Opt
         }
         engine.flush()?;
         anyhow::bail!(
-            "{} of {} items could not be re-encoded; the data directory still records [{stored}], so the server keeps refusing it",
+            "{} of {} items could not be re-encoded; the data directory is marked unfinished and servers refuse it until a reembed completes (fix or delete those items, then run it again)",
             report.rejected.len(),
             report.items
         );

@@ -236,13 +236,18 @@ impl Engine {
 
     /// Re-encodes every stored item with the loaded models (after a model-set switch, on an
     /// engine opened with `allow_model_change`), then records them as the data directory's
-    /// models, unless some item could not be re-encoded. `progress(done, total)` after each group.
+    /// models, unless some item could not be re-encoded (then, as while it runs, the directory is
+    /// marked unfinished and every server refuses it until a reembed completes). `progress(done, total)` after each group.
     /// The caller rebuilds the index afterwards so the graph holds only the new vectors.
     pub async fn reembed(&self, progress: impl FnMut(usize, usize)) -> Result<ReembedReport, EngineError> {
         let enc = self.encoders.as_ref().ok_or_else(|| EngineError::Config("re-encoding needs the models loaded".into()))?;
+        let loaded = enc.vector_models();
+        // Until every item is re-encoded the directory holds vectors of both sets; recording that
+        // makes every server refuse it (and points at reembed) should this run stop half-way.
+        self.collection.set_vector_models(&format!("{loaded}, re-encoding unfinished"))?;
         let report = crate::pipeline::reembed::reembed(&self.collection, &self.ingester, &self.roles, progress).await?;
         if report.rejected.is_empty() {
-            self.collection.set_vector_models(&enc.vector_models())?;
+            self.collection.set_vector_models(&loaded)?;
         }
         Ok(report)
     }
