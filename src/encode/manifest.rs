@@ -108,6 +108,9 @@ pub struct Preprocess {
     pub prompt: Option<Vec<u32>>,
     pub suppress_tokens: Option<Vec<u32>>,
     pub begin_suppress_tokens: Option<Vec<u32>>,
+    /// Multilingual Whisper: every language token id and its code, in the same order.
+    pub language_tokens: Option<Vec<u32>>,
+    pub languages: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -140,6 +140,11 @@ impl DataDir {
         self.jsonl("voice/espeak.jsonl")
     }
 
+    /// espeak-ng `cmn` renderings of the Chinese queries (set `vendure_zh`).
+    pub fn spoken_queries_zh(&self) -> Result<Vec<SpokenQuery>, EvalError> {
+        self.jsonl("voice_zh/espeak.jsonl")
+    }
+
     pub fn ktuberling(&self) -> Result<Vec<Recording>, EvalError> {
         self.jsonl("voice/ktuberling.jsonl")
     }

@@ -122,8 +122,11 @@ pub async fn vendure(opts: &EvalOptions, encoders: Arc<Encoders>, out: &mut Out)
     if let Some((id, _)) = zh.iter().find(|(id, _)| !ids.contains(id.as_str())) {
         return Err(EvalError::Data(format!("Chinese query target {id:?} is not in the Vendure catalogue")));
     }
-    let spoken: Vec<SpokenQuery> =
+    let mut spoken: Vec<SpokenQuery> =
         opts.data.spoken_queries()?.into_iter().filter(|q| opts.espeak_sets.contains(&q.set)).collect();
+    if opts.espeak_sets.iter().any(|s| s == "vendure_zh") {
+        spoken.extend(opts.data.spoken_queries_zh()?);
+    }
 
     let mut engines = Vec::new();
     for v in [Variant::TextOnly, Variant::BridgeOnly, Variant::Fused] {
@@ -196,7 +199,7 @@ pub async fn vendure(opts: &EvalOptions, encoders: Arc<Encoders>, out: &mut Out)
             &format!("voice/espeak-{set}/transcript"),
             k,
             BTreeMap::from([("exact".into(), exact as f64 / k as f64), ("word_acc".into(), 1.0 - wer / k as f64)]),
-            "espeak-ng en-us 175 wpm → whisper-tiny-en",
+            if set == "vendure_zh" { "espeak-ng cmn → the configured Whisper" } else { "espeak-ng en-us 175 wpm → the configured Whisper" },
         );
         for ((variant, how), r) in ranks {
             out.ranks(&format!("voice/espeak-{set}/vendure-{variant}/{how}"), &r, "");
