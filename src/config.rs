@@ -120,6 +120,7 @@ impl Config {
             encode: self.encode.clone(),
             no_models: self.no_models,
             limits: self.limits.query.clone(),
+            allow_model_change: false,
         }
     }
 

@@ -36,7 +36,7 @@ fn tiny_clip_end_to_end() {
     let cfg = EncodeConfig {
         model_dir: tmp.path().to_path_buf(),
         ort_dylib: Some(ort_dylib()),
-        text_model: "tiny-clip-text".into(),
+        text_model: Some("tiny-clip-text".into()),
         image_model: "tiny-clip-image".into(),
         speech_model: None,
         intra_threads: 1,
@@ -127,7 +127,7 @@ fn cuda_request_falls_back_or_runs() {
     let base = EncodeConfig {
         model_dir: tmp.path().to_path_buf(),
         ort_dylib: Some(ort_dylib()),
-        text_model: "tiny-clip-text".into(),
+        text_model: Some("tiny-clip-text".into()),
         image_model: "tiny-clip-image".into(),
         speech_model: Some(String::new()), // "" disables speech
         ..EncodeConfig::default()

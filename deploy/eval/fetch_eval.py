@@ -158,6 +158,28 @@ def espeak():
     log(f"voice: {len(rows)} espeak-ng clips -> {dst}")
 
 
+def espeak_zh():
+    """espeak-ng's Mandarin voice (cmn) reading the Chinese shopper queries, for multilingual Whisper."""
+    dst = os.path.join(ROOT, "voice_zh", "espeak.jsonl")
+    if os.path.exists(dst):
+        return
+    wavs = os.path.join(ROOT, "voice_zh", "espeak")
+    os.makedirs(wavs, exist_ok=True)
+    rows = []
+    with open(os.path.join(QUERIES, "vendure_zh_queries.json"), encoding="utf-8") as fh:
+        queries = json.load(fh)
+    for i, (target, text) in enumerate(queries):
+        wav = os.path.join(wavs, f"vendure_zh-{i:02d}-{target}.wav")
+        if not os.path.exists(wav):
+            raw = wav + ".raw.wav"
+            subprocess.check_call(["espeak-ng", "-v", "cmn", "-w", raw, text])
+            to_wav16k(raw, wav)
+            os.remove(raw)
+        rows.append({"set": "vendure_zh", "target": target, "text": text, "wav": wav})
+    write_jsonl(dst, rows)
+    log(f"voice: {len(rows)} espeak-ng cmn clips -> {dst}")
+
+
 def ktuberling():
     dst = os.path.join(ROOT, "voice", "ktuberling.jsonl")
     if os.path.exists(dst):
@@ -184,6 +206,7 @@ if __name__ == "__main__":
     tuxpaint()
     fashion_mnist()
     espeak()
+    espeak_zh()
     ktuberling()
     open(os.path.join(ROOT, "READY"), "w").write("1\n")
     log(f"ready: {ROOT}")

@@ -255,6 +255,12 @@ def main(variant):
     if multilingual:
         for lang in ("en", "zh", "de", "fr", "es", "ja"):
             pre[f"lang_{lang}"] = added[f"<|{lang}|>"]
+        # every language token (ids between <|startoftranscript|> and <|translate|>), for detection:
+        # the decoder's logits after <|startoftranscript|> alone, restricted to these, name the language
+        langs = sorted((i, t[2:-2]) for t, i in added.items() if sot < i < added["<|translate|>"])
+        assert len(langs) >= 99 and langs[0][1] == "en", langs[:3]
+        pre["language_tokens"] = [i for i, _ in langs]
+        pre["languages"] = [c for _, c in langs]
     src = cfg["wheels"]
     write_manifest(out, dict(id=cfg["id"], kind="whisper", dim=int(D), licence="MIT"),
                    dict(package=" + ".join(p for p, _ in src), version=src[0][1], registry="pypi",

@@ -170,6 +170,8 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
                 println!("models: {}", s.model_ids.join(", "));
             }
         }
+        // `run` handles it offline before a connection is made.
+        AdminCommand::Reembed { .. } => anyhow::bail!("reembed runs offline on the data directory, not against a server"),
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 mod client;
+mod reembed;
 mod restore;
 mod serve;
 
@@ -189,6 +190,21 @@ pub enum AdminCommand {
         /// snapshot-<UTC time>-v<last version>.
         name: Option<String>,
     },
+    /// Re-encode every stored item with the configured models (after changing `encode.set`),
+    /// then rebuild the index. Runs offline on the data directory, in place of the server, which
+    /// refuses to start on vectors that other models made. Photos are re-read from the items'
+    /// image URIs (local paths).
+    Reembed {
+        /// Server config (TOML): data directory, spaces and the models to encode with.
+        #[arg(long, env = "MMSEARCH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory; overrides the config.
+        #[arg(long, env = "MMSEARCH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Directory with the model folders; overrides the config.
+        #[arg(long, env = "MMSEARCH_MODELS")]
+        models: Option<PathBuf>,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -196,6 +212,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve::run(a).await,
         Command::Ingest(a) => client::ingest(a).await,
         Command::Search(a) => client::search(a).await,
+        Command::Admin(AdminArgs { command: AdminCommand::Reembed { config, data_dir, models }, .. }) => {
+            reembed::run(config, data_dir, models).await
+        }
         Command::Admin(a) => client::admin(a).await,
         Command::Keygen(a) => {
             keygen(a);

@@ -23,7 +23,7 @@ pub use rebuild::{RebuildPhase, RebuildProgress};
 pub use snapshot::{ModelRef, SnapshotError, SnapshotInfo};
 pub use write::PreparedItem;
 
-use crate::model::Entry;
+use crate::model::{Entry, Version};
 use crate::store::{Store, StoreError};
 /// The store's own settings and report, re-exported so the modules above need not know it.
 pub use crate::store::{StoreConfig, StoreMemory};
@@ -255,6 +255,20 @@ impl Collection {
 
     pub fn config(&self) -> &CollectionConfig {
         &self.config
+    }
+
+    /// Which models made the stored vectors (`None`: not recorded yet).
+    pub fn vector_models(&self) -> Result<Option<String>> {
+        Ok(self.store.vector_models()?)
+    }
+
+    pub fn set_vector_models(&self, models: &str) -> Result<()> {
+        Ok(self.store.set_vector_models(models)?)
+    }
+
+    /// Live items (blocking: reads every item record), for re-encoding the catalogue.
+    pub fn for_each_item(&self, f: impl FnMut(Version)) -> Result<()> {
+        Ok(self.store.for_each_item(f)?)
     }
 
     /// Persists everything in memory (clean shutdown); acknowledged writes are durable already.

@@ -75,6 +75,9 @@ pub struct Preprocess {
     pub pad_id: Option<u32>,
     pub context_length: Option<usize>,
     pub tokenizer: Option<String>,
+    /// Prepended to search queries / item texts before tokenising (e5: "query: ", "passage: ").
+    pub query_prefix: Option<String>,
+    pub passage_prefix: Option<String>,
     // image_classifier / clip_image
     pub size: Option<u32>,
     pub resize: Option<String>,
@@ -105,12 +108,19 @@ pub struct Preprocess {
     pub prompt: Option<Vec<u32>>,
     pub suppress_tokens: Option<Vec<u32>>,
     pub begin_suppress_tokens: Option<Vec<u32>>,
+    /// Multilingual Whisper: every language token id and its code, in the same order.
+    pub language_tokens: Option<Vec<u32>>,
+    pub languages: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct BridgeSection {
     #[serde(default)]
     pub text_model: String,
+    /// In a text model's manifest: the image classifier whose class prompts this table holds
+    /// (embedded with this text model); empty in an image model's own manifest.
+    #[serde(default)]
+    pub image_model: String,
     pub dim: usize,
     #[serde(default = "default_classes")]
     pub classes: usize,

@@ -50,6 +50,37 @@ use runtime::SessionOptions;
 use text::TextEncoder;
 use video::VideoDecoder;
 pub use video::VideoConfig;
+pub use text::TextRole;
+
+/// Named sets of towers that share one vector space. Vectors made by one set mean nothing to
+/// another, so the engine records which set wrote a data directory (see [`Encoders::vector_models`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelSet {
+    /// all-MiniLM-L6-v2 (English) + EfficientNet-Lite0 through its ConSE bridge.
+    #[default]
+    Default,
+    /// multilingual-e5-small (≈100 languages, `query: ` / `passage: ` prefixes) + the same image
+    /// tower, with class prompts re-embedded by e5.
+    Multilingual,
+}
+
+impl ModelSet {
+    /// The text tower's directory under `model_dir`.
+    pub fn text_model(self) -> &'static str {
+        match self {
+            ModelSet::Default => "text-minilm-l6-v2",
+            ModelSet::Multilingual => "text-multilingual-e5-small",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelSet::Default => "default",
+            ModelSet::Multilingual => "multilingual",
+        }
+    }
+}
 
 /// `[encode]` section of the server config. Every field has a default, so an empty section works
 /// once `models/setup.sh` has run.
@@ -70,8 +101,11 @@ pub struct EncodeConfig {
     /// Independent sessions per graph, i.e. how many requests one model serves in parallel.
     /// Each costs a copy of the weights.
     pub sessions_per_model: usize,
-    /// Directory names under `model_dir`.
-    pub text_model: String,
+    /// Which towers to serve (`"default"` | `"multilingual"`); picks the text model unless
+    /// `text_model` names one.
+    pub set: ModelSet,
+    /// Directory names under `model_dir`. `text_model` unset: the set's text tower.
+    pub text_model: Option<String>,
     pub image_model: String,
     /// `None` (or `""`, since TOML has no null) disables voice queries
     /// ([`Encoders::transcribe`] → `ModelUnavailable`).
@@ -93,6 +127,13 @@ pub struct EncodeConfig {
     pub video: VideoConfig,
 }
 
+impl EncodeConfig {
+    /// The text tower's directory name: `text_model`, else the set's.
+    pub fn text_model_dir(&self) -> String {
+        self.text_model.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| self.set.text_model().to_string())
+    }
+}
+
 /// `$MMSEARCH_MODELS`, else `$HOME/.cache/mmsearch/models`.
 pub fn default_model_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("MMSEARCH_MODELS") {
@@ -110,7 +151,8 @@ impl Default for EncodeConfig {
             provider: Provider::Cpu,
             intra_threads: 0,
             sessions_per_model: 1,
-            text_model: "text-minilm-l6-v2".into(),
+            set: ModelSet::Default,
+            text_model: None,
             image_model: "image-effnet-lite0".into(),
             speech_model: Some("whisper-tiny-en".into()),
             bridge: BridgeConfig::default(),
@@ -193,7 +235,7 @@ impl Encoders {
             intra_threads: cfg.intra_threads,
             sessions: cfg.sessions_per_model.max(1),
         };
-        let tm = load_manifest(&cfg.model_dir, &cfg.text_model, cfg.verify_checksums)?;
+        let tm = load_manifest(&cfg.model_dir, &cfg.text_model_dir(), cfg.verify_checksums)?;
         let im = load_manifest(&cfg.model_dir, &cfg.image_model, cfg.verify_checksums)?;
         match (tm.kind, im.kind) {
             (ModelKind::Text, ModelKind::ImageClassifier) | (ModelKind::ClipText, ModelKind::ClipImage) => {}
@@ -205,19 +247,28 @@ impl Encoders {
             }
         }
         let (bridge, query_template) = if im.kind == ModelKind::ImageClassifier {
-            let b = im.bridge.as_ref().ok_or_else(|| {
-                EncodeError::Config(format!("{}: image_classifier manifest has no [bridge] table", im.id))
-            })?;
-            if !b.text_model.is_empty() && b.text_model != tm.id {
-                return Err(EncodeError::Config(format!(
-                    "{}'s class prompts were embedded with {}, but the text model is {}",
-                    im.id, b.text_model, tm.id
-                )));
-            }
+            // Class prompts embedded by this text model for this classifier live in the text
+            // model's manifest (the multilingual set); otherwise the classifier's own table,
+            // which must have been embedded with this text model.
+            let (b, prompts) = match tm.bridge.as_ref().filter(|b| b.image_model == im.id) {
+                Some(b) => (b, tm.path(&b.class_prompts)),
+                None => {
+                    let b = im.bridge.as_ref().ok_or_else(|| {
+                        EncodeError::Config(format!("{}: image_classifier manifest has no [bridge] table", im.id))
+                    })?;
+                    if !b.text_model.is_empty() && b.text_model != tm.id {
+                        return Err(EncodeError::Config(format!(
+                            "{}'s class prompts were embedded with {}, but the text model is {} (and its manifest has no [bridge] for {})",
+                            im.id, b.text_model, tm.id, im.id
+                        )));
+                    }
+                    (b, im.path(&b.class_prompts))
+                }
+            };
             if b.dim != tm.dim {
                 return Err(EncodeError::Config(format!("bridge dim {} ≠ text dim {}", b.dim, tm.dim)));
             }
-            let e = manifest::read_f32(&im.path(&b.class_prompts), Some(b.classes * b.dim))?;
+            let e = manifest::read_f32(&prompts, Some(b.classes * b.dim))?;
             let top_k = cfg.bridge.top_k.or(b.top_k).unwrap_or(20);
             let t = cfg.bridge.temperature.or(b.temperature).unwrap_or(2.0);
             let bridge = Bridge::new(e, b.classes, b.dim, top_k, t)?;
@@ -248,12 +299,13 @@ impl Encoders {
     /// Item texts (titles, descriptions) → unit vectors in the shared space. Any empty text fails
     /// the whole call with `InvalidInput`.
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        self.text.embed(texts)
+        self.text.embed(texts, TextRole::Passage)
     }
 
-    /// Search queries → shared space. Same as [`Self::embed_texts`] except that, with the bridge,
-    /// the query is first wrapped in the manifest's `query_template` ("a photo of a {}"), which is
-    /// how the class prompts on the image side were phrased (the reference measured a small gain).
+    /// Search queries → shared space. Same as [`Self::embed_texts`] except that the text model's
+    /// query prefix is used instead of its passage prefix (e5), and, with the bridge, the query is
+    /// first wrapped in the manifest's `query_template` ("a photo of a {}"), which is how the class
+    /// prompts on the image side were phrased (the reference measured a small gain).
     pub fn embed_queries(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         match &self.query_template {
             Some(t) if t.contains("{}") => {
@@ -262,9 +314,9 @@ impl Encoders {
                 }
                 let owned: Vec<String> = texts.iter().map(|q| t.replacen("{}", q.trim(), 1)).collect();
                 let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
-                self.text.embed(&refs)
+                self.text.embed(&refs, TextRole::Query)
             }
-            _ => self.text.embed(texts),
+            _ => self.text.embed(texts, TextRole::Query),
         }
     }
 
@@ -362,6 +414,13 @@ impl Encoders {
 
     pub fn video_decoder(&self) -> &VideoDecoder {
         &self.video
+    }
+
+    /// What made the vectors: the text tower (which also fixes the bridge's class prompts) and
+    /// the image tower, as `text=<id> image=<id>`. A data directory remembers this; vectors of
+    /// another value live in a different space.
+    pub fn vector_models(&self) -> String {
+        format!("text={} image={}", self.text.manifest.id, self.image.manifest.id)
     }
 
     /// Width of the shared space (text tower output).

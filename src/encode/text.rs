@@ -16,6 +16,14 @@ use mmsearch_index::metric::normalized;
 /// activations for thousands of rows at once.
 const MAX_RUN_BATCH: usize = 64;
 
+/// Which side of a search a text is on. Models trained with asymmetric prefixes (e5: "query: " /
+/// "passage: ") need to know; for the others both roles embed the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextRole {
+    Query,
+    Passage,
+}
+
 pub struct TextEncoder {
     pub(crate) manifest: Manifest,
     pool: SessionPool,
@@ -26,6 +34,9 @@ pub struct TextEncoder {
     dim: usize,
     /// clip_text pads every row to exactly this length (the graph's position table is fixed).
     fixed_len: Option<usize>,
+    /// `[preprocess] query_prefix` / `passage_prefix` ("" when the model has none).
+    query_prefix: String,
+    passage_prefix: String,
 }
 
 fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
@@ -83,7 +94,9 @@ impl TextEncoder {
         }
         let output = manifest.output(0, default_output);
         let dim = manifest.dim;
-        Ok(Self { manifest, pool, tokenizer, inputs, output, dim, fixed_len })
+        let query_prefix = p.query_prefix.clone().unwrap_or_default();
+        let passage_prefix = p.passage_prefix.clone().unwrap_or_default();
+        Ok(Self { manifest, pool, tokenizer, inputs, output, dim, fixed_len, query_prefix, passage_prefix })
     }
 
     pub fn dim(&self) -> usize {
@@ -94,19 +107,44 @@ impl TextEncoder {
         &self.pool
     }
 
-    /// Token ids as the graph will see them (for golden tests and debugging).
+    /// Token ids of the texts as given, without the role's prefix (for golden tests).
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<tokenizers::Encoding>> {
         self.tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| EncodeError::InvalidInput(format!("tokenizing: {e}")))
     }
 
+    /// Token ids exactly as the graph sees them for `role` (prefix included).
+    pub fn tokenize_as(&self, texts: &[&str], role: TextRole) -> Result<Vec<tokenizers::Encoding>> {
+        let owned = self.prefixed(texts, role);
+        self.tokenize(&owned.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    pub fn prefix(&self, role: TextRole) -> &str {
+        match role {
+            TextRole::Query => &self.query_prefix,
+            TextRole::Passage => &self.passage_prefix,
+        }
+    }
+
+    fn prefixed(&self, texts: &[&str], role: TextRole) -> Vec<String> {
+        let p = self.prefix(role);
+        texts.iter().map(|t| format!("{p}{t}")).collect()
+    }
+
     /// One unit vector per text. Empty / whitespace-only texts are rejected: they would embed to
-    /// the mean of `[CLS] [SEP]`, which matches everything equally badly.
-    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    /// the mean of `[CLS] [SEP]` (plus the prefix), which matches everything equally badly.
+    pub fn embed(&self, texts: &[&str], role: TextRole) -> Result<Vec<Vec<f32>>> {
         if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
             return Err(EncodeError::InvalidInput(format!("text #{i} is empty")));
         }
+        let owned;
+        let texts: Vec<&str> = if self.prefix(role).is_empty() {
+            texts.to_vec()
+        } else {
+            owned = self.prefixed(texts, role);
+            owned.iter().map(String::as_str).collect()
+        };
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(MAX_RUN_BATCH) {
             out.extend(self.embed_chunk(chunk)?);

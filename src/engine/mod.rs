@@ -8,6 +8,7 @@ use crate::collection::{
 use crate::encode::{EncodeConfig, EncodeError, EncodeObserver, Encoders, Modality, ModelInfo};
 use crate::fusion::FusionConfig;
 use crate::pipeline::spaces::{self, Roles, SpaceConfig, SpaceRole};
+use crate::pipeline::reembed::ReembedReport;
 use crate::pipeline::{IngestConfig, Ingester, QueryLimits, Searcher};
 use crate::telemetry::http::{StateGauges, StateSource};
 use std::path::{Path, PathBuf};
@@ -32,6 +33,9 @@ pub struct EngineConfig {
     /// Serve vector and item queries only, without loading models.
     pub no_models: bool,
     pub limits: QueryLimits,
+    /// Open a data directory whose vectors other models made, instead of refusing; only for
+    /// re-encoding it ([`Engine::reembed`]).
+    pub allow_model_change: bool,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +51,7 @@ impl Default for EngineConfig {
             encode: EncodeConfig::default(),
             no_models: false,
             limits: QueryLimits::default(),
+            allow_model_change: false,
         }
     }
 }
@@ -110,6 +115,15 @@ pub enum EngineError {
     Collection(#[from] CollectionError),
     #[error("engine task failed: {0}")]
     Task(String),
+    #[error(
+        "data directory {data_dir} holds vectors made by [{stored}], but the configured models are [{loaded}]; \
+         vectors of different models cannot be compared. Re-encode the catalogue once with \
+         `mmsearch admin reembed --config <this config>` (offline; then start the server), or serve \
+         with the models that made them (encode.set / encode.text_model)"
+    )]
+    ModelsChanged { data_dir: String, stored: String, loaded: String },
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
 }
 
 pub struct Engine {
@@ -148,6 +162,9 @@ impl Engine {
         let collection = tokio::task::spawn_blocking(move || Collection::open(collection_config))
             .await
             .map_err(|e| EngineError::Task(e.to_string()))??;
+        if let Some(enc) = &encoders {
+            check_vector_models(&collection, enc, &config)?;
+        }
         let searcher = Searcher::new(
             collection.clone(),
             encoders.clone(),
@@ -218,6 +235,24 @@ impl Engine {
         self.collection.snapshot(name, models)
     }
 
+    /// Re-encodes every stored item with the loaded models (after a model-set switch, on an
+    /// engine opened with `allow_model_change`), then records them as the data directory's
+    /// models, unless some item could not be re-encoded (then, as while it runs, the directory is
+    /// marked unfinished and every server refuses it until a reembed completes). `progress(done, total)` after each group.
+    /// The caller rebuilds the index afterwards so the graph holds only the new vectors.
+    pub async fn reembed(&self, progress: impl FnMut(usize, usize)) -> Result<ReembedReport, EngineError> {
+        let enc = self.encoders.as_ref().ok_or_else(|| EngineError::Config("re-encoding needs the models loaded".into()))?;
+        let loaded = enc.vector_models();
+        // Until every item is re-encoded the directory holds vectors of both sets; recording that
+        // makes every server refuse it (and points at reembed) should this run stop half-way.
+        self.collection.set_vector_models(&format!("{loaded}, re-encoding unfinished"))?;
+        let report = crate::pipeline::reembed::reembed(&self.collection, &self.ingester, &self.roles, progress).await?;
+        if report.rejected.is_empty() {
+            self.collection.set_vector_models(&loaded)?;
+        }
+        Ok(report)
+    }
+
     /// Persists everything in memory (clean shutdown; blocking).
     pub fn flush(&self) -> Result<(), CollectionError> {
         self.collection.flush()
@@ -261,6 +296,23 @@ impl EncodeObserver for EncodeMetrics {
 
     fn batched(&self, modality: Modality, items: usize) {
         crate::telemetry::observe_encode_batch(modality.as_str(), items);
+    }
+}
+
+/// Vectors remember the models that made them: a data directory written by other models is
+/// refused (unless re-encoding), one that never recorded them records the loaded ones.
+fn check_vector_models(collection: &Collection, enc: &Encoders, config: &EngineConfig) -> Result<(), EngineError> {
+    let loaded = enc.vector_models();
+    match collection.vector_models()? {
+        Some(stored) if stored == loaded => Ok(()),
+        Some(_) if config.allow_model_change => Ok(()),
+        Some(stored) => Err(EngineError::ModelsChanged { data_dir: config.data_dir.display().to_string(), stored, loaded }),
+        None => {
+            if collection.stats().items > 0 {
+                tracing::warn!(models = %loaded, "data directory did not record its models (written by an older version); assuming the loaded ones made its vectors");
+            }
+            Ok(collection.set_vector_models(&loaded)?)
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! write). Space roles are bound here ([`spaces`]), so encoders and the index know no names.
 
 pub mod ingest;
+pub mod reembed;
 pub mod search;
 pub mod spaces;
 

@@ -31,6 +31,7 @@ const CF_ITEMS: &str = "items";
 const CF_VECTORS: &str = "vectors";
 const CF_META: &str = "meta";
 const KEY_NEXT_SEQ: &[u8] = b"next_seq";
+const KEY_VECTOR_MODELS: &[u8] = b"vector_models";
 /// Every family the store opens, RocksDB's own `default` (which holds nothing) included.
 const FAMILIES: [&str; 4] = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_ITEMS, CF_VECTORS, CF_META];
 
@@ -189,6 +190,25 @@ impl Store {
             Some(b) if b.len() == 8 => Ok(u64::from_le_bytes(b[..8].try_into().unwrap_or_default())),
             Some(_) => Err(StoreError::Corrupt { key: "next_seq".into(), reason: "not 8 bytes".into() }),
         }
+    }
+
+    /// The models that made the stored vectors, as the engine recorded them; `None` in a store
+    /// written before they were recorded (or never written with models).
+    pub fn vector_models(&self) -> Result<Option<String>> {
+        match self.db.get_cf(&self.cf(CF_META), KEY_VECTOR_MODELS)? {
+            None => Ok(None),
+            Some(b) => String::from_utf8(b)
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt { key: "vector_models".into(), reason: "not UTF-8".into() }),
+        }
+    }
+
+    /// Records which models make this store's vectors (synced, like every write).
+    pub fn set_vector_models(&self, models: &str) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(&self.cf(CF_META), KEY_VECTOR_MODELS, models.as_bytes(), &wo)?;
+        Ok(())
     }
 
     /// Applies a batch atomically; returns after the WAL is synced to disk, which is what an

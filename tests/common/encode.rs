@@ -14,6 +14,7 @@ pub fn models_dir() -> PathBuf {
     let must = [
         "golden/golden.json",
         "text-minilm-l6-v2/model.toml",
+        "text-multilingual-e5-small/model.toml",
         "image-effnet-lite0/model.toml",
         "whisper-tiny-en/model.toml",
     ];
@@ -55,6 +56,15 @@ pub fn config() -> EncodeConfig {
 pub fn encoders() -> &'static Encoders {
     static E: OnceLock<Encoders> = OnceLock::new();
     E.get_or_init(|| Encoders::load(&config()).unwrap_or_else(|e| panic!("loading encoders: {e}")))
+}
+
+/// The multilingual set (e5-small), loaded once per test binary (checksums verified).
+pub fn multilingual() -> &'static Encoders {
+    static E: OnceLock<Encoders> = OnceLock::new();
+    E.get_or_init(|| {
+        let cfg = EncodeConfig { set: mmsearch::encode::ModelSet::Multilingual, speech_model: None, ..config() };
+        Encoders::load(&cfg).unwrap_or_else(|e| panic!("loading the multilingual set: {e}"))
+    })
 }
 
 pub fn golden() -> serde_json::Value {

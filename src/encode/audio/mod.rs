@@ -24,6 +24,8 @@ pub struct Transcript {
     pub trimmed: bool,
     /// Whisper's P(no speech); when it is high and the decoded text is unsure, `text` is empty.
     pub no_speech_prob: f32,
+    /// Language the multilingual model detected (e.g. "zh"); `None` for English-only models.
+    pub language: Option<String>,
 }
 
 pub struct SpeechEncoder {
@@ -90,6 +92,6 @@ impl SpeechEncoder {
         if d.truncated {
             tracing::warn!(tokens = d.tokens.len(), "whisper hit max_new_tokens without end-of-text");
         }
-        Ok(Transcript { text: d.text, audio_seconds, trimmed: false, no_speech_prob: d.no_speech_prob })
+        Ok(Transcript { text: d.text, audio_seconds, trimmed: false, no_speech_prob: d.no_speech_prob, language: d.language })
     }
 }

@@ -25,6 +25,10 @@ pub struct WhisperTokens {
     pub n_text_ctx: usize,
     /// `<|nospeech|>`; when set, the prompt's first token is run alone to read its probability.
     pub no_speech: Option<u32>,
+    /// Multilingual models: (language token, code). The logits after `<|startoftranscript|>`
+    /// alone, restricted to these, pick the language (Whisper's `detect_language`); it replaces
+    /// the prompt's language slot (`prompt[1]`). Empty for English-only models.
+    pub languages: Vec<(u32, String)>,
 }
 
 /// Whisper's own silence rule (`no_speech_threshold` 0.6 with `logprob_threshold` −1.0): the
@@ -61,6 +65,8 @@ pub struct Decoded {
     pub avg_logprob: f32,
     /// The text was dropped by the no-speech rule.
     pub silent: bool,
+    /// Detected language code (multilingual models), e.g. "zh".
+    pub language: Option<String>,
 }
 
 fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
@@ -82,7 +88,20 @@ impl WhisperModel {
             max_new_tokens: p.max_new_tokens.unwrap_or(224),
             n_text_ctx: p.n_text_ctx.unwrap_or(448),
             no_speech: p.no_speech,
+            languages: p
+                .language_tokens
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .zip(p.languages.clone().unwrap_or_default())
+                .collect(),
         };
+        if !tok.languages.is_empty() && (tok.no_speech.is_none() || tok.prompt.len() < 3) {
+            return Err(EncodeError::Config(format!(
+                "{}: language detection needs <|nospeech|> and a prompt [sot, language, task, ...]",
+                m.id
+            )));
+        }
         if tok.prompt.is_empty() || tok.prompt.len() >= tok.n_text_ctx {
             return Err(EncodeError::Config(format!("{}: bad prompt {:?}", m.id, tok.prompt)));
         }
@@ -139,6 +158,7 @@ impl WhisperModel {
         let mut no_speech_prob = 0f32;
         let mut sum_logprob = 0f32;
         let mut n_logprob = 0usize;
+        let mut language = None;
         let budget = self.tok.max_new_tokens.min(self.tok.n_text_ctx - self.tok.prompt.len()) + split;
 
         // one decoder session for the whole utterance: the cache lives in its allocator
@@ -166,6 +186,13 @@ impl WhisperModel {
                         if let Some(ns) = self.tok.no_speech.filter(|&t| (t as usize) < lg.len()) {
                             no_speech_prob = log_softmax_at(lg, ns as usize).exp();
                         }
+                        language = self
+                            .tok
+                            .languages
+                            .iter()
+                            .filter(|(t, _)| (*t as usize) < lg.len())
+                            .max_by(|a, b| lg[a.0 as usize].total_cmp(&lg[b.0 as usize]))
+                            .cloned();
                         None
                     } else {
                         let n = self.argmax(lg, step == 0);
@@ -178,6 +205,9 @@ impl WhisperModel {
                 past_v = out.remove("present_self_v").ok_or_else(|| EncodeError::Runtime("no present_self_v".into()))?;
                 let Some(next) = next else {
                     feed = self.tok.prompt[1..].to_vec();
+                    if let Some((t, _)) = &language {
+                        feed[0] = *t;
+                    }
                     continue;
                 };
                 if next == self.tok.eot {
@@ -200,7 +230,8 @@ impl WhisperModel {
         if silent {
             text.clear();
         }
-        Ok(Decoded { tokens: generated, text, truncated, no_speech_prob, avg_logprob, silent })
+        let language = language.map(|(_, code)| code);
+        Ok(Decoded { tokens: generated, text, truncated, no_speech_prob, avg_logprob, silent, language })
     }
 
     fn argmax(&self, logits: &[f32], first: bool) -> u32 {

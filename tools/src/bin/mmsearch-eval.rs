@@ -55,6 +55,10 @@ struct Args {
     check_baseline: Option<PathBuf>,
     #[arg(long, default_value_t = 0.02)]
     tolerance: f64,
+    /// espeak-ng query sets spoken on Vendure, overriding the profile's: voice_queries,
+    /// vendure_paraphrases, vendure_zh (Mandarin; use with a multilingual speech_model).
+    #[arg(long, value_delimiter = ',')]
+    espeak: Vec<String>,
 }
 
 fn parse_sets(names: &[String]) -> anyhow::Result<Option<Vec<Set>>> {
@@ -97,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
         opts.fmnist_queries = q;
     }
     opts.rebuild = !args.no_rebuild;
+    if !args.espeak.is_empty() {
+        opts.espeak_sets = args.espeak.clone();
+    }
 
     let enc_cfg = config.encode.clone();
     let encoders = tokio::task::spawn_blocking(move || Encoders::load(&enc_cfg)).await??;

@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 /// the test need no path to the source tree.
 const PARAPHRASES: &str = include_str!("../../../benches/eval/queries/vendure_paraphrases.json");
 const VOICE_QUERIES: &str = include_str!("../../../benches/eval/queries/voice_queries.json");
+/// Chinese shopper queries for the Vendure products (everyday phrasing, not title translations),
+/// and Chinese titles and descriptions for the same 54 products (a second catalogue).
+const ZH_QUERIES: &str = include_str!("../../../benches/eval/queries/vendure_zh_queries.json");
+const ZH_CATALOG: &str = include_str!("../../../deploy/eval/vendure_zh.jsonl");
 
 pub const FASHION_MNIST_CLASSES: [&str; 10] =
     ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"];
@@ -66,6 +70,27 @@ pub fn paraphrases() -> Result<QuerySet, EvalError> {
     serde_json::from_str(PARAPHRASES).map_err(|e| EvalError::Data(format!("vendure_paraphrases.json: {e}")))
 }
 
+pub fn zh_queries() -> Result<QuerySet, EvalError> {
+    serde_json::from_str(ZH_QUERIES).map_err(|e| EvalError::Data(format!("vendure_zh_queries.json: {e}")))
+}
+
+/// One product of the Chinese catalogue: the Vendure id with a Chinese title and description.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ZhText {
+    pub id: String,
+    pub title: String,
+    pub description: String,
+}
+
+pub fn zh_catalog() -> Result<Vec<ZhText>, EvalError> {
+    ZH_CATALOG
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| EvalError::Data(format!("vendure_zh.jsonl:{}: {e}", i + 1))))
+        .collect()
+}
+
 pub fn voice_queries() -> Result<QuerySet, EvalError> {
     serde_json::from_str(VOICE_QUERIES).map_err(|e| EvalError::Data(format!("voice_queries.json: {e}")))
 }
@@ -113,6 +138,11 @@ impl DataDir {
 
     pub fn spoken_queries(&self) -> Result<Vec<SpokenQuery>, EvalError> {
         self.jsonl("voice/espeak.jsonl")
+    }
+
+    /// espeak-ng `cmn` renderings of the Chinese queries (set `vendure_zh`).
+    pub fn spoken_queries_zh(&self) -> Result<Vec<SpokenQuery>, EvalError> {
+        self.jsonl("voice_zh/espeak.jsonl")
     }
 
     pub fn ktuberling(&self) -> Result<Vec<Recording>, EvalError> {

@@ -49,7 +49,8 @@ pub struct EvalOptions {
     /// Fashion-MNIST: gallery size (first n test images) and how many of them query image→image.
     pub fmnist_n: usize,
     pub fmnist_queries: usize,
-    /// espeak-ng query sets to speak: `voice_queries`, `vendure_paraphrases`; empty = no voice on Vendure.
+    /// espeak-ng query sets to speak: `voice_queries`, `vendure_paraphrases`, `vendure_zh` (Mandarin
+    /// voice; needs a multilingual `speech_model` to mean anything); empty = no voice on Vendure.
     pub espeak_sets: Vec<String>,
     /// KTuberling words to play (`None` = all 71 English recordings; empty = none).
     pub ktuberling_words: Option<Vec<String>>,

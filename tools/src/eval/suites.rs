@@ -118,13 +118,20 @@ pub async fn vendure(opts: &EvalOptions, encoders: Arc<Encoders>, out: &mut Out)
     if let Some((id, _)) = paraphrases.iter().find(|(id, _)| !ids.contains(id.as_str())) {
         return Err(EvalError::Data(format!("paraphrase target {id:?} is not in the Vendure catalogue")));
     }
-    let spoken: Vec<SpokenQuery> =
+    let zh = data::zh_queries()?;
+    if let Some((id, _)) = zh.iter().find(|(id, _)| !ids.contains(id.as_str())) {
+        return Err(EvalError::Data(format!("Chinese query target {id:?} is not in the Vendure catalogue")));
+    }
+    let mut spoken: Vec<SpokenQuery> =
         opts.data.spoken_queries()?.into_iter().filter(|q| opts.espeak_sets.contains(&q.set)).collect();
+    if opts.espeak_sets.iter().any(|s| s == "vendure_zh") {
+        spoken.extend(opts.data.spoken_queries_zh()?);
+    }
 
     let mut engines = Vec::new();
     for v in [Variant::TextOnly, Variant::BridgeOnly, Variant::Fused] {
         let e = ctx.engine(&format!("vendure {}", v.name()), vendure_items(&products, &photos, v), out).await?;
-        for (set, queries) in [("names", &names), ("paraphrases", &paraphrases)] {
+        for (set, queries) in [("names", &names), ("paraphrases", &paraphrases), ("zh", &zh)] {
             let mut ranks = Vec::with_capacity(queries.len());
             for (target, q) in queries.iter() {
                 ranks.push(rank_of(&e.ranked(Query::Text(q.clone()), n).await?, target));
@@ -132,6 +139,26 @@ pub async fn vendure(opts: &EvalOptions, encoders: Arc<Encoders>, out: &mut Out)
             out.ranks(&format!("vendure/{}/{set}", v.name()), &ranks, "");
         }
         engines.push((v, e));
+    }
+
+    // The same products with Chinese titles and descriptions (and the same photos).
+    let zh_text: HashMap<String, data::ZhText> = data::zh_catalog()?.into_iter().map(|z| (z.id.clone(), z)).collect();
+    let zh_products = products
+        .iter()
+        .map(|p| {
+            let z = zh_text.get(&p.id).ok_or_else(|| EvalError::Data(format!("{} has no Chinese title", p.id)))?;
+            Ok(Product { title: z.title.clone(), description: z.description.clone(), ..p.clone() })
+        })
+        .collect::<Result<Vec<_>, EvalError>>()?;
+    {
+        let e = ctx.engine("vendure-zh fused", vendure_items(&zh_products, &photos, Variant::Fused), out).await?;
+        for (set, queries) in [("zh", &zh), ("names", &names), ("paraphrases", &paraphrases)] {
+            let mut ranks = Vec::with_capacity(queries.len());
+            for (target, q) in queries.iter() {
+                ranks.push(rank_of(&e.ranked(Query::Text(q.clone()), n).await?, target));
+            }
+            out.ranks(&format!("vendure-zh/fused/{set}"), &ranks, "Chinese titles and descriptions");
+        }
     }
 
     // Voice: Whisper runs once per clip (through the fused engine's audio path); the same
@@ -172,7 +199,7 @@ pub async fn vendure(opts: &EvalOptions, encoders: Arc<Encoders>, out: &mut Out)
             &format!("voice/espeak-{set}/transcript"),
             k,
             BTreeMap::from([("exact".into(), exact as f64 / k as f64), ("word_acc".into(), 1.0 - wer / k as f64)]),
-            "espeak-ng en-us 175 wpm → whisper-tiny-en",
+            if set == "vendure_zh" { "espeak-ng cmn → the configured Whisper" } else { "espeak-ng en-us 175 wpm → the configured Whisper" },
         );
         for ((variant, how), r) in ranks {
             out.ranks(&format!("voice/espeak-{set}/vendure-{variant}/{how}"), &r, "");
