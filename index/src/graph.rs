@@ -204,6 +204,18 @@ impl HnswGraph {
         hits
     }
 
+    /// hnsw_rs's point indexation (layers, points, neighbour lists), for the exporter.
+    pub(crate) fn indexation(&self) -> &hnsw_rs::hnsw::PointIndexation<'static, f32> {
+        match &*self.graph {
+            AnyHnsw::Dot(h) => h.get_point_indexation(),
+            AnyHnsw::L2(h) => h.get_point_indexation(),
+        }
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
     /// Points per layer, for status reporting.
     pub fn layer_counts(&self) -> Vec<usize> {
         let indexation = match &*self.graph {
