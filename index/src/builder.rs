@@ -52,8 +52,7 @@ pub struct NativeGraph {
 
 struct Shared<'a> {
     kernel: Kernel,
-    rows: &'a [f32],
-    dim: usize,
+    rows: &'a [&'a [f32]],
     m: usize,
     m0: usize,
     efc: usize,
@@ -66,7 +65,7 @@ struct Shared<'a> {
 impl Shared<'_> {
     #[inline]
     fn vec(&self, n: u32) -> &[f32] {
-        &self.rows[n as usize * self.dim..(n as usize + 1) * self.dim]
+        self.rows[n as usize]
     }
 
     #[inline]
@@ -219,15 +218,16 @@ impl Shared<'_> {
     }
 }
 
-/// Builds a graph over `rows` (prepared vectors, node i = row i, `n · dim` floats).
-pub fn build(metric: Metric, dim: usize, rows: &[f32], params: &BuildParams, progress: &(dyn Fn(usize) + Sync)) -> Result<NativeGraph> {
-    if dim == 0 || rows.len() % dim != 0 || rows.is_empty() {
-        return Err(IndexError::Parameter(format!("{} floats are not rows of dim {dim}", rows.len())));
+/// Builds a graph over `rows` (prepared vectors of length `dim`; node i = row i). Rows are
+/// borrowed, not copied: a rebuild's memory is the rows it already holds plus the links.
+pub fn build(metric: Metric, dim: usize, rows: &[&[f32]], params: &BuildParams, progress: &(dyn Fn(usize) + Sync)) -> Result<NativeGraph> {
+    if dim == 0 || rows.is_empty() || rows.iter().any(|r| r.len() != dim) {
+        return Err(IndexError::Parameter(format!("build needs at least one row, every row of dim {dim}")));
     }
     if params.m < 2 || params.m > 512 || params.ef_construction < params.m {
         return Err(IndexError::Parameter(format!("need 2 ≤ m ≤ 512 ≤ …, ef_construction ≥ m: m {} efc {}", params.m, params.ef_construction)));
     }
-    let n = rows.len() / dim;
+    let n = rows.len();
     if n >= u32::MAX as usize {
         return Err(IndexError::Parameter(format!("{n} rows exceed the u32 node ids")));
     }
@@ -247,7 +247,6 @@ pub fn build(metric: Metric, dim: usize, rows: &[f32], params: &BuildParams, pro
     let shared = Shared {
         kernel: Kernel::detect(metric),
         rows,
-        dim,
         m: params.m,
         m0: 2 * params.m,
         efc: params.ef_construction,
@@ -286,9 +285,9 @@ pub fn build(metric: Metric, dim: usize, rows: &[f32], params: &BuildParams, pro
 
 impl NativeGraph {
     /// Writes the graph with `ids` (ascending, one per node) and `rows` as a graph file.
-    pub fn write(&self, path: &Path, ids: &[u64], rows: &[f32]) -> Result<u64> {
+    pub fn write(&self, path: &Path, ids: &[u64], rows: &[&[f32]]) -> Result<u64> {
         let dim = self.dim;
-        let vector = |i: usize| &rows[i * dim..(i + 1) * dim];
+        let vector = |i: usize| rows[i];
         let neighbours = |node: u32, level: usize, out: &mut Vec<u32>| {
             if let Some(l) = self.links[node as usize].get(level) {
                 out.extend_from_slice(l);

@@ -10,6 +10,7 @@
 //!   this module takes it as given.
 
 use crate::error::{IndexError, Result};
+use crate::graph_file::Builder;
 use crate::metric::Metric;
 use crate::topk::Scored;
 use dist::{DistDot, DistL2};
@@ -24,11 +25,19 @@ pub struct HnswParams {
     pub ef_construction: usize,
     /// hnsw_rs caps layers at 16; the level scale follows from `m`.
     pub max_layer: usize,
+    /// Which builder writes a generation's graph file (`index.builder`). Manifests written
+    /// before the flat format lack the field; they read as the hnsw_rs builder they used.
+    #[serde(default = "legacy_builder")]
+    pub builder: Builder,
+}
+
+fn legacy_builder() -> Builder {
+    Builder::HnswRs
 }
 
 impl Default for HnswParams {
     fn default() -> Self {
-        HnswParams { m: 16, ef_construction: 200, max_layer: 16 }
+        HnswParams { m: 16, ef_construction: 200, max_layer: 16, builder: Builder::Native }
     }
 }
 

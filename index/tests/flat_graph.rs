@@ -35,8 +35,9 @@ fn hnsw_rs_file(path: &Path, ids: &[u64], rows: &[f32], metric: Metric) -> HnswP
 
 fn native_file(path: &Path, ids: &[u64], rows: &[f32], metric: Metric) {
     let p = BuildParams { m: 16, ef_construction: 100, threads: 2, seed: 7 };
-    let g = builder::build(metric, DIM, rows, &p, &|_| {}).unwrap();
-    g.write(path, ids, rows).unwrap();
+    let refs: Vec<&[f32]> = rows.chunks_exact(DIM).collect();
+    let g = builder::build(metric, DIM, &refs, &p, &|_| {}).unwrap();
+    g.write(path, ids, &refs).unwrap();
 }
 
 /// Mean recall@k of `g` against exact search, filter applied to both.

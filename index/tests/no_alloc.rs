@@ -45,8 +45,9 @@ fn search_allocates_nothing_after_warm_up() {
     let ids: Vec<u64> = (0..3_000).collect();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.graph");
-    let g = builder::build(Metric::Cosine, DIM, &rows, &BuildParams { m: 12, ef_construction: 64, threads: 1, seed: 1 }, &|_| {}).unwrap();
-    g.write(&path, &ids, &rows).unwrap();
+    let refs: Vec<&[f32]> = rows.chunks_exact(DIM).collect();
+    let g = builder::build(Metric::Cosine, DIM, &refs, &BuildParams { m: 12, ef_construction: 64, threads: 1, seed: 1 }, &|_| {}).unwrap();
+    g.write(&path, &ids, &refs).unwrap();
     let graph = FlatGraph::new(GraphFile::open(&path, DIM, Metric::Cosine).unwrap());
     let queries: Vec<Vec<f32>> = (0..200u64).map(|i| c.row(10_000 + i, 1, 0.3)).collect();
     let odd = |id: u64| id % 2 == 1;
