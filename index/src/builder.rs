@@ -7,9 +7,10 @@
 //! 2. greedy descent from the entry point down to level+1;
 //! 3. on each level from min(level, top) down to 0: a beam search of width `ef_construction`,
 //!    then the heuristic neighbour selection (keep a candidate only if it is nearer to the new
-//!    node than to every neighbour kept so far) down to the level's capacity: m above layer 0,
-//!    m0 = 2·m on layer 0 (hnswlib stops at m there; faiss and hnsw_rs fill 2·m, which gave
-//!    recall parity with hnsw_rs at equal ef where m fell 0.06 short at ef 16);
+//!    node than to every neighbour kept so far) down to m links on every level (hnswlib; faiss
+//!    and hnsw_rs take 2·m on layer 0, a denser graph that needs a narrower beam for the same
+//!    recall but about twice the re-pruning per insert: at equal distance computations per
+//!    query the recall is the same, `tests/flat_graph.rs`);
 //! 4. back-links: each chosen neighbour gets the new node; a list over capacity (m above
 //!    layer 0, m0 = 2·m on layer 0) is re-pruned with the same heuristic.
 //!
@@ -50,6 +51,15 @@ pub struct NativeGraph {
     pub links: Vec<Vec<Vec<u32>>>,
 }
 
+/// One worker's reusable state.
+#[derive(Default)]
+struct Work {
+    visited: VisitedList,
+    buf: Vec<u32>,
+    cand: BinaryHeap<Near>,
+    res: BinaryHeap<Far>,
+}
+
 struct Shared<'a> {
     kernel: Kernel,
     rows: &'a [&'a [f32]],
@@ -81,19 +91,12 @@ impl Shared<'_> {
         }
     }
 
-    /// Beam search on one level from `ep`; returns up to `ef` nearest as (dist, node), unsorted.
-    fn search_level(
-        &self,
-        q: u32,
-        ep: u32,
-        level: usize,
-        ef: usize,
-        visited: &mut VisitedList,
-        buf: &mut Vec<u32>,
-    ) -> BinaryHeap<Far> {
+    /// Beam search on one level from `ep`; leaves up to `ef` nearest, nearest first, in `out`.
+    fn search_level(&self, q: u32, ep: u32, level: usize, ef: usize, w: &mut Work, out: &mut Vec<Far>) {
+        let Work { visited, buf, cand, res } = w;
         visited.reset(self.nodes.len());
-        let mut cand = BinaryHeap::new();
-        let mut res: BinaryHeap<Far> = BinaryHeap::new();
+        cand.clear();
+        res.clear();
         let d = self.dist(q, ep);
         visited.check_and_mark(ep);
         cand.push(Near(Far(d, ep)));
@@ -119,7 +122,9 @@ impl Shared<'_> {
                 }
             }
         }
-        res
+        out.clear();
+        out.extend(res.drain());
+        out.sort_unstable();
     }
 
     /// hnswlib's `getNeighborsByHeuristic2`: `cands` sorted nearest first → at most `keep`.
@@ -135,32 +140,32 @@ impl Shared<'_> {
         }
     }
 
-    fn insert(&self, q: u32, visited: &mut VisitedList, buf: &mut Vec<u32>) {
+    fn insert(&self, q: u32, w: &mut Work) {
         let level = self.levels[q as usize] as usize;
         let entry_guard = self.entry.read();
         let Some((mut ep, top)) = *entry_guard else {
             drop(entry_guard);
-            let mut w = self.entry.write();
-            if w.is_none() {
-                *w = Some((q, level));
+            let mut e = self.entry.write();
+            if e.is_none() {
+                *e = Some((q, level));
                 return;
             }
-            drop(w);
-            return self.insert(q, visited, buf);
+            drop(e);
+            return self.insert(q, w);
         };
         drop(entry_guard);
         // A node above the current top keeps the entry lock for its whole insert.
         let mut top_lock = if level > top {
-            let w = self.entry.write();
-            match *w {
-                Some((_, t)) if level > t => Some(w),
+            let e = self.entry.write();
+            match *e {
+                Some((_, t)) if level > t => Some(e),
                 _ => None,
             }
         } else {
             None
         };
         let (ep0, top) = match &top_lock {
-            Some(w) => w.unwrap_or((ep, top)),
+            Some(e) => e.unwrap_or((ep, top)),
             None => self.entry.read().unwrap_or((ep, top)),
         };
         ep = ep0;
@@ -169,8 +174,8 @@ impl Shared<'_> {
             let mut changed = true;
             while changed {
                 changed = false;
-                self.copy_links(ep, l, buf);
-                for &nb in buf.iter() {
+                self.copy_links(ep, l, &mut w.buf);
+                for &nb in w.buf.iter() {
                     let d = self.dist(q, nb);
                     if d < d_ep {
                         d_ep = d;
@@ -183,16 +188,16 @@ impl Shared<'_> {
         let mut selected = Vec::with_capacity(self.m0);
         let mut scratch = Vec::with_capacity(self.m0 + 1);
         let mut pruned = Vec::with_capacity(self.m0);
+        let mut sorted = Vec::with_capacity(self.efc);
         for l in (0..=level.min(top)).rev() {
-            let res = self.search_level(q, ep, l, self.efc, visited, buf);
-            let mut sorted = res.into_sorted_vec();
+            self.search_level(q, ep, l, self.efc, w, &mut sorted);
             sorted.retain(|f| f.1 != q);
-            let cap = if l == 0 { self.m0 } else { self.m };
-            self.heuristic(&sorted, cap, &mut selected);
+            self.heuristic(&sorted, self.m, &mut selected);
             if let Some(&Far(_, nearest)) = sorted.first() {
                 ep = nearest;
             }
             self.nodes[q as usize].lock()[l] = selected.clone();
+            let cap = if l == 0 { self.m0 } else { self.m };
             for &nb in &selected {
                 let mut g = self.nodes[nb as usize].lock();
                 let list = &mut g[l];
@@ -212,8 +217,8 @@ impl Shared<'_> {
                 list.extend_from_slice(&pruned);
             }
         }
-        if let Some(w) = top_lock.as_mut() {
-            **w = Some((q, level));
+        if let Some(e) = top_lock.as_mut() {
+            **e = Some((q, level));
         }
     }
 }
@@ -257,18 +262,17 @@ pub fn build(metric: Metric, dim: usize, rows: &[&[f32]], params: &BuildParams, 
     let threads = if params.threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { params.threads };
     let next = AtomicUsize::new(1);
     let done = AtomicUsize::new(0);
-    shared.insert(0, &mut VisitedList::new(), &mut Vec::new());
+    shared.insert(0, &mut Work::default());
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             s.spawn(|| {
-                let mut visited = VisitedList::new();
-                let mut buf = Vec::with_capacity(2 * params.m);
+                let mut work = Work::default();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= n {
                         break;
                     }
-                    shared.insert(i as u32, &mut visited, &mut buf);
+                    shared.insert(i as u32, &mut work);
                     let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                     if d % 4096 == 0 {
                         progress(d);
