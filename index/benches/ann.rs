@@ -174,6 +174,17 @@ fn proc_status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds this process has used (user + system, all threads), from /proc/self/stat. On a
+/// shared machine wall time measures the other tenants as much as the code; CPU time much less.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    let ticks = 100.0; // USER_HZ on Linux
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / ticks
+}
+
 fn load1() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -223,13 +234,16 @@ fn sweep(args: &Args, set: &Set, variant: &str, search: &(dyn Fn(&[f32], usize) 
     let _ = run_queries(search, &set.queries[..warm], *args.efs.iter().max().unwrap_or(&64), 1);
     for &ef in &args.efs {
         for &t in &args.threads {
+            let cpu0 = cpu_seconds();
             let (secs, res) = run_queries(search, &set.queries, ef, t);
+            let cpu_s = cpu_seconds() - cpu0;
             let r = recall(&set.gt, &res);
             emit(
                 args,
                 variant,
                 json!({"kind": "search", "ef": ef, "threads": t, "nq": set.queries.len(),
-                       "recall": r, "qps": set.queries.len() as f64 / secs, "secs": secs}),
+                       "recall": r, "qps": set.queries.len() as f64 / secs, "secs": secs, "cpu_s": cpu_s,
+                       "cpu_qps": set.queries.len() as f64 / cpu_s.max(0.01)}),
             );
         }
     }
@@ -364,6 +378,7 @@ fn main() {
         let t0 = Instant::now();
         let (variant, path) = match b.as_str() {
             "native" => {
+                let cpu0 = cpu_seconds();
                 let bt = args.threads.iter().copied().max().unwrap_or(1);
                 eprintln!("[ann] {}: native build of {} x {} on {bt} threads", args.set, set.n_base, set.dim);
                 let p = BuildParams { m: args.m, ef_construction: args.efc, threads: bt, seed: 100 };
@@ -373,7 +388,7 @@ fn main() {
                 let path = work.join("native.graph");
                 let t1 = Instant::now();
                 let bytes = g.write(&path, &ids, &refs).expect("write graph");
-                emit(&args, "native", json!({"kind": "build", "build_s": build_s, "n": set.n_base, "dim": set.dim,
+                emit(&args, "native", json!({"kind": "build", "build_s": build_s, "build_cpu_s": cpu_seconds() - cpu0, "n": set.n_base, "dim": set.dim,
                     "metric": set.metric.as_str(), "build_threads": bt,
                     "peak_rss_mib": proc_status_kib("VmHWM:") as f64 / 1024.0, "rss_mib": proc_status_kib("VmRSS:") as f64 / 1024.0,
                     "raw_data_mib": (set.n_base * set.dim * 4) as f64 / 1048576.0}));
@@ -382,13 +397,14 @@ fn main() {
                 ("flat-native", path)
             }
             "hnsw_rs" => {
+                let cpu0 = cpu_seconds();
                 eprintln!("[ann] {}: hnsw_rs build of {} x {} on {threads} threads (rayon)", args.set, set.n_base, set.dim);
                 let g = HnswGraph::build(set.metric, &params, &rows, &mut |_| {}).expect("hnsw_rs build");
                 let build_s = t0.elapsed().as_secs_f64();
                 let path = work.join("export.graph");
                 let t1 = Instant::now();
                 let bytes = export::write(&path, &g, &params, set.dim, &rows).expect("export");
-                emit(&args, "export", json!({"kind": "build", "build_s": build_s, "n": set.n_base, "dim": set.dim,
+                emit(&args, "export", json!({"kind": "build", "build_s": build_s, "build_cpu_s": cpu_seconds() - cpu0, "n": set.n_base, "dim": set.dim,
                     "metric": set.metric.as_str(), "build_threads": threads,
                     "peak_rss_mib": proc_status_kib("VmHWM:") as f64 / 1024.0, "rss_mib": proc_status_kib("VmRSS:") as f64 / 1024.0,
                     "raw_data_mib": (set.n_base * set.dim * 4) as f64 / 1048576.0, "layers": g.layer_counts()}));
