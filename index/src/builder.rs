@@ -274,7 +274,7 @@ pub fn build(metric: Metric, dim: usize, rows: &[&[f32]], params: &BuildParams, 
                     }
                     shared.insert(i as u32, &mut work);
                     let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if d % 4096 == 0 {
+                    if d.is_multiple_of(4096) {
                         progress(d);
                     }
                 }

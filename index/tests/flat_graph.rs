@@ -129,7 +129,7 @@ fn filters_apply_during_traversal_and_rejected_nodes_still_route() {
     let qs = queries(150, 8);
     // 50 %, 10 % and 2 % of ids pass (by a hash of the id, unrelated to position).
     for (share, ef) in [(2u64, 64), (10, 128), (50, 400)] {
-        let f = move |id: u64| (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % share == 0;
+        let f = move |id: u64| (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32).is_multiple_of(share);
         let r = recall(&g, &qs, 10, ef, Some(&f));
         assert!(r >= 0.9, "1/{share} pass: filtered recall {r}");
     }
