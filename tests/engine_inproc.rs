@@ -295,3 +295,73 @@ async fn store_memory_is_broken_down_and_budgeted() {
     let reopened = Engine::open(EngineConfig { store: base, ..config(tight_dir.path()) }, None).await.expect("reopen");
     assert_eq!(reopened.stats().items, N);
 }
+
+/// Reopens the engine in `cfg`'s data dir. The rebuild thread of the previous engine drops its
+/// handle on the collection (and so the RocksDB lock) just after reporting Done: retry briefly.
+async fn reopen(cfg: &EngineConfig) -> Engine {
+    for _ in 0..100 {
+        match Engine::open(cfg.clone(), None).await {
+            Ok(e) => return e,
+            Err(e) if e.to_string().contains("lock") => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            Err(e) => panic!("reopen: {e}"),
+        }
+    }
+    panic!("store still locked after 5 s")
+}
+
+/// A restart after each kind of generation serves the same answers: the flat graph from either
+/// builder, and a generation in the hnsw_rs format of older releases, which is served on start
+/// and rebuilt in the flat format.
+#[tokio::test]
+async fn restart_after_each_generation_kind() {
+    use mmsearch_index::generation::{self, GenerationWriter};
+    use mmsearch_index::graph_file::Builder;
+    for builder in [Builder::Native, Builder::HnswRs] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.index.builder = builder;
+        let before = {
+            let engine = Engine::open(cfg.clone(), None).await.expect("open");
+            ingest(&engine, 0..200).await;
+            rebuild(&engine).await;
+            let g = engine.collection().base_generation();
+            assert!(!g.is_legacy() && g.segment("words").unwrap().flat.is_some(), "{builder:?}");
+            search(&engine, vector_query(7, 10)).await
+        };
+        let engine = reopen(&cfg).await;
+        let g = engine.collection().base_generation();
+        assert_eq!(g.segment("words").unwrap().flat.as_ref().unwrap().file.builder, builder);
+        assert_eq!(search(&engine, vector_query(7, 10)).await, before, "{builder:?}");
+        assert_eq!(engine.stats().spaces.iter().find(|s| s.spec.name == "words").unwrap().fresh_vectors, 0);
+
+        if builder != Builder::Native {
+            continue;
+        }
+        // Rewrite the generation in the legacy format (same rows, same snapshot), as an older
+        // release would have left it, then restart.
+        let index_dir = engine.collection().config().index_dir();
+        let specs = engine.collection().specs().to_vec();
+        let params = engine.collection().config().index.hnsw_params();
+        let mut w = GenerationWriter::create(&index_dir, g.id + 1, g.snapshot_seq).unwrap();
+        for spec in &specs {
+            let seg = g.segment(&spec.name).unwrap();
+            let rows: Vec<(u64, &[f32])> = seg.ids().iter().map(|&id| (id, seg.get(id).unwrap())).collect();
+            if rows.len() >= 32 {
+                w.add_space_legacy(spec, &params, &rows).unwrap();
+            } else {
+                w.add_space(spec, &params, &rows, 32, &mut |_| {}).unwrap();
+            }
+        }
+        let legacy_id = g.id + 1;
+        w.commit().unwrap();
+        drop(g);
+        drop(engine);
+        let engine = reopen(&cfg).await;
+        // The legacy generation serves until the migration's rebuild replaces it.
+        rebuild(&engine).await;
+        let g = engine.collection().base_generation();
+        assert!(g.id > legacy_id && !g.is_legacy(), "migrated to the flat format");
+        assert!(generation::list_generations(&index_dir).unwrap().contains(&g.id));
+        assert_eq!(search(&engine, vector_query(7, 10)).await, before);
+    }
+}

@@ -224,14 +224,14 @@ async fn snapshot_restore_answers_identically() {
     assert!(!occupied.join("store").exists());
     let corrupt = tmp.path().join("corrupt");
     copy_tree(&snap, &corrupt);
-    let vec_file: PathBuf = std::fs::read_dir(corrupt.join("index")).unwrap().next().unwrap().unwrap().path().join("shared.vec");
+    let vec_file: PathBuf = std::fs::read_dir(corrupt.join("index")).unwrap().next().unwrap().unwrap().path().join("shared.graph");
     let mut bytes = std::fs::read(&vec_file).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&vec_file, bytes).unwrap();
     let fresh_dir = tmp.path().join("never");
     let (ok, text) = restore(&corrupt, &fresh_dir, &[]);
-    assert!(!ok && text.contains("shared.vec"), "{text}");
+    assert!(!ok && text.contains("shared.graph"), "{text}");
     assert!(!fresh_dir.join("store").exists());
 
     // Restores that work: into a new directory, and with --force over a non-empty one.

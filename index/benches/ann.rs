@@ -3,8 +3,17 @@
 //! ```text
 //! cargo bench -p mmsearch-index --bench ann -- --set fashion-mnist-784 [--data DIR]
 //!     [--ef 10,16,24,32,48,64,96,128,256] [--threads 1,2] [--m 16] [--efc 200] [--nq N] [--work DIR]
+//!     [--builders native,hnsw_rs] [--old-path]
 //! ```
 //! Phases, one JSON object per line on stdout (schema shared with `ann_reference.py`):
+//! 0. Flat graph files ([`mmsearch_index::graph_file`]), one per builder in `--builders`:
+//!    `build` (variant `native`: `builder::build` on max(--threads) threads; variant `export`:
+//!    hnsw_rs's build plus the export), `size` (the file), then a child process per file opens
+//!    it with `GraphFile::open` (mmap + header, structure and link checksums) and reports
+//!    `load` (open time, RSS) and the sweep (variant `flat-native` / `flat-export`) through
+//!    `FlatGraph::search` with an all-pass filter closure, as a server would call it.
+//!
+//! With `--old-path`, also the hnsw_rs serving path of generations before the flat format:
 //! 1. `build`: `HnswGraph::build` over the base set (hnsw_rs parallel insert, rayon = all cores),
 //!    wall time, VmHWM/VmRSS of this process right after the build.
 //! 2. `search`, variant `built`: the ef sweep on the in-memory graph, at each thread count
@@ -22,7 +31,8 @@
 //! shares the machine.
 
 use mmsearch_index::generation::{FileEntry, Manifest, SpaceManifest};
-use mmsearch_index::{Generation, HnswGraph, HnswParams, Metric, SpaceSpec, VectorFile};
+use mmsearch_index::builder::{self, BuildParams};
+use mmsearch_index::{export, FlatGraph, Generation, GraphFile, HnswGraph, HnswParams, Metric, SpaceSpec, VectorFile};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -43,11 +53,14 @@ struct Args {
     work: Option<PathBuf>,
     mmap_child: Option<PathBuf>,
     diag_efs: Vec<usize>,
+    builders: Vec<String>,
+    old_path: bool,
+    flat_child: Option<(PathBuf, String)>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: ann --set NAME [--data DIR] [--ef LIST] [--threads LIST] [--m 16] [--efc 200] [--nq N] [--work DIR] [--diag-ef LIST]"
+        "usage: ann --set NAME [--data DIR] [--ef LIST] [--threads LIST] [--m 16] [--efc 200] [--nq N] [--work DIR] [--diag-ef LIST] [--builders native,hnsw_rs] [--old-path]"
     );
     std::process::exit(2)
 }
@@ -71,6 +84,9 @@ fn parse_args() -> Args {
         work: None,
         mmap_child: None,
         diag_efs: Vec::new(),
+        builders: vec!["native".into(), "hnsw_rs".into()],
+        old_path: false,
+        flat_child: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -87,6 +103,12 @@ fn parse_args() -> Args {
             "--work" => a.work = Some(PathBuf::from(val())),
             "--mmap-child" => a.mmap_child = Some(PathBuf::from(val())),
             "--diag-ef" => a.diag_efs = list(&val()),
+            "--builders" => a.builders = val().split(',').map(|b| b.trim().to_string()).collect(),
+            "--old-path" => a.old_path = true,
+            "--flat-child" => {
+                let file = PathBuf::from(val());
+                a.flat_child = Some((file, val()));
+            }
             _ => usage(),
         }
     }
@@ -152,6 +174,17 @@ fn proc_status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds this process has used (user + system, all threads), from /proc/self/stat. On a
+/// shared machine wall time measures the other tenants as much as the code; CPU time much less.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    let ticks = 100.0; // USER_HZ on Linux
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / ticks
+}
+
 fn load1() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -201,13 +234,16 @@ fn sweep(args: &Args, set: &Set, variant: &str, search: &(dyn Fn(&[f32], usize) 
     let _ = run_queries(search, &set.queries[..warm], *args.efs.iter().max().unwrap_or(&64), 1);
     for &ef in &args.efs {
         for &t in &args.threads {
+            let cpu0 = cpu_seconds();
             let (secs, res) = run_queries(search, &set.queries, ef, t);
+            let cpu_s = cpu_seconds() - cpu0;
             let r = recall(&set.gt, &res);
             emit(
                 args,
                 variant,
                 json!({"kind": "search", "ef": ef, "threads": t, "nq": set.queries.len(),
-                       "recall": r, "qps": set.queries.len() as f64 / secs, "secs": secs}),
+                       "recall": r, "qps": set.queries.len() as f64 / secs, "secs": secs, "cpu_s": cpu_s,
+                       "cpu_qps": set.queries.len() as f64 / cpu_s.max(0.01)}),
             );
         }
     }
@@ -274,10 +310,48 @@ fn diagnose(args: &Args, set: &Set, gen_dir: &Path) {
 }
 
 
+/// Serves one graph file in a fresh process: open time, RSS of a process that only serves,
+/// then the sweep.
+fn flat_child(args: &Args, file: &Path, variant: &str) {
+    let set = load_set(args);
+    let t0 = Instant::now();
+    let graph = FlatGraph::new(GraphFile::open(file, set.dim, set.metric).expect("open graph file"));
+    let load_s = t0.elapsed().as_secs_f64();
+    emit(
+        args,
+        variant,
+        json!({"kind": "load", "load_s": load_s, "peak_rss_mib": proc_status_kib("VmHWM:") as f64 / 1024.0,
+               "rss_mib": proc_status_kib("VmRSS:") as f64 / 1024.0, "kernel": format!("{:?}", graph.kernel.isa),
+               "layers": graph.file.layer_counts()}),
+    );
+    let all = |_: u64| true;
+    let search = |q: &[f32], ef: usize| -> Vec<u64> {
+        graph.search(q, K, ef, Some(&all)).into_iter().map(|s| s.id).collect()
+    };
+    sweep(args, &set, variant, &search);
+}
+
+fn spawn_child(args: &Args, extra: &[&std::ffi::OsStr]) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("exe"));
+    cmd.args(["--set", &args.set]).arg("--data").arg(&args.data).args(extra);
+    cmd.args(["--ef", &args.efs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",")]);
+    cmd.args(["--threads", &args.threads.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",")]);
+    cmd.args(["--m", &args.m.to_string(), "--efc", &args.efc.to_string()]);
+    if args.nq != usize::MAX {
+        cmd.args(["--nq", &args.nq.to_string()]);
+    }
+    let status = cmd.status().expect("spawn child");
+    assert!(status.success(), "child failed: {status}");
+}
+
 fn main() {
     let args = parse_args();
     if let Some(gen_dir) = args.mmap_child.clone() {
         mmap_child(&args, &gen_dir);
+        return;
+    }
+    if let Some((file, variant)) = args.flat_child.clone() {
+        flat_child(&args, &file, &variant);
         return;
     }
     let set = load_set(&args);
@@ -292,6 +366,64 @@ fn main() {
     let rows: Vec<(u64, &[f32])> = base.chunks_exact(set.dim).enumerate().map(|(i, r)| (i as u64, r)).collect();
     let params = HnswParams { m: args.m, ef_construction: args.efc, ..HnswParams::default() };
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let work = args.work.clone().unwrap_or_else(|| args.data.join("_work").join(&args.set));
+    if work.exists() {
+        std::fs::remove_dir_all(&work).expect("clear work dir");
+    }
+    std::fs::create_dir_all(&work).expect("mkdir work");
+    let ids: Vec<u64> = (0..set.n_base as u64).collect();
+    let mut files: Vec<(PathBuf, &str)> = Vec::new();
+    let mut hnsw_rs_graph = None;
+    for b in args.builders.clone() {
+        let t0 = Instant::now();
+        let (variant, path) = match b.as_str() {
+            "native" => {
+                let cpu0 = cpu_seconds();
+                let bt = args.threads.iter().copied().max().unwrap_or(1);
+                eprintln!("[ann] {}: native build of {} x {} on {bt} threads", args.set, set.n_base, set.dim);
+                let p = BuildParams { m: args.m, ef_construction: args.efc, threads: bt, seed: 100 };
+                let refs: Vec<&[f32]> = base.chunks_exact(set.dim).collect();
+                let g = builder::build(set.metric, set.dim, &refs, &p, &|_| {}).expect("native build");
+                let build_s = t0.elapsed().as_secs_f64();
+                let path = work.join("native.graph");
+                let t1 = Instant::now();
+                let bytes = g.write(&path, &ids, &refs).expect("write graph");
+                emit(&args, "native", json!({"kind": "build", "build_s": build_s, "build_cpu_s": cpu_seconds() - cpu0, "n": set.n_base, "dim": set.dim,
+                    "metric": set.metric.as_str(), "build_threads": bt,
+                    "peak_rss_mib": proc_status_kib("VmHWM:") as f64 / 1024.0, "rss_mib": proc_status_kib("VmRSS:") as f64 / 1024.0,
+                    "raw_data_mib": (set.n_base * set.dim * 4) as f64 / 1048576.0}));
+                emit(&args, "native", json!({"kind": "size", "dump_s": t1.elapsed().as_secs_f64(), "index_bytes": bytes,
+                    "bytes_per_item": bytes as f64 / set.n_base as f64}));
+                ("flat-native", path)
+            }
+            "hnsw_rs" => {
+                let cpu0 = cpu_seconds();
+                eprintln!("[ann] {}: hnsw_rs build of {} x {} on {threads} threads (rayon)", args.set, set.n_base, set.dim);
+                let g = HnswGraph::build(set.metric, &params, &rows, &mut |_| {}).expect("hnsw_rs build");
+                let build_s = t0.elapsed().as_secs_f64();
+                let path = work.join("export.graph");
+                let t1 = Instant::now();
+                let bytes = export::write(&path, &g, &params, set.dim, &rows).expect("export");
+                emit(&args, "export", json!({"kind": "build", "build_s": build_s, "build_cpu_s": cpu_seconds() - cpu0, "n": set.n_base, "dim": set.dim,
+                    "metric": set.metric.as_str(), "build_threads": threads,
+                    "peak_rss_mib": proc_status_kib("VmHWM:") as f64 / 1024.0, "rss_mib": proc_status_kib("VmRSS:") as f64 / 1024.0,
+                    "raw_data_mib": (set.n_base * set.dim * 4) as f64 / 1048576.0, "layers": g.layer_counts()}));
+                emit(&args, "export", json!({"kind": "size", "dump_s": t1.elapsed().as_secs_f64(), "index_bytes": bytes,
+                    "bytes_per_item": bytes as f64 / set.n_base as f64}));
+                hnsw_rs_graph = Some(g);
+                ("flat-export", path)
+            }
+            other => panic!("unknown builder {other} (native, hnsw_rs)"),
+        };
+        files.push((path, variant));
+    }
+    for (path, variant) in &files {
+        spawn_child(&args, &["--flat-child".as_ref(), path.as_os_str(), variant.as_ref()]);
+    }
+    if !args.old_path {
+        return;
+    }
+    drop(hnsw_rs_graph);
     eprintln!("[ann] {}: building {} x {} ({:?}) on {threads} threads", args.set, set.n_base, set.dim, set.metric);
 
     let t0 = Instant::now();
@@ -316,10 +448,6 @@ fn main() {
     sweep(&args, &set, "built", &graph_search(&graph));
 
     // A generation folder laid out as GenerationWriter::add_space + commit would leave it.
-    let work = args.work.clone().unwrap_or_else(|| args.data.join("_work").join(&args.set));
-    if work.exists() {
-        std::fs::remove_dir_all(&work).expect("clear work dir");
-    }
     let gen_dir = work.join("gen-00000000000000000001");
     std::fs::create_dir_all(&gen_dir).expect("mkdir");
     let t0 = Instant::now();

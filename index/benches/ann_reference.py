@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Reference ANN numbers for index/benches/ann.rs: hnswlib and faiss-cpu IndexHNSWFlat.
+"""Reference ANN numbers for index/benches/ann.rs: hnswlib, faiss-cpu IndexHNSWFlat and usearch.
 
-    python index/benches/ann_reference.py --engine hnswlib|faiss --set fashion-mnist-784
+    python index/benches/ann_reference.py --engine hnswlib|faiss|usearch --set fashion-mnist-784
         [--data DIR] [--ef 10,16,...] [--threads 1,2] [--m 16] [--efc 200] [--nq N]
 
 Same sets (prepare_ann.py), same parameters and the same JSON-lines schema as ann.rs:
@@ -11,7 +11,10 @@ over T threads), `size` (the index saved with the library's own writer).
 Thread counts are set explicitly: hnswlib `set_num_threads` / `num_threads=`, faiss
 `omp_set_num_threads`. Build uses the largest thread count given (2 on the bench machine).
 Cosine sets: hnswlib space 'cosine' (normalises internally); faiss METRIC_INNER_PRODUCT on
-L2-normalised vectors. Run one engine per process so each peak RSS is that engine's alone.
+L2-normalised vectors; usearch metric 'ip' on L2-normalised vectors / 'l2sq'. usearch is
+measured in its memory-mapped mode: built, saved, then `Index.restore(path, view=True)` and
+searched from the view (variant `view`), as the flat graph is served mmapped.
+Run one engine per process so each peak RSS is that engine's alone.
 """
 import argparse
 import json
@@ -39,7 +42,7 @@ def load1() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engine", required=True, choices=["hnswlib", "faiss"])
+    ap.add_argument("--engine", required=True, choices=["hnswlib", "faiss", "usearch"])
     ap.add_argument("--set", required=True)
     ap.add_argument("--data", default=os.environ.get("MMSEARCH_BENCH_DATA",
                                                      str(Path.home() / ".cache/mmsearch/bench")))
@@ -66,8 +69,10 @@ def main() -> None:
     base = np.ascontiguousarray(base, dtype=np.float32)
     query = np.ascontiguousarray(query, dtype=np.float32)
 
+    variant = {"usearch": "view"}.get(args.engine, "built")
+
     def emit(**kw):
-        rec = {"engine": args.engine, "set": args.set, "variant": "built", "m": args.m,
+        rec = {"engine": args.engine, "set": args.set, "variant": variant, "m": args.m,
                "ef_construction": args.efc, **kw, "load1": load1()}
         print(json.dumps(rec), flush=True)
 
@@ -77,11 +82,13 @@ def main() -> None:
         from importlib.metadata import version as pkg_version
         version = pkg_version("hnswlib")
         index = hnswlib.Index(space="cosine" if metric == "cosine" else "l2", dim=dim)
+        c0 = time.process_time()
         t0 = time.perf_counter()
         index.init_index(max_elements=len(base), ef_construction=args.efc, M=args.m, random_seed=100)
         index.set_num_threads(build_threads)
         index.add_items(base, np.arange(len(base)), num_threads=build_threads)
         build_s = time.perf_counter() - t0
+        build_cpu_s = time.process_time() - c0
 
         def search(q, ef, t):
             index.set_ef(ef)
@@ -90,6 +97,31 @@ def main() -> None:
 
         def save(path):
             index.save_index(str(path))
+    elif args.engine == "usearch":
+        import usearch
+        from usearch.index import Index
+        version = usearch.__version__
+        built = Index(ndim=dim, metric="ip" if metric == "cosine" else "l2sq", dtype="f32",
+                      connectivity=args.m, expansion_add=args.efc, expansion_search=64)
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        built.add(np.arange(len(base), dtype=np.uint64), base, threads=build_threads)
+        build_s = time.perf_counter() - t0
+        build_cpu_s = time.process_time() - c0
+        saved = Path(tempfile.mkdtemp(dir=args.data)) / "usearch.bin"
+        built.save(str(saved))
+        del built
+        t0 = time.perf_counter()
+        index = Index.restore(str(saved), view=True)
+        view_s = time.perf_counter() - t0
+
+        def search(q, ef, t):
+            index.expansion_search = ef
+            return index.search(q, K, threads=t).keys
+
+        def save(path):
+            import shutil
+            shutil.copy(saved, path)
     else:
         import faiss
         version = faiss.__version__
@@ -97,9 +129,11 @@ def main() -> None:
         mt = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
         index = faiss.IndexHNSWFlat(dim, args.m, mt)
         index.hnsw.efConstruction = args.efc
+        c0 = time.process_time()
         t0 = time.perf_counter()
         index.add(base)
         build_s = time.perf_counter() - t0
+        build_cpu_s = time.process_time() - c0
 
         def search(q, ef, t):
             faiss.omp_set_num_threads(t)
@@ -110,19 +144,23 @@ def main() -> None:
         def save(path):
             faiss.write_index(index, str(path))
 
-    emit(kind="build", build_s=build_s, n=len(base), dim=dim, metric=metric, build_threads=build_threads,
+    emit(kind="build", build_s=build_s, build_cpu_s=build_cpu_s, n=len(base), dim=dim, metric=metric, build_threads=build_threads,
          peak_rss_mib=kib("VmHWM:") / 1024, rss_mib=kib("VmRSS:") / 1024,
          raw_data_mib=base.nbytes / 2**20, version=version)
 
+    if args.engine == "usearch":
+        emit(kind="load", load_s=view_s, rss_mib=kib("VmRSS:") / 1024)
     search(query[:1000], max(efs), 1)  # warm-up, as ann.rs
     for ef in efs:
         for t in threads:
+            c0 = time.process_time()
             t0 = time.perf_counter()
             labels = search(query, ef, t)
             secs = time.perf_counter() - t0
+            cpu_s = time.process_time() - c0
             hits = sum(len(np.intersect1d(labels[i], gt[i])) for i in range(len(gt)))
             emit(kind="search", ef=ef, threads=t, nq=len(query), recall=hits / (len(gt) * K),
-                 qps=len(query) / secs, secs=secs)
+                 qps=len(query) / secs, secs=secs, cpu_s=cpu_s, cpu_qps=len(query) / max(cpu_s, 0.01))
 
     with tempfile.TemporaryDirectory(dir=args.data) as tmp:
         p = Path(tmp) / "index.bin"

@@ -10,6 +10,7 @@
 //!   this module takes it as given.
 
 use crate::error::{IndexError, Result};
+use crate::graph_file::Builder;
 use crate::metric::Metric;
 use crate::topk::Scored;
 use dist::{DistDot, DistL2};
@@ -24,11 +25,19 @@ pub struct HnswParams {
     pub ef_construction: usize,
     /// hnsw_rs caps layers at 16; the level scale follows from `m`.
     pub max_layer: usize,
+    /// Which builder writes a generation's graph file (`index.builder`). Manifests written
+    /// before the flat format lack the field; they read as the hnsw_rs builder they used.
+    #[serde(default = "legacy_builder")]
+    pub builder: Builder,
+}
+
+fn legacy_builder() -> Builder {
+    Builder::HnswRs
 }
 
 impl Default for HnswParams {
     fn default() -> Self {
-        HnswParams { m: 16, ef_construction: 200, max_layer: 16 }
+        HnswParams { m: 16, ef_construction: 200, max_layer: 16, builder: Builder::Native }
     }
 }
 
@@ -202,6 +211,18 @@ impl HnswGraph {
         hits.sort_by(Scored::better_first);
         hits.truncate(k);
         hits
+    }
+
+    /// hnsw_rs's point indexation (layers, points, neighbour lists), for the exporter.
+    pub(crate) fn indexation(&self) -> &hnsw_rs::hnsw::PointIndexation<'static, f32> {
+        match &*self.graph {
+            AnyHnsw::Dot(h) => h.get_point_indexation(),
+            AnyHnsw::L2(h) => h.get_point_indexation(),
+        }
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.metric
     }
 
     /// Points per layer, for status reporting.

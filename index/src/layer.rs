@@ -31,7 +31,7 @@ impl Layer for BaseSegment {
     }
 
     fn vector(&self, id: u64) -> Option<&[f32]> {
-        self.vectors.get(id)
+        self.get(id)
     }
 
     fn len(&self) -> usize {

@@ -2,6 +2,9 @@
 //!
 //! - [`metric`]: cosine / L2, vector preparation, exact kernels. Scores are "higher is better".
 //! - [`graph`]: an hnsw_rs graph (build in parallel, search with a filter, dump, mmap reload).
+//! - [`graph_file`]: the flat, memory-mapped graph format (ids, 64-byte vector rows, layer-0
+//!   table, CSR upper layers); [`search`]: the beam search over it; [`kernel`]: distance
+//!   kernels chosen once from the CPU's features; [`export`]: hnsw_rs graph → graph file.
 //! - [`vectors`]: a generation's vectors sorted by id, mmapped, for lookups and exact scans.
 //! - [`generation`]: immutable on-disk snapshots published by an atomic rename; a generation
 //!   holds one [`BaseSegment`] per space.
@@ -20,13 +23,18 @@
 //! Ids are `u64` write sequence numbers assigned by the caller, unique per stored version,
 //! which is what hnsw_rs needs (it has no delete and its mmap reload looks vectors up by id).
 
+pub mod builder;
 pub mod error;
+pub mod export;
 pub mod flat;
 pub mod generation;
 pub mod graph;
+pub mod graph_file;
+pub mod kernel;
 pub mod layer;
 pub mod metric;
 pub mod plan;
+pub mod search;
 pub mod snapshot;
 pub mod synthetic;
 pub mod topk;
@@ -36,6 +44,9 @@ pub use error::{IndexError, Result};
 pub use flat::FlatLayer;
 pub use generation::{BaseSegment, Generation, GenerationWriter, SpaceSpec};
 pub use graph::{HnswGraph, HnswParams};
+pub use graph_file::GraphFile;
+pub use kernel::{Isa, Kernel};
+pub use search::FlatGraph;
 pub use layer::Layer;
 pub use metric::Metric;
 pub use plan::{plan, Matching, Path, Plan, PlanInput, PlannerConfig, Step};

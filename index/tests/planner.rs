@@ -69,7 +69,7 @@ impl Space {
         let mut w = GenerationWriter::create(dir.path(), 1, data[base - 1].0).unwrap();
         w.add_space(&spec, &HnswParams::default(), &refs, 10, &mut |_| {}).unwrap();
         let generation = Generation::open(&w.commit().unwrap(), std::slice::from_ref(&spec)).unwrap();
-        assert!(generation.segment(&spec.name).unwrap().graph.is_some());
+        assert!(generation.segment(&spec.name).unwrap().flat.is_some());
         let mut fresh = FlatLayer::new(spec.dim, spec.metric);
         for (id, v) in &data[base..] {
             fresh.insert(*id, v);

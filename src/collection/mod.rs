@@ -28,6 +28,7 @@ use crate::store::{Store, StoreError};
 /// The store's own settings and report, re-exported so the modules above need not know it.
 pub use crate::store::{StoreConfig, StoreMemory};
 use mmsearch_index::generation::{self, Generation};
+use mmsearch_index::graph_file::Builder;
 use mmsearch_index::{FlatLayer, HnswParams, IndexError, PlannerConfig, SpaceSpec};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -86,6 +87,9 @@ pub struct IndexConfig {
     pub exact_scan_threshold: usize,
     /// Complete generations kept on disk (the one in use is always kept).
     pub keep_generations: usize,
+    /// Which builder writes a generation's graph: `native` (this project's hnswlib algorithm)
+    /// or `hnsw_rs` (hnsw_rs 0.3.5, exported). Both write the same flat graph file.
+    pub builder: Builder,
 }
 
 impl Default for IndexConfig {
@@ -98,13 +102,14 @@ impl Default for IndexConfig {
             max_fresh: 50_000,
             exact_scan_threshold: 2_000,
             keep_generations: 2,
+            builder: Builder::Native,
         }
     }
 }
 
 impl IndexConfig {
     pub fn hnsw_params(&self) -> HnswParams {
-        HnswParams { m: self.m, ef_construction: self.ef_construction, max_layer: 16 }
+        HnswParams { m: self.m, ef_construction: self.ef_construction, max_layer: 16, builder: self.builder }
     }
 
     /// The query planner's settings (the index crate owns the rules): this section's beam and
@@ -200,6 +205,7 @@ impl Collection {
         }
         let base = base.unwrap_or_else(|| Generation::empty(&specs));
         tracing::info!(generation = base.id, snapshot_seq = base.snapshot_seq, "index generation mapped");
+        let migrate = base.is_legacy();
 
         let mut catalog = Catalog::default();
         store.for_each_item(|v| {
@@ -237,7 +243,17 @@ impl Collection {
             rebuild: rebuild::Coordinator::default(),
             generation_files: Mutex::new(()),
         });
-        collection.maybe_compact();
+        if migrate {
+            // Generations written before the flat graph format (an hnsw_rs dump beside the
+            // vector file) keep serving while a rebuild from the store writes the flat format.
+            tracing::warn!(
+                generation = collection.base_generation().id,
+                "index generation is in the hnsw_rs format of older releases; serving it while a rebuild writes the flat graph format"
+            );
+            let _ = collection.rebuild();
+        } else {
+            collection.maybe_compact();
+        }
         Ok(collection)
     }
 
@@ -313,14 +329,14 @@ impl Collection {
                 let seg = base.segment(&spec.name);
                 let base_vectors = seg.map_or(0, |s| s.len());
                 let live_in_base =
-                    seg.map_or(0, |s| s.vectors.ids().iter().filter(|&&id| state.catalog.is_live(id)).count());
-                mapped += seg.map_or(0, |s| s.vectors.mapped_bytes());
+                    seg.map_or(0, |s| s.ids().iter().filter(|&&id| state.catalog.is_live(id)).count());
+                mapped += seg.map_or(0, |s| s.mapped_bytes());
                 SpaceStats {
                     spec: spec.clone(),
                     base_vectors,
                     fresh_vectors: state.fresh.get(&spec.name).map_or(0, |l| l.len()),
                     tombstones: base_vectors - live_in_base,
-                    layer_counts: seg.and_then(|s| s.graph.as_ref()).map(|g| g.layer_counts()).unwrap_or_default(),
+                    layer_counts: seg.map(|s| s.layer_counts()).unwrap_or_default(),
                 }
             })
             .collect();

@@ -41,7 +41,7 @@ impl Collection {
             if let Some(v) = state.fresh.get(space).and_then(|l| l.get(seq)) {
                 return Ok((seq, v.to_vec()));
             }
-            if let Some(v) = state.base.segment(space).and_then(|s| s.vectors.get(seq)) {
+            if let Some(v) = state.base.segment(space).and_then(|s| s.get(seq)) {
                 return Ok((seq, v.to_vec()));
             }
             seq
