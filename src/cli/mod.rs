@@ -2,6 +2,7 @@
 
 pub mod catalog;
 mod client;
+mod recommend;
 mod restore;
 mod serve;
 
@@ -25,6 +26,10 @@ pub enum Command {
     Search(SearchArgs),
     /// Admin operations.
     Admin(AdminArgs),
+    /// Stream shopper interactions (JSON lines) to a server.
+    Events(recommend::EventsArgs),
+    /// Recommendations: for a user (--user), or like / unlike items (--like, --dislike).
+    Recommend(recommend::RecommendArgs),
     /// Make a new API key: prints the key (give it to the client) and the config entry
     /// holding only its hash (give that to the server).
     Keygen(KeygenArgs),
@@ -145,6 +150,12 @@ pub struct SearchArgs {
     /// Show why each hit scored what it did (per-space scores, weights, ranks, plan).
     #[arg(long)]
     pub explain: bool,
+    /// Personalise for this user: re-rank the query's top candidates by their interests.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Weight of the user's interests in a personalised ranking (0..1).
+    #[arg(long, default_value_t = 0.3)]
+    pub personalization: f32,
     #[arg(long, short = 'k', default_value_t = 10)]
     pub top_k: u32,
     #[arg(long, default_value_t = 0)]
@@ -186,6 +197,12 @@ pub enum AdminCommand {
         /// snapshot-<UTC time>-v<last version>.
         name: Option<String>,
     },
+    /// Train the recommendation model from the stored interactions, showing progress.
+    Train,
+    /// Erase a user's interactions (right to erasure).
+    DeleteUser { user: String },
+    /// Print a user's interactions as JSON lines.
+    ExportUser { user: String },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -194,6 +211,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(a) => client::ingest(a).await,
         Command::Search(a) => client::search(a).await,
         Command::Admin(a) => client::admin(a).await,
+        Command::Events(a) => recommend::events(a).await,
+        Command::Recommend(a) => recommend::recommend(a).await,
         Command::Keygen(a) => {
             keygen(a);
             Ok(())

@@ -4,7 +4,8 @@
 //! Column families:
 //! - `items`   : item id (UTF-8) → bincode [`Version`] (metadata + the version's `seq` and spaces; see `record.rs`)
 //! - `vectors` : seq (u64 big-endian) ++ space name → little-endian f32 row (prepared)
-//! - `meta`    : `next_seq` → u64 LE
+//! - `meta`    : `next_seq` → u64 LE; `next_event`, `interactions` (see `interactions.rs`)
+//! - `interactions` : shoppers' behaviour, keyed by user (`interactions.rs`)
 //!
 //! Memory ([`StoreConfig`], the file's `[store]` section): every family (and `default`) opens
 //! with its own small write buffer and LZ4; one LRU block cache is shared by all families and
@@ -16,7 +17,10 @@
 //! version's rows in the same atomic, WAL-synced batch that writes the new ones. Keying
 //! vectors by seq makes "everything written after generation S" a range scan.
 
+mod interactions;
 mod record;
+
+pub use interactions::Recorded;
 
 use crate::model::Version;
 
@@ -32,7 +36,8 @@ const CF_VECTORS: &str = "vectors";
 const CF_META: &str = "meta";
 const KEY_NEXT_SEQ: &[u8] = b"next_seq";
 /// Every family the store opens, RocksDB's own `default` (which holds nothing) included.
-const FAMILIES: [&str; 4] = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_ITEMS, CF_VECTORS, CF_META];
+const FAMILIES: [&str; 5] =
+    [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_ITEMS, CF_VECTORS, CF_META, interactions::CF_INTERACTIONS];
 
 const MIB: usize = 1024 * 1024;
 
@@ -118,6 +123,8 @@ pub struct Store {
     path: PathBuf,
     cache: Cache,
     cache_capacity: usize,
+    /// The next interaction counter; its lock serialises interaction writes.
+    events: parking_lot::Mutex<u64>,
 }
 
 fn vector_key(seq: u64, space: &str) -> Vec<u8> {
@@ -169,7 +176,10 @@ impl Store {
         opts.set_write_buffer_manager(&memtables);
         let cfs = FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Store { db, path: path.to_path_buf(), cache, cache_capacity: config.block_cache_bytes })
+        let mut store =
+            Store { db, path: path.to_path_buf(), cache, cache_capacity: config.block_cache_bytes, events: Default::default() };
+        *store.events.get_mut() = store.read_next_event()?;
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -177,7 +187,7 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> std::sync::Arc<rocksdb::BoundColumnFamily<'_>> {
-        // The three families are created at open (create_missing_column_families), so the
+        // The families are created at open (create_missing_column_families), so the
         // handle always exists for the life of the DB.
         self.db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} is created at open"))
     }
@@ -306,7 +316,7 @@ impl Store {
     /// Writes memtables to SST files and syncs the WAL (clean shutdown).
     pub fn flush(&self) -> Result<()> {
         self.db.flush_wal(true)?;
-        for cf in [CF_ITEMS, CF_VECTORS, CF_META] {
+        for cf in [CF_ITEMS, CF_VECTORS, CF_META, interactions::CF_INTERACTIONS] {
             self.db.flush_cf(&self.cf(cf))?;
         }
         Ok(())

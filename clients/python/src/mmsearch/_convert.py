@@ -133,11 +133,16 @@ def search_request(
     min_score: float,
     ef: int,
     explain: bool,
+    user_id: str = "",
+    personalization: float = 0.0,
 ) -> pb.SearchRequest:
     given = [n for n, v in (("text", text), ("image", image), ("voice", voice), ("vector", vector), ("item_id", item_id)) if v is not None]
     if len(given) != 1:
         raise ValueError(f"give exactly one of text, image, voice, vector, item_id (got {given or 'none'})")
-    req = pb.SearchRequest(top_k=top_k, offset=offset, min_score=min_score, space=space, ef=ef, explain=explain)
+    req = pb.SearchRequest(
+        top_k=top_k, offset=offset, min_score=min_score, space=space, ef=ef, explain=explain, user_id=user_id,
+        personalization=personalization,
+    )
     if text is not None:
         req.text = text
     elif image is not None:
@@ -286,6 +291,8 @@ def explanation(m: pb.Explanation) -> Explanation:
         plan=m.plan,
         spaces=[SpaceScore(s.space, s.role, s.score, s.weight, s.estimated, s.rank) for s in m.spaces],
         score=m.score,
+        offset=m.offset,
+        parts=[(p.name, p.value, p.weight, p.contribution) for p in m.parts],
     )
 
 

@@ -102,6 +102,10 @@ class Explanation:
     plan: str
     spaces: list[SpaceScore]
     score: float
+    #: Personalised search (``user_id``): score = offset + sum of the parts' contributions;
+    #: each part is (name, value, weight, contribution), names "similarity" and "personal".
+    offset: float = 0.0
+    parts: list[tuple[str, float, float, float]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
