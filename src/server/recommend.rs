@@ -8,11 +8,14 @@ use super::status;
 use crate::collection::Recorded;
 use crate::engine::Engine;
 use crate::pb;
-use futures::FutureExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status, Streaming};
+
+/// Interactions read ahead of the writer, and written (WAL-synced) together at most.
+const READ_AHEAD: usize = 65_536;
+const GROUP_MAX: usize = 8_192;
 
 pub struct RecommendApi {
     pub engine: Arc<Engine>,
@@ -32,22 +35,37 @@ impl RecommendApi {
 impl pb::recommend_service_server::RecommendService for RecommendApi {
     async fn record_interactions(&self, request: Request<Streaming<pb::Interaction>>) -> Result<Response<pb::RecordSummary>, Status> {
         let mut stream = request.into_inner();
+        // A reader task drains the stream while groups are written: interactions are tiny,
+        // and h2 answers a client whose small DATA frames pile up unread (during an fsync)
+        // with GOAWAY ENHANCE_YOUR_CALM ("too_many_data_frames").
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<pb::Interaction, Status>>(READ_AHEAD);
+        tokio::spawn(async move {
+            loop {
+                let next = match stream.message().await {
+                    Ok(Some(m)) => Ok(m),
+                    Ok(None) => return,
+                    Err(e) => Err(e),
+                };
+                let failed = next.is_err();
+                if tx.send(next).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
         let mut summary = pb::RecordSummary::default();
         let mut position = 0u64;
-        let group_max = self.engine.config().ingest.group_commit_max;
-        loop {
-            // As for items: what is already buffered is written and synced as one group.
-            let Some(first) = stream.message().await.map_err(status::from_stream)? else { break };
-            let mut group = vec![first];
+        // Whatever has arrived is written and synced as one group.
+        while let Some(first) = rx.recv().await {
+            let mut group = vec![first.map_err(status::from_stream)?];
             let mut broken = None;
-            while group.len() < group_max {
-                match stream.message().now_or_never() {
-                    Some(Ok(Some(m))) => group.push(m),
-                    Some(Ok(None)) | None => break,
-                    Some(Err(e)) => {
+            while group.len() < GROUP_MAX {
+                match rx.try_recv() {
+                    Ok(Ok(m)) => group.push(m),
+                    Ok(Err(e)) => {
                         broken = Some(e);
                         break;
                     }
+                    Err(_) => break,
                 }
             }
             self.write(group, &mut position, &mut summary).await?;

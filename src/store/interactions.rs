@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub(super) const CF_INTERACTIONS: &str = "interactions";
 pub(super) const KEY_NEXT_EVENT: &[u8] = b"next_event";
 const KEY_COUNT: &[u8] = b"interactions";
+const KEY_ERASURES: &[u8] = b"erasures";
 const EVENT: u8 = b'e';
 const IDEM: u8 = b'k';
 
@@ -227,6 +228,15 @@ impl Store {
         let mut opts = rocksdb::CompactOptions::default();
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
         self.db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &opts);
+        // The MANIFEST still records the key bounds of the files compacted away (they name
+        // the user); one more change starts a new manifest from the live files only (the store
+        // opens with a manifest per change), and the old one is deleted.
+        let meta = self.cf(super::CF_META);
+        let erasures = u64_le(self.db.get_cf(&meta, KEY_ERASURES)?) + 1;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.put_cf_opt(&meta, KEY_ERASURES, erasures.to_le_bytes(), &wo)?;
+        self.db.flush_cf(&meta)?;
         Ok(())
     }
 }
@@ -260,7 +270,25 @@ mod tests {
         assert_eq!(store.interaction_count().unwrap(), 1);
         // The key is free again after an erasure.
         assert_eq!(store.record_interactions(&[ev("a", "x", 9, "k1")]).unwrap(), vec![Recorded::Stored]);
-        assert_eq!(store.expire_interactions(5).unwrap(), 1);
+        // Nothing of an erased user stays in the store's files (keys, values, file bounds).
+        let who = "erase-me-user";
+        let many: Vec<Interaction> = (0..50).map(|t| ev(who, "x", t, &format!("key-{t}"))).collect();
+        store.record_interactions(&many).unwrap();
+        store.record_interactions(&[ev("zz", "y", 1, "")]).unwrap();
+        store.flush().unwrap();
+        store.record_interactions(&many[..5].iter().map(|e| Interaction { ts_ms: 99, key: String::new(), ..e.clone() }).collect::<Vec<_>>()).unwrap();
+        assert_eq!(store.erase_user(who).unwrap(), 55);
+        let mut left = Vec::new();
+        for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            if bytes.windows(who.len()).any(|w| w == who.as_bytes()) {
+                left.push(e.file_name());
+            }
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "{left:?} of {names:?}; CURRENT {}", std::fs::read_to_string(dir.path().join("CURRENT")).unwrap());
+        // ts 1 of "ab" and of "zz" are older than 5; "a"'s ts 9 stays.
+        assert_eq!(store.expire_interactions(5).unwrap(), 2);
         assert_eq!(store.interaction_count().unwrap(), 1);
     }
 }
