@@ -21,7 +21,7 @@ def vec(i: int) -> list[float]:
 
 @pytest.fixture(scope="module")
 def shop(start: object) -> Server:
-    server: Server = start(space_config())  # type: ignore[operator]
+    server: Server = start(space_config(), "--insecure-no-auth")  # type: ignore[operator]
     with mmsearch.Client(server.addr) as c:
         c.upsert([{"id": f"p{i}", "title": f"product {i}", "category": "a" if i < 3 else "b", "vectors": {"shared": vec(i)}} for i in range(6)])
         events = []

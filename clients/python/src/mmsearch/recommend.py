@@ -108,16 +108,16 @@ class TrainProgress:
 #: An example for ``recommend``: an item id (str), a vector (list of floats, in the text-role
 #: space), or a dict with one of ``item_id``, ``vector``, ``text``, ``image`` (bytes), ``audio``
 #: (bytes), and optionally ``weight``.
-Example = Union[str, list, Mapping[str, Any]]
+Example = Union[str, "list[float]", Mapping[str, Any]]
 
 
 def interaction_message(i: Interaction | Mapping[str, Any]) -> pb.Interaction:
     if isinstance(i, Mapping):
         i = Interaction(**i)
-    kind = _KINDS.get(i.kind.lower())
     # An unknown kind goes out as UNSPECIFIED: the server rejects that one event with a reason.
+    kind = _KINDS.get(i.kind.lower(), pb.INTERACTION_KIND_UNSPECIFIED)
     return pb.Interaction(
-        user_id=i.user_id, item_id=i.item_id, kind=kind if kind is not None else 0, dwell_ms=i.dwell_ms,
+        user_id=i.user_id, item_id=i.item_id, kind=kind, dwell_ms=i.dwell_ms,
         timestamp_ms=i.timestamp_ms, idempotency_key=i.idempotency_key,
     )
 
