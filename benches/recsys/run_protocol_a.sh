@@ -19,8 +19,11 @@ echo "load: $(uptime)"
 serve() {  # name, extra [recommend] lines
   local name="$1" extra="$2" data="$run/data-$1"
   rm -rf "$data" "$run/snapshots"
+  # The item text is "title" + description "year genres": the text tower embeds both.
   cat > "$run/$name.toml" <<TOML
 listen = "127.0.0.1:0"
+[fusion]
+include_description = true
 [recommend]
 $extra
 TOML
@@ -38,10 +41,16 @@ TOML
   cat "$run/server-$name.json"; echo
 }
 # neighbours >= items: the model keeps every EASE weight (exact EASE scores).
-serve blend "neighbours = 2000"
-serve collaborative "neighbours = 2000
-blend_content = 0.0"
-serve content "blend_collaborative = 0.0"
+configs="${CONFIGS:-blend collaborative content}"
+for c in $configs; do
+  case "$c" in
+    blend) serve blend "neighbours = 2000
+blend_content = ${BLEND_CONTENT:-0.1}" ;;
+    collaborative) serve collaborative "neighbours = 2000
+blend_content = 0.0" ;;
+    content) serve content "blend_collaborative = 0.0" ;;
+  esac
+done
 "$py" - "$run" <<'PY'
 import json, sys, os
 run = sys.argv[1]
@@ -50,6 +59,8 @@ base = {k: v for k, v in ref.items() if isinstance(v, dict) and k != "content_tf
 best_hr = max(v["hr10"] for v in base.values()); best_nd = max(v["ndcg10"] for v in base.values())
 print(f"best baseline HR@10 {best_hr:.4f} NDCG@10 {best_nd:.4f}; content TF-IDF {ref['content_tfidf']['hr10']:.4f}/{ref['content_tfidf']['ndcg10']:.4f}")
 for name in ["blend", "collaborative", "content"]:
+    if not os.path.exists(os.path.join(run, f"server-{name}.json")):
+        continue
     s = json.load(open(os.path.join(run, f"server-{name}.json")))
     e = s["eval"]
     print(f"server {name:<14} HR@10 {e['hr10']:.4f} ({e['hr10']/best_hr:.3f}x)  NDCG@10 {e['ndcg10']:.4f} ({e['ndcg10']/best_nd:.3f}x)  "

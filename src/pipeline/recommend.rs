@@ -10,7 +10,7 @@ use crate::collection::{Collection, Recorded};
 use crate::encode::Encoders;
 use crate::model::{user_tag, FilterSpec, Interaction, Version};
 use crate::recommend::artefact::TrainingSet;
-use crate::recommend::{blend, weigh, Model, RecommendConfig, Recommended, Source, SourceList, Weighted};
+use crate::recommend::{blend, weigh, Candidate, Model, RecommendConfig, Recommended, Source, SourceList, Weighted};
 use arc_swap::ArcSwapOption;
 use mmsearch_index::metric::dot;
 use mmsearch_index::Scored;
@@ -263,12 +263,13 @@ impl Recommender {
             let window = (req.offset + req.top_k) as usize;
             let want = window * config.candidates_factor + if req.exclude_seen { history.len() } else { 0 };
             let kinds: HashMap<&str, &'static str> = history.iter().map(|h| (h.item_id.as_str(), h.kind.as_str())).collect();
+            let seen: HashSet<&str> = if req.exclude_seen { kinds.keys().copied().collect() } else { HashSet::new() };
             let mut lists = Vec::new();
             if let Some(m) = model.as_deref() {
-                lists.push(collaborative(m, &history, want, &kinds, config.blend_collaborative));
+                lists.push(collaborative(m, &history, want, &kinds, &seen, config.blend_collaborative));
             }
             if let (Some(space), true) = (&space, config.blend_content > 0.0) {
-                lists.push(content(&c, space, &history, &req.filter, want, &kinds, config.blend_content)?);
+                lists.push(content(&c, space, &history, &req.filter, want, &kinds, &seen, config.blend_content)?);
             }
             if !req.exclude_seen && config.blend_buy_again > 0.0 {
                 lists.push(buy_again(&history, config.blend_buy_again));
@@ -278,7 +279,6 @@ impl Recommender {
                     lists = vec![popularity(m, 1.0)];
                 }
             }
-            let seen: HashSet<&str> = if req.exclude_seen { kinds.keys().copied().collect() } else { HashSet::new() };
             let ranked = blend(lists, |id| !seen.contains(id) && passes(&c, &req.filter, id));
             let hits = hydrate(&c, ranked, req.offset as usize, req.top_k as usize, f32::NEG_INFINITY)?;
             Ok((hits, model.as_ref().map_or(0, |m| m.version)))
@@ -349,11 +349,12 @@ impl Recommender {
             }
             let neg = weigh_examples(&req.negative);
             let no_kinds = HashMap::new();
-            let mut list = collaborative(&m, &pos, want, &no_kinds, 1.0);
+            let none = HashSet::new();
+            let mut list = collaborative(&m, &pos, want, &no_kinds, &none, 1.0);
             list.source = Source::Positive;
             let mut lists = vec![list];
             if !neg.is_empty() {
-                let mut n = collaborative(&m, &neg, want, &no_kinds, 1.0);
+                let mut n = collaborative(&m, &neg, want, &no_kinds, &none, 1.0);
                 n.source = Source::Negative;
                 n.weight = -1.0;
                 lists.push(n);
@@ -545,33 +546,55 @@ fn passes(c: &Collection, filter: &FilterSpec, id: &str) -> bool {
     }
 }
 
-/// Σ over history items h of w_h·B[h][j], with each h's part kept for the reasons.
-fn collaborative(m: &Model, history: &[Weighted], want: usize, kinds: &HashMap<&str, &'static str>, weight: f32) -> SourceList {
-    let mut scores: HashMap<u32, (f32, Vec<(u32, f32)>)> = HashMap::new();
+/// Σ over history items h of w_h·B[h][j]. Scores and, per candidate, its strongest parts (for
+/// the reasons) accumulate in flat arrays over the model's items: a long history touches
+/// every item, and a list per candidate would cost an allocation per part.
+fn collaborative(
+    m: &Model,
+    history: &[Weighted],
+    want: usize,
+    kinds: &HashMap<&str, &'static str>,
+    seen: &HashSet<&str>,
+    weight: f32,
+) -> SourceList {
+    const TOP: usize = 3;
+    let n = m.items.len();
+    let mut score = vec![0f32; n];
+    let mut positive = vec![0f32; n];
+    let mut touched = vec![false; n];
+    let mut top: Vec<[(u32, f32); TOP]> = vec![[(u32::MAX, 0.0); TOP]; n];
     for h in history {
         let Some(i) = m.item_index(&h.item_id) else { continue };
         for &(j, b) in &m.neighbours[i as usize] {
-            let e = scores.entry(j).or_default();
-            e.0 += h.weight * b;
-            e.1.push((i, h.weight * b));
+            let (j, part) = (j as usize, h.weight * b);
+            score[j] += part;
+            touched[j] = true;
+            if part > 0.0 {
+                positive[j] += part;
+                let slots = &mut top[j];
+                let weakest = (0..TOP).min_by(|&a, &b| slots[a].1.total_cmp(&slots[b].1)).unwrap_or(0);
+                if part > slots[weakest].1 {
+                    slots[weakest] = (i, part);
+                }
+            }
         }
     }
-    let mut ranked: Vec<(u32, f32)> = scores.iter().map(|(j, (s, _))| (*j, *s)).collect();
-    // The caller drops seen and filtered items after this cut, so keep a margin.
+    let mut ranked: Vec<(u32, f32)> =
+        (0..n).filter(|&j| touched[j] && !seen.contains(m.item_id(j as u32))).map(|j| (j as u32, score[j])).collect();
+    // Filtered items are dropped after this cut, so keep a margin.
     crate::recommend::knn::keep_top(&mut ranked, want * 2);
     let hits = ranked
         .into_iter()
         .map(|(j, s)| {
-            let parts = scores.remove(&j).map(|x| x.1).unwrap_or_default();
-            let contributors = parts
-                .into_iter()
-                .map(|(i, p)| {
-                    let id = m.item_id(i).to_string();
-                    let kind = kinds.get(id.as_str()).copied().unwrap_or("");
-                    (id, p, kind)
+            let contributors = top[j as usize]
+                .iter()
+                .filter(|(i, _)| *i != u32::MAX)
+                .map(|&(i, p)| {
+                    let id = m.item_id(i);
+                    (id.to_string(), p, kinds.get(id).copied().unwrap_or(""))
                 })
                 .collect();
-            (m.item_id(j).to_string(), s, contributors)
+            Candidate { id: m.item_id(j).to_string(), score: s, contributors, positive_total: positive[j as usize] }
         })
         .collect();
     SourceList { source: Source::Collaborative, weight, hits }
@@ -587,6 +610,7 @@ fn history_vectors(c: &Collection, space: &str, history: &[Weighted]) -> Vec<(St
 
 /// Nearest items to the user vector u_i; each hit's reason names the history items whose
 /// w_h·(v_h·v_j) made most of it.
+#[allow(clippy::too_many_arguments)]
 fn content(
     c: &Collection,
     space: &str,
@@ -594,6 +618,7 @@ fn content(
     filter: &FilterSpec,
     want: usize,
     kinds: &HashMap<&str, &'static str>,
+    seen: &HashSet<&str>,
     weight: f32,
 ) -> Result<SourceList, PipelineError> {
     let vectors = history_vectors(c, space, history);
@@ -607,6 +632,7 @@ fn content(
     let names = c.hydrate(&out.hits)?;
     let hits = names
         .into_iter()
+        .filter(|h| !seen.contains(h.version.item.id.as_str()))
         .map(|h| {
             let id = h.version.item.id;
             let contributors = match c.item_vector(&id, space) {
@@ -616,7 +642,7 @@ fn content(
                     .collect(),
                 Err(_) => Vec::new(),
             };
-            (id, h.scored.score, contributors)
+            Candidate::new(id, h.scored.score, contributors)
         })
         .collect();
     Ok(SourceList { source: Source::Content, weight, hits })
@@ -626,13 +652,13 @@ fn buy_again(history: &[Weighted], weight: f32) -> SourceList {
     let hits = history
         .iter()
         .filter(|h| h.purchases > 0)
-        .map(|h| (h.item_id.clone(), h.weight, vec![(h.item_id.clone(), h.weight, "purchase")]))
+        .map(|h| Candidate::new(h.item_id.clone(), h.weight, vec![(h.item_id.clone(), h.weight, "purchase")]))
         .collect();
     SourceList { source: Source::BuyAgain, weight, hits }
 }
 
 fn popularity(m: &Model, weight: f32) -> SourceList {
-    let hits = m.popular.iter().map(|&(i, n)| (m.item_id(i).to_string(), n, Vec::new())).collect();
+    let hits = m.popular.iter().map(|&(i, n)| Candidate::new(m.item_id(i).to_string(), n, Vec::new())).collect();
     SourceList { source: Source::Popularity, weight, hits }
 }
 

@@ -29,12 +29,29 @@ impl Source {
     }
 }
 
-/// A source's candidates: (item id, raw score, contributors: (history item id, its raw part,
-/// its kind of interaction)).
+/// A source's candidates.
 pub struct SourceList {
     pub source: Source,
     pub weight: f32,
-    pub hits: Vec<(String, f32, Vec<(String, f32, &'static str)>)>,
+    pub hits: Vec<Candidate>,
+}
+
+/// A candidate of one source: its raw score, and the history items that contributed most to
+/// it (id, raw part, kind of interaction) out of `positive_total`, the sum of all positive
+/// parts (the denominator of the shares; only the strongest parts need to be kept).
+pub struct Candidate {
+    pub id: String,
+    pub score: f32,
+    pub contributors: Vec<(String, f32, &'static str)>,
+    pub positive_total: f32,
+}
+
+impl Candidate {
+    /// A candidate whose contributors are all listed.
+    pub fn new(id: String, score: f32, contributors: Vec<(String, f32, &'static str)>) -> Candidate {
+        let positive_total = contributors.iter().map(|c| c.1.max(0.0)).sum();
+        Candidate { id, score, contributors, positive_total }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,16 +89,15 @@ pub fn blend(lists: Vec<SourceList>, keep: impl Fn(&str) -> bool) -> Vec<Recomme
         if list.hits.is_empty() {
             continue;
         }
-        let hi = list.hits.iter().map(|h| h.1).fold(f32::NEG_INFINITY, f32::max);
-        let lo = list.hits.iter().map(|h| h.1).fold(0f32, f32::min);
+        let hi = list.hits.iter().map(|h| h.score).fold(f32::NEG_INFINITY, f32::max);
+        let lo = list.hits.iter().map(|h| h.score).fold(0f32, f32::min);
         let span = hi - lo;
-        for (id, raw, mut contributors) in list.hits {
+        for Candidate { id, score: raw, mut contributors, positive_total: total } in list.hits {
             if !keep(&id) {
                 continue;
             }
             let scaled = if span > 0.0 { (raw - lo) / span } else { 1.0 };
             let contribution = list.weight * scaled;
-            let total: f32 = contributors.iter().map(|c| c.1.max(0.0)).sum();
             contributors.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             let because = contributors
                 .into_iter()
@@ -112,12 +128,16 @@ mod tests {
             source: Source::Collaborative,
             weight: 1.0,
             hits: vec![
-                ("x".into(), 4.0, vec![("h1".into(), 3.0, "purchase"), ("h2".into(), 1.0, "view")]),
-                ("y".into(), 2.0, vec![("h2".into(), 2.0, "view")]),
-                ("seen".into(), 9.0, vec![]),
+                Candidate::new("x".into(), 4.0, vec![("h1".into(), 3.0, "purchase"), ("h2".into(), 1.0, "view")]),
+                Candidate::new("y".into(), 2.0, vec![("h2".into(), 2.0, "view")]),
+                Candidate::new("seen".into(), 9.0, vec![]),
             ],
         };
-        let content = SourceList { source: Source::Content, weight: 0.5, hits: vec![("y".into(), 0.8, vec![]), ("z".into(), 0.4, vec![])] };
+        let content = SourceList {
+            source: Source::Content,
+            weight: 0.5,
+            hits: vec![Candidate::new("y".into(), 0.8, vec![]), Candidate::new("z".into(), 0.4, vec![])],
+        };
         let out = blend(vec![cf, content], |id| id != "seen");
         let ids: Vec<&str> = out.iter().map(|r| r.item_id.as_str()).collect();
         // x: 4/9; y: 2/9 + 0.5; z: 0.5 * 0.4/0.8.

@@ -12,7 +12,7 @@ pub mod history;
 pub mod knn;
 
 pub use artefact::Model;
-pub use blend::{blend, Contributor, Reason, Recommended, Source, SourceList};
+pub use blend::{blend, Candidate, Contributor, Reason, Recommended, Source, SourceList};
 pub use history::{weigh, Weighted};
 
 use crate::model::InteractionKind;
