@@ -69,7 +69,7 @@ impl Default for RecommendConfig {
             neighbours: 200,
             popular: 1000,
             blend_collaborative: 1.0,
-            blend_content: 0.3,
+            blend_content: 0.1,
             blend_buy_again: 1.0,
             candidates_factor: 4,
             retention_days: 0,
