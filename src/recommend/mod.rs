@@ -65,7 +65,7 @@ impl Default for RecommendConfig {
             weight_dwell: 1.0,
             half_life_days: 0.0,
             ease_lambda: 200.0,
-            ease_max_items: 20_000,
+            ease_max_items: 5_000,
             neighbours: 200,
             popular: 1000,
             blend_collaborative: 1.0,
