@@ -44,7 +44,7 @@ TOML
 configs="${CONFIGS:-blend collaborative content}"
 for c in $configs; do
   case "$c" in
-    blend) serve blend "neighbours = 2000
+    blend) serve blend "neighbours = ${NEIGHBOURS:-2000}
 blend_content = ${BLEND_CONTENT:-0.1}" ;;
     collaborative) serve collaborative "neighbours = 2000
 blend_content = 0.0" ;;
