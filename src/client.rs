@@ -3,6 +3,7 @@
 
 use pb::admin_service_client::AdminServiceClient;
 use pb::ingest_service_client::IngestServiceClient;
+use pb::recommend_service_client::RecommendServiceClient;
 use pb::search_service_client::SearchServiceClient;
 use std::path::PathBuf;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -117,6 +118,12 @@ impl Connection {
 
     pub fn ingest(&self) -> IngestServiceClient<AuthChannel> {
         IngestServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
+            .max_encoding_message_size(MAX_MESSAGE)
+            .max_decoding_message_size(MAX_MESSAGE)
+    }
+
+    pub fn recommend(&self) -> RecommendServiceClient<AuthChannel> {
+        RecommendServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
             .max_encoding_message_size(MAX_MESSAGE)
             .max_decoding_message_size(MAX_MESSAGE)
     }

@@ -9,6 +9,7 @@ use crate::encode::EncodeConfig;
 use crate::engine::EngineConfig;
 use crate::fusion::FusionConfig;
 use crate::pipeline::{IngestConfig, QueryLimits, SpaceConfig};
+use crate::recommend::RecommendConfig;
 use crate::server::auth::AuthConfig;
 use crate::server::tls::TlsConfig;
 use crate::server::{ServerConfig, ServerLimits};
@@ -31,6 +32,8 @@ pub struct Config {
     pub limits: Limits,
     pub ingest: IngestConfig,
     pub fusion: FusionConfig,
+    /// Recommendation: behaviour weights, model, blend, retention.
+    pub recommend: RecommendConfig,
     pub no_models: bool,
     pub encode: EncodeConfig,
     pub auth: AuthConfig,
@@ -67,6 +70,7 @@ impl Default for Config {
             limits: Limits { query: engine.limits, server: server.limits, unknown: BTreeMap::new() },
             ingest: engine.ingest,
             fusion: engine.fusion,
+            recommend: engine.recommend,
             no_models: engine.no_models,
             encode: engine.encode,
             auth: server.auth,
@@ -121,6 +125,7 @@ impl Config {
             no_models: self.no_models,
             limits: self.limits.query.clone(),
             allow_model_change: false,
+            recommend: self.recommend.clone(),
         }
     }
 

@@ -4,7 +4,8 @@
 //! imports against ARCHITECTURE.md):
 //! `model` (item, entry, filter) → `store` (RocksDB) → `collection` (live state over
 //! `mmsearch_index` generations and the mutable layer) → `encode` (ONNX encoders) and `fusion`
-//! (vector math) → `pipeline` (search and ingest, space roles) → `engine` (wires it all) →
+//! (vector math) and `recommend` (recommendation models) → `pipeline` (search, ingest,
+//! recommend; space roles) → `engine` (wires it all) →
 //! `server` (gRPC) → `cli`. Beside them: `pb` (wire types), `client` (gRPC client helpers),
 //! `telemetry` (metrics, probes), `config` (the file's sections, read only by the CLI).
 
@@ -18,6 +19,7 @@ pub mod fusion;
 pub mod model;
 pub mod pb;
 pub mod pipeline;
+pub mod recommend;
 pub mod server;
 pub mod store;
 pub mod telemetry;

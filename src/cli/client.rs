@@ -95,6 +95,8 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         space: args.space.clone(),
         ef: 0,
         explain: args.explain,
+        user_id: args.user.clone().unwrap_or_default(),
+        personalization: if args.user.is_some() { args.personalization } else { 0.0 },
     };
     let mut client = args.addr.connect().await?.search();
     let resp = client.search(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner();
@@ -126,6 +128,11 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
             if let Some(v) = &e.video {
                 println!("       video {:.1} s: {} frames × {:.2}, speech × {:.2}", v.seconds, v.frames, v.frame_weight, v.speech_weight);
             }
+            if !e.parts.is_empty() {
+                let terms: Vec<String> =
+                    e.parts.iter().map(|p| format!("{} {:.4} × {:.2} = {:.4}", p.name, p.value, p.weight, p.contribution)).collect();
+                println!("       score = {:.4} + {}", e.offset, terms.join(" + "));
+            }
         }
     }
     if let Some(t) = resp.timing {
@@ -149,6 +156,7 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
             for m in s.models {
                 println!("model {:<28} {:<16} {:<5} dim {}", m.id, m.kind, m.provider, m.dim);
             }
+            println!("recommendation model version {}  trained at {} (unix)  interactions {}", s.model_version, s.model_trained_at, s.interactions);
         }
         AdminCommand::Rebuild => {
             let mut stream = client.rebuild(pb::RebuildRequest {}).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner();
@@ -157,6 +165,9 @@ pub async fn admin(args: AdminArgs) -> anyhow::Result<()> {
                 println!("{:<9} {:>8}/{:<8} space {:<8} eta {:.1}s  generation {}", p.phase, p.done, p.total, p.space, p.eta_seconds, p.generation);
             }
             println!("rebuild finished in {:.1}s", started.elapsed().as_secs_f64());
+        }
+        AdminCommand::Train | AdminCommand::DeleteUser { .. } | AdminCommand::ExportUser { .. } => {
+            super::recommend::admin(client, args.command).await?;
         }
         AdminCommand::Snapshot { name } => {
             // An empty name asks the server to generate one.

@@ -3,6 +3,7 @@
 pub mod catalog;
 mod client;
 mod reembed;
+mod recommend;
 mod restore;
 mod serve;
 
@@ -26,6 +27,10 @@ pub enum Command {
     Search(SearchArgs),
     /// Admin operations.
     Admin(AdminArgs),
+    /// Stream shopper interactions (JSON lines) to a server.
+    Events(recommend::EventsArgs),
+    /// Recommendations: for a user (--user), or like / unlike items (--like, --dislike).
+    Recommend(recommend::RecommendArgs),
     /// Make a new API key: prints the key (give it to the client) and the config entry
     /// holding only its hash (give that to the server).
     Keygen(KeygenArgs),
@@ -149,6 +154,12 @@ pub struct SearchArgs {
     /// Show why each hit scored what it did (per-space scores, weights, ranks, plan).
     #[arg(long)]
     pub explain: bool,
+    /// Personalise for this user: re-rank the query's top candidates by their interests.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Weight of the user's interests in a personalised ranking (0..1).
+    #[arg(long, default_value_t = 0.3)]
+    pub personalization: f32,
     #[arg(long, short = 'k', default_value_t = 10)]
     pub top_k: u32,
     #[arg(long, default_value_t = 0)]
@@ -205,6 +216,12 @@ pub enum AdminCommand {
         #[arg(long, env = "MMSEARCH_MODELS")]
         models: Option<PathBuf>,
     },
+    /// Train the recommendation model from the stored interactions, showing progress.
+    Train,
+    /// Erase a user's interactions (right to erasure).
+    DeleteUser { user: String },
+    /// Print a user's interactions as JSON lines.
+    ExportUser { user: String },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -216,6 +233,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             reembed::run(config, data_dir, models).await
         }
         Command::Admin(a) => client::admin(a).await,
+        Command::Events(a) => recommend::events(a).await,
+        Command::Recommend(a) => recommend::recommend(a).await,
         Command::Keygen(a) => {
             keygen(a);
             Ok(())

@@ -12,12 +12,14 @@
 //!   then applied to the in-memory state, so anything a search can see is already durable.
 
 mod catalog;
+mod interactions;
 mod read;
 mod rebuild;
 pub mod snapshot;
 mod write;
 
 pub use catalog::Catalog;
+pub use interactions::Recorded;
 pub use read::{Hydrated, SearchOutcome};
 pub use rebuild::{RebuildPhase, RebuildProgress};
 pub use snapshot::{ModelRef, SnapshotError, SnapshotInfo};

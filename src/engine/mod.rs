@@ -9,7 +9,8 @@ use crate::encode::{EncodeConfig, EncodeError, EncodeObserver, Encoders, Modalit
 use crate::fusion::FusionConfig;
 use crate::pipeline::spaces::{self, Roles, SpaceConfig, SpaceRole};
 use crate::pipeline::reembed::ReembedReport;
-use crate::pipeline::{IngestConfig, Ingester, QueryLimits, Searcher};
+use crate::pipeline::{IngestConfig, Ingester, QueryLimits, Recommender, Searcher};
+use crate::recommend::RecommendConfig;
 use crate::telemetry::http::{StateGauges, StateSource};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,8 @@ pub struct EngineConfig {
     /// Open a data directory whose vectors other models made, instead of refusing; only for
     /// re-encoding it ([`Engine::reembed`]).
     pub allow_model_change: bool,
+    /// `[recommend]`: behaviour weights, the collaborative model, the blend.
+    pub recommend: RecommendConfig,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +55,7 @@ impl Default for EngineConfig {
             no_models: false,
             limits: QueryLimits::default(),
             allow_model_change: false,
+            recommend: RecommendConfig::default(),
         }
     }
 }
@@ -65,6 +69,7 @@ impl EngineConfig {
         self.store.validate().map_err(invalid)?;
         self.limits.validate().map_err(invalid)?;
         self.fusion.validate().map_err(invalid)?;
+        self.recommend.validate().map_err(invalid)?;
         if self.ingest.group_commit_max == 0 {
             return Err(invalid("ingest.group_commit_max must be > 0".into()));
         }
@@ -131,6 +136,7 @@ pub struct Engine {
     encoders: Option<Arc<Encoders>>,
     searcher: Searcher,
     ingester: Ingester,
+    recommender: Arc<Recommender>,
     roles: Roles,
     config: EngineConfig,
     started: Instant,
@@ -175,7 +181,15 @@ impl Engine {
         .with_video_weights(config.fusion.video_weights());
         let ingester =
             Ingester::new(collection.clone(), encoders.clone(), roles.clone(), config.fusion.clone(), &config.ingest.batch);
-        Ok(Engine { collection, encoders, searcher, ingester, roles, config, started: Instant::now() })
+        let (c, e, r, rc, dir) =
+            (collection.clone(), encoders.clone(), roles.clone(), config.recommend.clone(), config.data_dir.join("recommend"));
+        let recommender = Arc::new(
+            tokio::task::spawn_blocking(move || Recommender::open(c, e, r, rc, dir))
+                .await
+                .map_err(|e| EngineError::Task(e.to_string()))?,
+        );
+        spawn_retraining(&recommender);
+        Ok(Engine { collection, encoders, searcher, ingester, recommender, roles, config, started: Instant::now() })
     }
 
     /// [`Self::load_encoders`] then [`Self::open`].
@@ -193,6 +207,10 @@ impl Engine {
 
     pub fn ingester(&self) -> &Ingester {
         &self.ingester
+    }
+
+    pub fn recommender(&self) -> &Arc<Recommender> {
+        &self.recommender
     }
 
     pub fn collection(&self) -> &Arc<Collection> {
@@ -281,6 +299,28 @@ impl StateSource for Engine {
             rebuild_progress: self.collection.rebuild_progress().map(|p| (p.done, p.total)),
         }
     }
+}
+
+/// Retrains the recommendation model (and applies the retention period) every
+/// `retrain_every_secs`, when set. The task holds only a weak reference: it ends with the engine.
+fn spawn_retraining(recommender: &Arc<Recommender>) {
+    let every = recommender.config().retrain_every_secs;
+    if every == 0 {
+        return;
+    }
+    let weak = Arc::downgrade(recommender);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(r) = weak.upgrade() else { return };
+            let outcome = tokio::task::spawn_blocking(move || r.train(|_| {})).await;
+            if let Ok(Err(e)) = outcome {
+                tracing::warn!(error = %e, "periodic retraining failed");
+            }
+        }
+    });
 }
 
 /// What the encoders report, into the process's metrics: decode times as

@@ -1,14 +1,16 @@
 //! The request pipelines over the collection: search (validate → encode → search per space →
-//! merge → page → hydrate) and ingest (validate → encode what is missing → fuse → durable
-//! write). Space roles are bound here ([`spaces`]), so encoders and the index know no names.
+//! merge → page → hydrate), ingest (validate → encode what is missing → fuse → durable
+//! write) and recommend (behaviour in; "for you", "similar", personalised search out). Space roles are bound here ([`spaces`]), so encoders and the index know no names.
 
 pub mod ingest;
 pub mod reembed;
+pub mod recommend;
 pub mod search;
 pub mod spaces;
 
 pub use ingest::{GroupOutcome, IngestConfig, Ingester, Rejection};
-pub use search::{Explanation, VideoParts, Query, SearchHit, SearchRequest, SearchResult, Searcher, SpaceScore, Timing};
+pub use recommend::Recommender;
+pub use search::{Explanation, Query, SearchHit, SearchRequest, SearchResult, Searcher, SpaceScore, Timing, VideoParts};
 pub use spaces::{Roles, SpaceConfig, SpaceRole};
 
 use crate::collection::CollectionError;
@@ -24,6 +26,10 @@ pub enum PipelineError {
     NotFound(String),
     #[error("{0}")]
     Unimplemented(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Encode(#[from] EncodeError),
     #[error(transparent)]

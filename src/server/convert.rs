@@ -69,6 +69,8 @@ fn explanation(e: Explanation) -> pb::Explanation {
             speech_weight: v.speech_weight,
             seconds: v.seconds,
         }),
+        offset: 0.0,
+        parts: Vec::new(),
     }
 }
 
@@ -154,7 +156,18 @@ pub fn status(s: Stats, roles: &Roles, models: Vec<ModelInfo>, uptime_seconds: u
         rebuilding: s.rebuilding,
         last_version: s.last_seq,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        // Filled by the handler from the recommender (`recommend_status`).
+        model_version: 0,
+        model_trained_at: 0,
+        interactions: 0,
     }
+}
+
+/// The recommendation model and the interactions stored, into a status response.
+pub fn recommend_status(out: &mut pb::StatusResponse, model: Option<crate::pipeline::recommend::ModelInfo>, interactions: u64) {
+    out.model_version = model.as_ref().map_or(0, |m| m.version);
+    out.model_trained_at = model.as_ref().map_or(0, |m| m.trained_at);
+    out.interactions = interactions;
 }
 
 pub fn snapshot(s: SnapshotInfo) -> pb::SnapshotResponse {
@@ -169,5 +182,145 @@ pub fn snapshot(s: SnapshotInfo) -> pb::SnapshotResponse {
         files: s.manifest.files.len() as u32,
         seconds: s.seconds,
         name: s.name,
+    }
+}
+
+// ---------------------------------------------------------------- recommend (#11)
+
+pub fn interaction(i: pb::Interaction) -> Result<crate::model::Interaction, String> {
+    use crate::model::InteractionKind as K;
+    let kind = match pb::InteractionKind::try_from(i.kind) {
+        Ok(pb::InteractionKind::View) => K::View,
+        Ok(pb::InteractionKind::Click) => K::Click,
+        Ok(pb::InteractionKind::Cart) => K::Cart,
+        Ok(pb::InteractionKind::Purchase) => K::Purchase,
+        Ok(pb::InteractionKind::Dwell) => K::Dwell,
+        Ok(pb::InteractionKind::Unspecified) | Err(_) => return Err(format!("kind {} is not one of VIEW, CLICK, CART, PURCHASE, DWELL", i.kind)),
+    };
+    Ok(crate::model::Interaction {
+        user_id: i.user_id,
+        item_id: i.item_id,
+        kind,
+        dwell_ms: i.dwell_ms,
+        ts_ms: i.timestamp_ms,
+        key: i.idempotency_key,
+    })
+}
+
+pub fn interaction_out(i: crate::model::Interaction) -> pb::Interaction {
+    use crate::model::InteractionKind as K;
+    let kind = match i.kind {
+        K::View => pb::InteractionKind::View,
+        K::Click => pb::InteractionKind::Click,
+        K::Cart => pb::InteractionKind::Cart,
+        K::Purchase => pb::InteractionKind::Purchase,
+        K::Dwell => pb::InteractionKind::Dwell,
+    };
+    pb::Interaction {
+        user_id: i.user_id,
+        item_id: i.item_id,
+        kind: kind as i32,
+        dwell_ms: i.dwell_ms,
+        timestamp_ms: i.ts_ms,
+        idempotency_key: i.key,
+    }
+}
+
+pub fn for_user_request(r: pb::RecommendForUserRequest) -> crate::pipeline::recommend::ForUserRequest {
+    crate::pipeline::recommend::ForUserRequest {
+        user_id: r.user_id,
+        top_k: r.top_k,
+        offset: r.offset,
+        filter: r.filter.map(filter_spec).unwrap_or_default(),
+        exclude_seen: r.exclude_seen.unwrap_or(true),
+    }
+}
+
+pub fn examples_request(r: pb::RecommendRequest) -> Result<crate::pipeline::recommend::ExamplesRequest, String> {
+    use crate::pipeline::recommend::{Example, ExampleInput, ExamplesRequest, Strategy};
+    let example = |e: pb::Example| -> Result<Example, String> {
+        let input = match e.example {
+            Some(pb::example::Example::ItemId(id)) if !id.is_empty() => ExampleInput::ItemId(id),
+            Some(pb::example::Example::Vector(v)) => ExampleInput::Vector { space: v.space, values: v.values },
+            Some(pb::example::Example::Text(t)) => ExampleInput::Text(t),
+            Some(pb::example::Example::Image(b)) if !b.is_empty() => ExampleInput::Image(b),
+            Some(pb::example::Example::Audio(b)) if !b.is_empty() => ExampleInput::Audio(b),
+            _ => return Err("an example is empty: set one of item_id, vector, text, image, audio".into()),
+        };
+        Ok(Example { input, weight: e.weight.unwrap_or(1.0) })
+    };
+    let strategy = match pb::RecommendStrategy::try_from(r.strategy) {
+        Ok(pb::RecommendStrategy::AverageVector) => Strategy::AverageVector,
+        Ok(pb::RecommendStrategy::BestScore) => Strategy::BestScore,
+        Ok(pb::RecommendStrategy::Collaborative) => Strategy::Collaborative,
+        Err(_) => return Err(format!("unknown strategy {}", r.strategy)),
+    };
+    Ok(ExamplesRequest {
+        positive: r.positive.into_iter().map(example).collect::<Result<_, _>>()?,
+        negative: r.negative.into_iter().map(example).collect::<Result<_, _>>()?,
+        strategy,
+        filter: r.filter.map(filter_spec).unwrap_or_default(),
+        top_k: r.top_k,
+        offset: r.offset,
+        min_score: r.min_score.unwrap_or(f32::NEG_INFINITY),
+        exclude_inputs: r.exclude_inputs.unwrap_or(true),
+        ignore_missing_ids: r.ignore_missing_ids,
+    })
+}
+
+pub fn recommend_response(hits: Vec<crate::pipeline::recommend::RecommendHit>, model_version: u64) -> pb::RecommendResponse {
+    let hits = hits
+        .into_iter()
+        .map(|h| pb::RecommendHit {
+            id: h.recommended.item_id,
+            score: h.recommended.score,
+            item: Some(item(h.version)),
+            reasons: h
+                .recommended
+                .reasons
+                .into_iter()
+                .map(|r| pb::Reason {
+                    source: r.source.as_str().to_string(),
+                    contribution: r.contribution,
+                    because: r
+                        .because
+                        .into_iter()
+                        .map(|c| pb::Contributor { item_id: c.item_id, share: c.share, kind: c.kind.to_string() })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    pb::RecommendResponse { hits, model_version }
+}
+
+/// A personalised search's response: every explained hit also gets its score's terms, which
+/// add up to its score (offset 0).
+pub fn personalised_response(r: SearchResult, parts: Vec<Option<crate::pipeline::recommend::PersonalParts>>) -> pb::SearchResponse {
+    let mut out = search_response(r);
+    for (h, p) in out.hits.iter_mut().zip(parts) {
+        if let (Some(e), Some(p)) = (h.explanation.as_mut(), p) {
+            e.offset = 0.0;
+            e.parts = vec![
+                pb::ScorePart { name: "similarity".into(), value: p.similarity, weight: 1.0 - p.alpha, contribution: (1.0 - p.alpha) * p.similarity },
+                pb::ScorePart { name: "personal".into(), value: p.personal, weight: p.alpha, contribution: p.alpha * p.personal },
+            ];
+        }
+    }
+    out
+}
+
+pub fn train_progress(p: &crate::pipeline::recommend::TrainProgress, seconds: f64) -> pb::TrainProgress {
+    let m = p.model.as_ref();
+    pb::TrainProgress {
+        phase: p.phase.to_string(),
+        done: p.done,
+        total: p.total,
+        model_version: m.map_or(0, |m| m.version),
+        algorithm: m.map_or(String::new(), |m| m.algorithm.clone()),
+        interactions: m.map_or(0, |m| m.interactions),
+        items: m.map_or(0, |m| m.items),
+        users: m.map_or(0, |m| m.users),
+        seconds,
     }
 }

@@ -1,4 +1,4 @@
-//! The gRPC server: three services (search, ingest, admin), health and reflection, on one port,
+//! The gRPC server: four services (search, ingest, admin, recommend), health and reflection, on one port,
 //! behind the request layers (observe, oversize, auth, admission). Handlers convert, call the
 //! engine, and map errors in one place (`status.rs`).
 
@@ -7,6 +7,7 @@ pub mod auth;
 pub mod convert;
 mod layers;
 mod observe;
+mod recommend;
 mod services;
 pub mod status;
 pub mod tls;
@@ -101,6 +102,9 @@ pub async fn serve(
     let ingest = pb::ingest_service_server::IngestServiceServer::new(services::IngestApi { engine: engine.clone(), deadline_cap })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
+    let recommend = pb::recommend_service_server::RecommendServiceServer::new(recommend::RecommendApi { engine: engine.clone(), deadline_cap })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
     let admin = pb::admin_service_server::AdminServiceServer::new(services::AdminApi { engine })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
@@ -109,6 +113,7 @@ pub async fn serve(
     health_reporter.set_serving::<pb::search_service_server::SearchServiceServer<services::SearchApi>>().await;
     health_reporter.set_serving::<pb::ingest_service_server::IngestServiceServer<services::IngestApi>>().await;
     health_reporter.set_serving::<pb::admin_service_server::AdminServiceServer<services::AdminApi>>().await;
+    health_reporter.set_serving::<pb::recommend_service_server::RecommendServiceServer<recommend::RecommendApi>>().await;
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -145,6 +150,7 @@ pub async fn serve(
         .add_service(search)
         .add_service(ingest)
         .add_service(admin)
+        .add_service(recommend)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -1,4 +1,4 @@
-//! The three gRPC services. Handlers only convert, call the engine, and map errors.
+//! The search, ingest and admin gRPC services (recommendation's are in `recommend.rs`). Handlers only convert, call the engine, and map errors.
 
 use super::auth::Role;
 use super::convert;
@@ -28,11 +28,21 @@ impl SearchApi {
 impl pb::search_service_server::SearchService for SearchApi {
     async fn search(&self, request: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
         let (metadata, _, body) = request.into_parts();
+        let personal = (!body.user_id.is_empty()).then(|| (body.user_id.clone(), body.personalization));
         let req = convert::search_request(body);
         // One budget for both: the handler's timeout and the encoders' skip-if-late check.
         let budget = request_budget(&metadata, self.deadline_cap);
         let deadline = std::time::Instant::now() + budget;
         within(budget, async {
+            if let Some((user, alpha)) = personal {
+                let (result, parts) = self
+                    .engine
+                    .recommender()
+                    .personalised_search(self.engine.searcher(), req, user, alpha, Some(deadline))
+                    .await
+                    .map_err(status::from_pipeline)?;
+                return Ok(Response::new(convert::personalised_response(result, parts)));
+            }
             let result = self.engine.searcher().search_until(req, Some(deadline)).await.map_err(status::from_pipeline)?;
             Ok(Response::new(convert::search_response(result)))
         })
@@ -168,17 +178,33 @@ impl AdminApi {
         ("/mmsearch.v1.AdminService/Rebuild", Role::Admin),
         ("/mmsearch.v1.AdminService/Status", Role::Admin),
         ("/mmsearch.v1.AdminService/Snapshot", Role::Admin),
+        ("/mmsearch.v1.AdminService/DeleteUserData", Role::Admin),
+        ("/mmsearch.v1.AdminService/ExportUserData", Role::Admin),
+        ("/mmsearch.v1.AdminService/Train", Role::Admin),
     ];
 }
 
 /// Every service's role table, for `auth::role_for_path`.
-pub const ROLES: &[&[(&str, Role)]] = &[SearchApi::ROLES, IngestApi::ROLES, AdminApi::ROLES];
+pub const ROLES: &[&[(&str, Role)]] = &[SearchApi::ROLES, IngestApi::ROLES, AdminApi::ROLES, super::recommend::RecommendApi::ROLES];
 
 type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::RebuildProgress, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::admin_service_server::AdminService for AdminApi {
     type RebuildStream = ProgressStream;
+    type TrainStream = super::recommend::TrainStream;
+
+    async fn delete_user_data(&self, request: Request<pb::UserDataRequest>) -> Result<Response<pb::DeleteUserDataResponse>, Status> {
+        super::recommend::delete_user_data(&self.engine, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn export_user_data(&self, request: Request<pb::UserDataRequest>) -> Result<Response<pb::ExportUserDataResponse>, Status> {
+        super::recommend::export_user_data(&self.engine, request.into_inner()).await.map(Response::new)
+    }
+
+    async fn train(&self, _request: Request<pb::TrainRequest>) -> Result<Response<Self::TrainStream>, Status> {
+        Ok(Response::new(super::recommend::train(self.engine.clone())))
+    }
 
     async fn rebuild(&self, _request: Request<pb::RebuildRequest>) -> Result<Response<Self::RebuildStream>, Status> {
         let mut rx = self.engine.collection().rebuild();
@@ -205,10 +231,13 @@ impl pb::admin_service_server::AdminService for AdminApi {
 
     async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
         let engine = self.engine.clone();
-        let stats = tokio::task::spawn_blocking(move || engine.stats())
+        let (stats, interactions) = tokio::task::spawn_blocking(move || (engine.stats(), engine.collection().interaction_count()))
             .await
             .map_err(|e| Status::internal(format!("status task failed: {e}")))?;
-        Ok(Response::new(convert::status(stats, self.engine.roles(), self.engine.models(), self.engine.uptime().as_secs())))
+        let mut out = convert::status(stats, self.engine.roles(), self.engine.models(), self.engine.uptime().as_secs());
+        let interactions = interactions.map_err(status::from_collection)?;
+        convert::recommend_status(&mut out, self.engine.recommender().model_info(), interactions);
+        Ok(Response::new(out))
     }
 
     async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {

@@ -71,6 +71,8 @@ pub fn from_pipeline(e: PipelineError) -> Status {
         PipelineError::InvalidArgument(m) => Status::invalid_argument(m),
         PipelineError::NotFound(m) => Status::not_found(m),
         PipelineError::Unimplemented(m) => Status::unimplemented(m),
+        PipelineError::FailedPrecondition(m) => Status::failed_precondition(m),
+        PipelineError::Unavailable(m) => Status::unavailable(m),
         PipelineError::Encode(e) => from_encode(e),
         PipelineError::Collection(e) => from_collection(e),
         PipelineError::Internal(m) => internal("pipeline", m),
@@ -106,6 +108,8 @@ mod tests {
         assert_eq!(from_collection(CollectionError::NotFound("x".into())).code(), Code::NotFound);
         assert_eq!(from_encode(EncodeError::InvalidInput("bad".into())).code(), Code::InvalidArgument);
         assert_eq!(from_pipeline(PipelineError::Unimplemented("x".into())).code(), Code::Unimplemented);
+        assert_eq!(from_pipeline(PipelineError::FailedPrecondition("x".into())).code(), Code::FailedPrecondition);
+        assert_eq!(from_pipeline(PipelineError::Unavailable("x".into())).code(), Code::Unavailable);
         let s = from_stream(Status::out_of_range("Error, decoded message length too large: found 9 bytes"));
         assert_eq!(s.code(), Code::ResourceExhausted);
         let target = |kind| SnapshotError::Target { path: "/x".into(), source: std::io::Error::from(kind) };

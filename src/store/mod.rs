@@ -4,7 +4,8 @@
 //! Column families:
 //! - `items`   : item id (UTF-8) → bincode [`Version`] (metadata + the version's `seq` and spaces; see `record.rs`)
 //! - `vectors` : seq (u64 big-endian) ++ space name → little-endian f32 row (prepared)
-//! - `meta`    : `next_seq` → u64 LE
+//! - `meta`    : `next_seq` → u64 LE; `next_event`, `interactions` (see `interactions.rs`)
+//! - `interactions` : shoppers' behaviour, keyed by user (`interactions.rs`)
 //!
 //! Memory ([`StoreConfig`], the file's `[store]` section): every family (and `default`) opens
 //! with its own small write buffer and LZ4; one LRU block cache is shared by all families and
@@ -16,7 +17,10 @@
 //! version's rows in the same atomic, WAL-synced batch that writes the new ones. Keying
 //! vectors by seq makes "everything written after generation S" a range scan.
 
+mod interactions;
 mod record;
+
+pub use interactions::Recorded;
 
 use crate::model::Version;
 
@@ -33,7 +37,8 @@ const CF_META: &str = "meta";
 const KEY_NEXT_SEQ: &[u8] = b"next_seq";
 const KEY_VECTOR_MODELS: &[u8] = b"vector_models";
 /// Every family the store opens, RocksDB's own `default` (which holds nothing) included.
-const FAMILIES: [&str; 4] = [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_ITEMS, CF_VECTORS, CF_META];
+const FAMILIES: [&str; 5] =
+    [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_ITEMS, CF_VECTORS, CF_META, interactions::CF_INTERACTIONS];
 
 const MIB: usize = 1024 * 1024;
 
@@ -119,6 +124,8 @@ pub struct Store {
     path: PathBuf,
     cache: Cache,
     cache_capacity: usize,
+    /// The next interaction counter; its lock serialises interaction writes.
+    events: parking_lot::Mutex<u64>,
 }
 
 fn vector_key(seq: u64, space: &str) -> Vec<u8> {
@@ -163,14 +170,31 @@ impl Store {
             o
         };
         // `default` is named too: the crate opens a family left out with `Options::default()`.
-        let mut opts = family();
+        // Every flush and compaction starts a new MANIFEST written from the live files only,
+        // so the key bounds of files an erasure compacted away (they name the user, see
+        // `interactions.rs`) do not stay in an old one. Both settings are only reachable as an
+        // options string; a manifest is a line per live file, small beside the flush itself.
+        let mut opts = Options::default()
+            .get_options_from_string("max_manifest_file_size=1;max_manifest_space_amp_pct=0")
+            .map_err(StoreError::Rocks)?;
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        opts.set_block_based_table_factory(&table);
+        opts.set_write_buffer_size(config.write_buffer_bytes);
+        opts.set_max_write_buffer_number(2);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
         opts.set_write_buffer_manager(&memtables);
         let cfs = FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Store { db, path: path.to_path_buf(), cache, cache_capacity: config.block_cache_bytes })
+        let mut store =
+            Store { db, path: path.to_path_buf(), cache, cache_capacity: config.block_cache_bytes, events: Default::default() };
+        *store.events.get_mut() = store.read_next_event()?;
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -178,7 +202,7 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> std::sync::Arc<rocksdb::BoundColumnFamily<'_>> {
-        // The three families are created at open (create_missing_column_families), so the
+        // The families are created at open (create_missing_column_families), so the
         // handle always exists for the life of the DB.
         self.db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} is created at open"))
     }
@@ -326,7 +350,7 @@ impl Store {
     /// Writes memtables to SST files and syncs the WAL (clean shutdown).
     pub fn flush(&self) -> Result<()> {
         self.db.flush_wal(true)?;
-        for cf in [CF_ITEMS, CF_VECTORS, CF_META] {
+        for cf in [CF_ITEMS, CF_VECTORS, CF_META, interactions::CF_INTERACTIONS] {
             self.db.flush_cf(&self.cf(cf))?;
         }
         Ok(())

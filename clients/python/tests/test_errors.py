@@ -279,6 +279,15 @@ class Refusing(pb_grpc.SearchServiceServicer, pb_grpc.IngestServiceServicer, pb_
     def Rebuild(self, request: Any, context: Any) -> Any:
         return self._refuse("Rebuild", context)
 
+    def DeleteUserData(self, request: Any, context: Any) -> Any:
+        return self._refuse("DeleteUserData", context)
+
+    def ExportUserData(self, request: Any, context: Any) -> Any:
+        return self._refuse("ExportUserData", context)
+
+    def Train(self, request: Any, context: Any) -> Any:
+        return self._refuse("Train", context)
+
     def Status(self, request: Any, context: Any) -> Any:
         return self._refuse("Status", context)
 

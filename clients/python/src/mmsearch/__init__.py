@@ -15,6 +15,7 @@ from ._options import DEFAULT_MAX_MESSAGE_BYTES, RetryPolicy
 from .aio import AsyncClient
 from .catalog import read_csv, read_jsonl
 from .client import Client
+from .recommend import Contributor, Interaction, Reason, Recommendation, RecommendResult, RecordResult, TrainProgress
 from .errors import (
     AlreadyExistsError,
     DeadlineExceededError,
@@ -73,6 +74,13 @@ __all__ = [
     "Status",
     "RebuildProgress",
     "SnapshotInfo",
+    "Interaction",
+    "RecordResult",
+    "Contributor",
+    "Reason",
+    "Recommendation",
+    "RecommendResult",
+    "TrainProgress",
     "MmsearchError",
     "InvalidArgumentError",
     "NotFoundError",

@@ -145,6 +145,8 @@ def search_request(
     min_score: float,
     ef: int,
     explain: bool,
+    user_id: str = "",
+    personalization: float = 0.0,
 ) -> pb.SearchRequest:
     given = [
         n
@@ -153,7 +155,10 @@ def search_request(
     ]
     if len(given) != 1:
         raise ValueError(f"give exactly one of text, image, voice, video, vector, item_id (got {given or 'none'})")
-    req = pb.SearchRequest(top_k=top_k, offset=offset, min_score=min_score, space=space, ef=ef, explain=explain)
+    req = pb.SearchRequest(
+        top_k=top_k, offset=offset, min_score=min_score, space=space, ef=ef, explain=explain, user_id=user_id,
+        personalization=personalization,
+    )
     if text is not None:
         req.text = text
     elif image is not None:
@@ -314,6 +319,8 @@ def explanation(m: pb.Explanation) -> Explanation:
         spaces=[SpaceScore(s.space, s.role, s.score, s.weight, s.estimated, s.rank) for s in m.spaces],
         score=m.score,
         video=VideoQueryParts(v.frames, v.frame_weight, v.speech_weight, v.seconds) if m.HasField("video") and (v := m.video) else None,
+        offset=m.offset,
+        parts=[(p.name, p.value, p.weight, p.contribution) for p in m.parts],
     )
 
 

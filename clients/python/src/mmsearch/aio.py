@@ -12,6 +12,8 @@ import grpc
 import grpc.aio
 
 from . import _batches
+from . import recommend as rec
+from .recommend import Interaction, RecommendResult, RecordResult, TrainProgress
 from . import _convert as convert
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, PemInput, RetryPolicy, connection
 from .errors import NotFoundError, from_rpc_error
@@ -88,6 +90,7 @@ class AsyncClient:
         self._search = cast("pb_grpc.SearchServiceAsyncStub", pb_grpc.SearchServiceStub(self._channel))
         self._ingest = cast("pb_grpc.IngestServiceAsyncStub", pb_grpc.IngestServiceStub(self._channel))
         self._admin = cast("pb_grpc.AdminServiceAsyncStub", pb_grpc.AdminServiceStub(self._channel))
+        self._recommend = cast("pb_grpc.RecommendServiceAsyncStub", pb_grpc.RecommendServiceStub(self._channel))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -140,13 +143,16 @@ class AsyncClient:
         min_score: float = 0.0,
         ef: int = 0,
         explain: bool = False,
+        user_id: str = "",
+        personalization: float = 0.0,
         timeout: float | None = None,
     ) -> SearchResult:
         """Searches with exactly one query of ``text``, ``image``, ``voice``, ``video``, ``vector`` or
         ``item_id``; see ``Client.search``."""
         req = convert.search_request(
             text=text, image=image, voice=voice, video=video, vector=vector, item_id=item_id, space=space, filter=filter,
-            top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain,
+            top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain, user_id=user_id,
+            personalization=personalization,
         )
         resp = await self._call(
             lambda t: self._search.Search(req, timeout=t, metadata=self._metadata),
@@ -256,10 +262,122 @@ class AsyncClient:
         return convert.snapshot_info(resp)
 
 
+    # ------------------------------------------------------------------ recommendation
+
+    async def record_interactions(
+        self, interactions: Iterable[Interaction | Mapping[str, Any]], *, batch_size: int = 2000, timeout: float | None = None
+    ) -> RecordResult:
+        """Stores shopper interactions in batches; see ``Client.record_interactions``."""
+        result = RecordResult()
+        batch: list[pb.Interaction] = []
+        base = 0
+
+        async def flush() -> None:
+            nonlocal base
+            reqs = list(batch)
+            s = await self._call(
+                lambda t: self._recommend.RecordInteractions(iter(reqs), timeout=t, metadata=self._metadata),
+                self.long_timeout if timeout is None else timeout,
+                retry=True,
+            )
+            r = rec.record_result(s, base)
+            result.accepted += r.accepted
+            result.duplicates += r.duplicates
+            result.rejected.extend(r.rejected)
+            base += len(reqs)
+            batch.clear()
+
+        for i in interactions:
+            batch.append(rec.interaction_message(i))
+            if len(batch) >= batch_size:
+                await flush()
+        if batch:
+            await flush()
+        return result
+
+    async def recommend(
+        self,
+        positive: Iterable[rec.Example] = (),
+        negative: Iterable[rec.Example] = (),
+        *,
+        strategy: str = "average_vector",
+        filter: Filter | Mapping[str, Any] | None = None,
+        top_k: int = 10,
+        offset: int = 0,
+        min_score: float | None = None,
+        exclude_inputs: bool = True,
+        ignore_missing_ids: bool = False,
+        timeout: float | None = None,
+    ) -> RecommendResult:
+        """Items like the positive examples and unlike the negative ones; see ``Client.recommend``."""
+        req = rec.recommend_request(positive, negative, strategy, filter, top_k, offset, min_score, exclude_inputs, ignore_missing_ids)
+        resp = await self._call(
+            lambda t: self._recommend.Recommend(req, timeout=t, metadata=self._metadata),
+            self.timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return rec.recommend_result(resp)
+
+    async def recommend_for_user(
+        self,
+        user_id: str,
+        *,
+        top_k: int = 10,
+        filter: Filter | Mapping[str, Any] | None = None,
+        exclude_seen: bool = True,
+        offset: int = 0,
+        timeout: float | None = None,
+    ) -> RecommendResult:
+        """"For you" recommendations with reasons; see ``Client.recommend_for_user``."""
+        req = rec.for_user_request(user_id, top_k, filter, exclude_seen, offset)
+        resp = await self._call(
+            lambda t: self._recommend.RecommendForUser(req, timeout=t, metadata=self._metadata),
+            self.timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return rec.recommend_result(resp)
+
+    async def delete_user_data(self, user_id: str, *, timeout: float | None = None) -> int:
+        """Erases a user's interactions; see ``Client.delete_user_data``."""
+        req = pb.UserDataRequest(user_id=user_id)
+        resp = await self._call(
+            lambda t: self._admin.DeleteUserData(req, timeout=t, metadata=self._metadata),
+            self.long_timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return int(resp.deleted)
+
+    async def export_user_data(self, user_id: str, *, timeout: float | None = None) -> list[Interaction]:
+        """A user's stored interactions, oldest first; see ``Client.export_user_data``."""
+        req = pb.UserDataRequest(user_id=user_id)
+        resp = await self._call(
+            lambda t: self._admin.ExportUserData(req, timeout=t, metadata=self._metadata),
+            self.timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return [rec.interaction(i) for i in resp.interactions]
+
+    def train(self, *, timeout: float | None = None) -> AsyncIterator[TrainProgress]:
+        """Trains the recommendation model; an async iterator over its progress; see
+        ``Client.train``. Never retried."""
+        call = self._admin.Train(pb.TrainRequest(), timeout=self.long_timeout if timeout is None else timeout, metadata=self._metadata)
+        return _train_progress(call)
+
+
 async def _progress(call: grpc.aio.UnaryStreamCall[pb.RebuildRequest, pb.RebuildProgress]) -> AsyncIterator[RebuildProgress]:
     try:
         async for p in call:
             yield convert.progress(p)
+    except grpc.RpcError as e:
+        raise from_rpc_error(e) from e
+    finally:
+        call.cancel()
+
+
+async def _train_progress(call: grpc.aio.UnaryStreamCall[pb.TrainRequest, pb.TrainProgress]) -> AsyncIterator[TrainProgress]:
+    try:
+        async for p in call:
+            yield rec.train_progress(p)
     except grpc.RpcError as e:
         raise from_rpc_error(e) from e
     finally:

@@ -10,6 +10,8 @@ from typing import Any, TypeVar, overload
 import grpc
 
 from . import _batches
+from . import recommend as rec
+from .recommend import Interaction, RecommendResult, RecordResult, TrainProgress
 from . import _convert as convert
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, PemInput, RetryPolicy, connection
 from .errors import NotFoundError, from_rpc_error
@@ -103,6 +105,7 @@ class Client:
         self._search = pb_grpc.SearchServiceStub(self._channel)
         self._ingest = pb_grpc.IngestServiceStub(self._channel)
         self._admin = pb_grpc.AdminServiceStub(self._channel)
+        self._recommend = pb_grpc.RecommendServiceStub(self._channel)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -156,6 +159,8 @@ class Client:
         min_score: float = 0.0,
         ef: int = 0,
         explain: bool = False,
+        user_id: str = "",
+        personalization: float = 0.0,
         timeout: float | None = None,
     ) -> SearchResult:
         """Searches with exactly one query: ``text``; ``image`` (a path, bytes or a PIL
@@ -173,7 +178,8 @@ class Client:
         """
         req = convert.search_request(
             text=text, image=image, voice=voice, video=video, vector=vector, item_id=item_id, space=space, filter=filter,
-            top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain,
+            top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain, user_id=user_id,
+            personalization=personalization,
         )
         resp = self._call(
             lambda t: self._search.Search(req, timeout=t, metadata=self._metadata),
@@ -316,10 +322,143 @@ class Client:
         return convert.snapshot_info(resp)
 
 
+    # ------------------------------------------------------------------ recommendation
+
+    def record_interactions(
+        self, interactions: Iterable[Interaction | Mapping[str, Any]], *, batch_size: int = 2000, timeout: float | None = None
+    ) -> RecordResult:
+        """Stores shopper interactions (``Interaction``s or dicts with its fields), streaming
+        them in batches of ``batch_size``; each batch is durable when acknowledged. Events the
+        server refuses (unknown item, empty user, bad kind) are returned in ``rejected`` with
+        their positions and reasons and do not fail the rest; one whose (``user_id``,
+        ``idempotency_key``) was stored before counts as a duplicate. A failed batch is retried
+        on UNAVAILABLE and admission refusals (give idempotency keys to make that exact)."""
+        result = RecordResult()
+        batch: list[pb.Interaction] = []
+        base = 0
+
+        def flush() -> None:
+            nonlocal base
+            reqs = list(batch)
+            s = self._call(
+                lambda t: self._recommend.RecordInteractions(iter(reqs), timeout=t, metadata=self._metadata),
+                self.long_timeout if timeout is None else timeout,
+                retry=True,
+            )
+            r = rec.record_result(s, base)
+            result.accepted += r.accepted
+            result.duplicates += r.duplicates
+            result.rejected.extend(r.rejected)
+            base += len(reqs)
+            batch.clear()
+
+        for i in interactions:
+            batch.append(rec.interaction_message(i))
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
+            flush()
+        return result
+
+    def recommend(
+        self,
+        positive: Iterable[rec.Example] = (),
+        negative: Iterable[rec.Example] = (),
+        *,
+        strategy: str = "average_vector",
+        filter: Filter | Mapping[str, Any] | None = None,
+        top_k: int = 10,
+        offset: int = 0,
+        min_score: float | None = None,
+        exclude_inputs: bool = True,
+        ignore_missing_ids: bool = False,
+        timeout: float | None = None,
+    ) -> RecommendResult:
+        """Items like the ``positive`` examples and unlike the ``negative`` ones. An example
+        is an item id, a vector, or a dict with one of ``item_id``, ``vector``, ``text``,
+        ``image``, ``audio`` and an optional ``weight``. ``strategy``: "average_vector" (one
+        query: the weighted mean of positives minus negatives), "best_score" (candidates
+        around each example, scored by the best positive minus the best negative
+        similarity), "collaborative" (customers who bought these also bought; item ids
+        only; needs a trained model). Unknown item ids raise ``NotFoundError`` naming them,
+        unless ``ignore_missing_ids``. Every hit carries its reasons. Retried on UNAVAILABLE."""
+        req = rec.recommend_request(positive, negative, strategy, filter, top_k, offset, min_score, exclude_inputs, ignore_missing_ids)
+        resp = self._call(
+            lambda t: self._recommend.Recommend(req, timeout=t, metadata=self._metadata),
+            self.timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return rec.recommend_result(resp)
+
+    def recommend_for_user(
+        self,
+        user_id: str,
+        *,
+        top_k: int = 10,
+        filter: Filter | Mapping[str, Any] | None = None,
+        exclude_seen: bool = True,
+        offset: int = 0,
+        timeout: float | None = None,
+    ) -> RecommendResult:
+        """"For you": the collaborative model's neighbours of the user's history, the user's
+        content vector searched in the index, and (with ``exclude_seen=False``) "buy again",
+        blended; the most popular items for a user without history. Every hit carries its
+        reasons (sources, and the history items that contributed most, with their shares).
+        Retried on UNAVAILABLE."""
+        req = rec.for_user_request(user_id, top_k, filter, exclude_seen, offset)
+        resp = self._call(
+            lambda t: self._recommend.RecommendForUser(req, timeout=t, metadata=self._metadata),
+            self.timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return rec.recommend_result(resp)
+
+    def delete_user_data(self, user_id: str, *, timeout: float | None = None) -> int:
+        """Erases a user's interactions at once (and the user vector made from them); returns
+        how many. A trained model keeps only item aggregates until the next ``train``;
+        snapshots taken before keep the data. Needs the admin role."""
+        req = pb.UserDataRequest(user_id=user_id)
+        resp = self._call(
+            lambda t: self._admin.DeleteUserData(req, timeout=t, metadata=self._metadata),
+            self.long_timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return int(resp.deleted)
+
+    def export_user_data(self, user_id: str, *, timeout: float | None = None) -> list[Interaction]:
+        """A user's stored interactions, oldest first. Needs the admin role."""
+        req = pb.UserDataRequest(user_id=user_id)
+        resp = self._call(
+            lambda t: self._admin.ExportUserData(req, timeout=t, metadata=self._metadata),
+            self.timeout if timeout is None else timeout,
+            retry=True,
+        )
+        return [rec.interaction(i) for i in resp.interactions]
+
+    def train(self, *, timeout: float | None = None) -> Iterator[TrainProgress]:
+        """Trains the recommendation model from the stored interactions and swaps it in;
+        returns an iterator over the progress, ending with phase "done" (which names the new
+        model version). Never retried. Needs the admin role."""
+        call = self._admin.Train(pb.TrainRequest(), timeout=self.long_timeout if timeout is None else timeout, metadata=self._metadata)
+        return _train_progress(call)
+
+
 def _progress(call: Iterator[pb.RebuildProgress]) -> Iterator[RebuildProgress]:
     try:
         for p in call:
             yield convert.progress(p)
+    except grpc.RpcError as e:
+        raise from_rpc_error(e) from e
+    finally:
+        cancel = getattr(call, "cancel", None)
+        if cancel is not None:
+            cancel()
+
+
+def _train_progress(call: Iterator[pb.TrainProgress]) -> Iterator[TrainProgress]:
+    try:
+        for p in call:
+            yield rec.train_progress(p)
     except grpc.RpcError as e:
         raise from_rpc_error(e) from e
     finally:

@@ -120,6 +120,10 @@ class Explanation:
     score: float
     #: Video queries: how keyframes and speech made the query vector.
     video: VideoQueryParts | None = None
+    #: Personalised search (``user_id``): score = offset + sum of the parts' contributions;
+    #: each part is (name, value, weight, contribution), names "similarity" and "personal".
+    offset: float = 0.0
+    parts: list[tuple[str, float, float, float]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

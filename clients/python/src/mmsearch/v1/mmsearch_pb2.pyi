@@ -20,10 +20,57 @@ import builtins
 import collections.abc
 import google.protobuf.descriptor
 import google.protobuf.internal.containers
+import google.protobuf.internal.enum_type_wrapper
 import google.protobuf.message
+import sys
 import typing
 
+if sys.version_info >= (3, 10):
+    import typing as typing_extensions
+else:
+    import typing_extensions
+
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
+
+class _InteractionKind:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _InteractionKindEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_InteractionKind.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    INTERACTION_KIND_UNSPECIFIED: _InteractionKind.ValueType  # 0
+    VIEW: _InteractionKind.ValueType  # 1
+    CLICK: _InteractionKind.ValueType  # 2
+    CART: _InteractionKind.ValueType  # 3
+    PURCHASE: _InteractionKind.ValueType  # 4
+    DWELL: _InteractionKind.ValueType  # 5
+
+class InteractionKind(_InteractionKind, metaclass=_InteractionKindEnumTypeWrapper): ...
+
+INTERACTION_KIND_UNSPECIFIED: InteractionKind.ValueType  # 0
+VIEW: InteractionKind.ValueType  # 1
+CLICK: InteractionKind.ValueType  # 2
+CART: InteractionKind.ValueType  # 3
+PURCHASE: InteractionKind.ValueType  # 4
+DWELL: InteractionKind.ValueType  # 5
+global___InteractionKind = InteractionKind
+
+class _RecommendStrategy:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _RecommendStrategyEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_RecommendStrategy.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    AVERAGE_VECTOR: _RecommendStrategy.ValueType  # 0
+    BEST_SCORE: _RecommendStrategy.ValueType  # 1
+    COLLABORATIVE: _RecommendStrategy.ValueType  # 2
+
+class RecommendStrategy(_RecommendStrategy, metaclass=_RecommendStrategyEnumTypeWrapper): ...
+
+AVERAGE_VECTOR: RecommendStrategy.ValueType  # 0
+BEST_SCORE: RecommendStrategy.ValueType  # 1
+COLLABORATIVE: RecommendStrategy.ValueType  # 2
+global___RecommendStrategy = RecommendStrategy
 
 @typing.final
 class Vector(google.protobuf.message.Message):
@@ -212,6 +259,8 @@ class SearchRequest(google.protobuf.message.Message):
     SPACE_FIELD_NUMBER: builtins.int
     EF_FIELD_NUMBER: builtins.int
     EXPLAIN_FIELD_NUMBER: builtins.int
+    USER_ID_FIELD_NUMBER: builtins.int
+    PERSONALIZATION_FIELD_NUMBER: builtins.int
     text: builtins.str
     image: builtins.bytes
     audio: builtins.bytes
@@ -230,6 +279,13 @@ class SearchRequest(google.protobuf.message.Message):
     """Attach an Explanation to every hit (Hit.explanation): how its score was made. For
     debugging relevance; it makes responses larger.
     """
+    user_id: builtins.str
+    """Personalised search (#11): with a `user_id`, the query's top candidates (at most
+    RecommendConfig.rerank_window, default 100) are re-ranked by
+    (1 - personalization) * similarity + personalization * (user vector . item vector).
+    Never adds items the query did not find. personalization in [0, 1]; 0 = unchanged.
+    """
+    personalization: builtins.float
     @property
     def vector(self) -> global___Vector: ...
     @property
@@ -250,9 +306,11 @@ class SearchRequest(google.protobuf.message.Message):
         space: builtins.str = ...,
         ef: builtins.int = ...,
         explain: builtins.bool = ...,
+        user_id: builtins.str = ...,
+        personalization: builtins.float = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["audio", b"audio", "filter", b"filter", "image", b"image", "item_id", b"item_id", "query", b"query", "text", b"text", "vector", b"vector", "video", b"video"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["audio", b"audio", "ef", b"ef", "explain", b"explain", "filter", b"filter", "image", b"image", "item_id", b"item_id", "min_score", b"min_score", "offset", b"offset", "query", b"query", "space", b"space", "text", b"text", "top_k", b"top_k", "vector", b"vector", "video", b"video"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["audio", b"audio", "ef", b"ef", "explain", b"explain", "filter", b"filter", "image", b"image", "item_id", b"item_id", "min_score", b"min_score", "offset", b"offset", "personalization", b"personalization", "query", b"query", "space", b"space", "text", b"text", "top_k", b"top_k", "user_id", b"user_id", "vector", b"vector", "video", b"video"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["query", b"query"]) -> typing.Literal["text", "image", "audio", "item_id", "vector", "video"] | None: ...
 
 global___SearchRequest = SearchRequest
@@ -320,6 +378,8 @@ class Explanation(google.protobuf.message.Message):
     PLAN_FIELD_NUMBER: builtins.int
     SPACES_FIELD_NUMBER: builtins.int
     SCORE_FIELD_NUMBER: builtins.int
+    OFFSET_FIELD_NUMBER: builtins.int
+    PARTS_FIELD_NUMBER: builtins.int
     VIDEO_FIELD_NUMBER: builtins.int
     plan: builtins.str
     """How the candidates were found: "graph" (HNSW beam search), "graph_widened" (the first
@@ -329,10 +389,16 @@ class Explanation(google.protobuf.message.Message):
     """
     score: builtins.float
     """The final score, as in Hit.score."""
+    offset: builtins.float
+    """Personalised search: score = offset + sum of parts' contributions. The parts are
+    "similarity" (weight 1 - personalization) and "personal" (weight personalization).
+    """
     @property
     def spaces(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___SpaceScore]:
         """One entry per vector space that contributed to the score."""
 
+    @property
+    def parts(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ScorePart]: ...
     @property
     def video(self) -> global___VideoQueryParts:
         """Video queries: how the query's text-role vector was made from its frames and speech."""
@@ -343,10 +409,12 @@ class Explanation(google.protobuf.message.Message):
         plan: builtins.str = ...,
         spaces: collections.abc.Iterable[global___SpaceScore] | None = ...,
         score: builtins.float = ...,
+        offset: builtins.float = ...,
+        parts: collections.abc.Iterable[global___ScorePart] | None = ...,
         video: global___VideoQueryParts | None = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["video", b"video"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["plan", b"plan", "score", b"score", "spaces", b"spaces", "video", b"video"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["offset", b"offset", "parts", b"parts", "plan", b"plan", "score", b"score", "spaces", b"spaces", "video", b"video"]) -> None: ...
 
 global___Explanation = Explanation
 
@@ -378,6 +446,32 @@ class VideoQueryParts(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["frame_weight", b"frame_weight", "frames", b"frames", "seconds", b"seconds", "speech_weight", b"speech_weight"]) -> None: ...
 
 global___VideoQueryParts = VideoQueryParts
+
+@typing.final
+class ScorePart(google.protobuf.message.Message):
+    """One term of a hit's score: contribution = weight * value."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: builtins.int
+    VALUE_FIELD_NUMBER: builtins.int
+    WEIGHT_FIELD_NUMBER: builtins.int
+    CONTRIBUTION_FIELD_NUMBER: builtins.int
+    name: builtins.str
+    value: builtins.float
+    weight: builtins.float
+    contribution: builtins.float
+    def __init__(
+        self,
+        *,
+        name: builtins.str = ...,
+        value: builtins.float = ...,
+        weight: builtins.float = ...,
+        contribution: builtins.float = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["contribution", b"contribution", "name", b"name", "value", b"value", "weight", b"weight"]) -> None: ...
+
+global___ScorePart = ScorePart
 
 @typing.final
 class SpaceScore(google.protobuf.message.Message):
@@ -559,6 +653,381 @@ class GetRequest(google.protobuf.message.Message):
     def ClearField(self, field_name: typing.Literal["id", b"id"]) -> None: ...
 
 global___GetRequest = GetRequest
+
+@typing.final
+class UserDataRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: builtins.int
+    user_id: builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["user_id", b"user_id"]) -> None: ...
+
+global___UserDataRequest = UserDataRequest
+
+@typing.final
+class DeleteUserDataResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: builtins.int
+    deleted: builtins.int
+    def __init__(
+        self,
+        *,
+        deleted: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["deleted", b"deleted"]) -> None: ...
+
+global___DeleteUserDataResponse = DeleteUserDataResponse
+
+@typing.final
+class ExportUserDataResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: builtins.int
+    INTERACTIONS_FIELD_NUMBER: builtins.int
+    user_id: builtins.str
+    @property
+    def interactions(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Interaction]: ...
+    def __init__(
+        self,
+        *,
+        user_id: builtins.str = ...,
+        interactions: collections.abc.Iterable[global___Interaction] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["interactions", b"interactions", "user_id", b"user_id"]) -> None: ...
+
+global___ExportUserDataResponse = ExportUserDataResponse
+
+@typing.final
+class TrainRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+
+global___TrainRequest = TrainRequest
+
+@typing.final
+class TrainProgress(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    PHASE_FIELD_NUMBER: builtins.int
+    DONE_FIELD_NUMBER: builtins.int
+    TOTAL_FIELD_NUMBER: builtins.int
+    MODEL_VERSION_FIELD_NUMBER: builtins.int
+    ALGORITHM_FIELD_NUMBER: builtins.int
+    INTERACTIONS_FIELD_NUMBER: builtins.int
+    ITEMS_FIELD_NUMBER: builtins.int
+    USERS_FIELD_NUMBER: builtins.int
+    SECONDS_FIELD_NUMBER: builtins.int
+    phase: builtins.str
+    """"loading", "training", "writing", "done" """
+    done: builtins.int
+    total: builtins.int
+    model_version: builtins.int
+    algorithm: builtins.str
+    """What was trained: "ease" or "item_knn"."""
+    interactions: builtins.int
+    items: builtins.int
+    users: builtins.int
+    seconds: builtins.float
+    def __init__(
+        self,
+        *,
+        phase: builtins.str = ...,
+        done: builtins.int = ...,
+        total: builtins.int = ...,
+        model_version: builtins.int = ...,
+        algorithm: builtins.str = ...,
+        interactions: builtins.int = ...,
+        items: builtins.int = ...,
+        users: builtins.int = ...,
+        seconds: builtins.float = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["algorithm", b"algorithm", "done", b"done", "interactions", b"interactions", "items", b"items", "model_version", b"model_version", "phase", b"phase", "seconds", b"seconds", "total", b"total", "users", b"users"]) -> None: ...
+
+global___TrainProgress = TrainProgress
+
+@typing.final
+class Interaction(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: builtins.int
+    ITEM_ID_FIELD_NUMBER: builtins.int
+    KIND_FIELD_NUMBER: builtins.int
+    DWELL_MS_FIELD_NUMBER: builtins.int
+    TIMESTAMP_MS_FIELD_NUMBER: builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
+    user_id: builtins.str
+    """Opaque to the server; never logged in clear."""
+    item_id: builtins.str
+    kind: global___InteractionKind.ValueType
+    dwell_ms: builtins.int
+    """For DWELL: how long the shopper stayed on the item."""
+    timestamp_ms: builtins.int
+    """Unix milliseconds; 0 = the server's clock at receipt."""
+    idempotency_key: builtins.str
+    """Writing the same (user_id, idempotency_key) twice stores it once. Empty: no dedup."""
+    def __init__(
+        self,
+        *,
+        user_id: builtins.str = ...,
+        item_id: builtins.str = ...,
+        kind: global___InteractionKind.ValueType = ...,
+        dwell_ms: builtins.int = ...,
+        timestamp_ms: builtins.int = ...,
+        idempotency_key: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["dwell_ms", b"dwell_ms", "idempotency_key", b"idempotency_key", "item_id", b"item_id", "kind", b"kind", "timestamp_ms", b"timestamp_ms", "user_id", b"user_id"]) -> None: ...
+
+global___Interaction = Interaction
+
+@typing.final
+class RecordSummary(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: builtins.int
+    DUPLICATES_FIELD_NUMBER: builtins.int
+    REJECTED_FIELD_NUMBER: builtins.int
+    accepted: builtins.int
+    duplicates: builtins.int
+    """Accepted, but already stored under the same idempotency key."""
+    @property
+    def rejected(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Rejected]: ...
+    def __init__(
+        self,
+        *,
+        accepted: builtins.int = ...,
+        duplicates: builtins.int = ...,
+        rejected: collections.abc.Iterable[global___Rejected] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["accepted", b"accepted", "duplicates", b"duplicates", "rejected", b"rejected"]) -> None: ...
+
+global___RecordSummary = RecordSummary
+
+@typing.final
+class Example(google.protobuf.message.Message):
+    """One positive or negative example."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: builtins.int
+    VECTOR_FIELD_NUMBER: builtins.int
+    TEXT_FIELD_NUMBER: builtins.int
+    IMAGE_FIELD_NUMBER: builtins.int
+    AUDIO_FIELD_NUMBER: builtins.int
+    WEIGHT_FIELD_NUMBER: builtins.int
+    item_id: builtins.str
+    text: builtins.str
+    image: builtins.bytes
+    audio: builtins.bytes
+    weight: builtins.float
+    """Default 1."""
+    @property
+    def vector(self) -> global___Vector: ...
+    def __init__(
+        self,
+        *,
+        item_id: builtins.str = ...,
+        vector: global___Vector | None = ...,
+        text: builtins.str = ...,
+        image: builtins.bytes = ...,
+        audio: builtins.bytes = ...,
+        weight: builtins.float | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_weight", b"_weight", "audio", b"audio", "example", b"example", "image", b"image", "item_id", b"item_id", "text", b"text", "vector", b"vector", "weight", b"weight"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_weight", b"_weight", "audio", b"audio", "example", b"example", "image", b"image", "item_id", b"item_id", "text", b"text", "vector", b"vector", "weight", b"weight"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_weight", b"_weight"]) -> typing.Literal["weight"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["example", b"example"]) -> typing.Literal["item_id", "vector", "text", "image", "audio"] | None: ...
+
+global___Example = Example
+
+@typing.final
+class RecommendRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    POSITIVE_FIELD_NUMBER: builtins.int
+    NEGATIVE_FIELD_NUMBER: builtins.int
+    STRATEGY_FIELD_NUMBER: builtins.int
+    FILTER_FIELD_NUMBER: builtins.int
+    TOP_K_FIELD_NUMBER: builtins.int
+    OFFSET_FIELD_NUMBER: builtins.int
+    MIN_SCORE_FIELD_NUMBER: builtins.int
+    EXCLUDE_INPUTS_FIELD_NUMBER: builtins.int
+    IGNORE_MISSING_IDS_FIELD_NUMBER: builtins.int
+    strategy: global___RecommendStrategy.ValueType
+    top_k: builtins.int
+    offset: builtins.int
+    min_score: builtins.float
+    exclude_inputs: builtins.bool
+    """Leave the example items out of the results (default true)."""
+    ignore_missing_ids: builtins.bool
+    """Unknown example ids are skipped instead of answered NOT_FOUND (default false)."""
+    @property
+    def positive(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Example]: ...
+    @property
+    def negative(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Example]: ...
+    @property
+    def filter(self) -> global___Filter: ...
+    def __init__(
+        self,
+        *,
+        positive: collections.abc.Iterable[global___Example] | None = ...,
+        negative: collections.abc.Iterable[global___Example] | None = ...,
+        strategy: global___RecommendStrategy.ValueType = ...,
+        filter: global___Filter | None = ...,
+        top_k: builtins.int = ...,
+        offset: builtins.int = ...,
+        min_score: builtins.float | None = ...,
+        exclude_inputs: builtins.bool | None = ...,
+        ignore_missing_ids: builtins.bool = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_exclude_inputs", b"_exclude_inputs", "_min_score", b"_min_score", "exclude_inputs", b"exclude_inputs", "filter", b"filter", "min_score", b"min_score"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_exclude_inputs", b"_exclude_inputs", "_min_score", b"_min_score", "exclude_inputs", b"exclude_inputs", "filter", b"filter", "ignore_missing_ids", b"ignore_missing_ids", "min_score", b"min_score", "negative", b"negative", "offset", b"offset", "positive", b"positive", "strategy", b"strategy", "top_k", b"top_k"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_exclude_inputs", b"_exclude_inputs"]) -> typing.Literal["exclude_inputs"] | None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_min_score", b"_min_score"]) -> typing.Literal["min_score"] | None: ...
+
+global___RecommendRequest = RecommendRequest
+
+@typing.final
+class RecommendForUserRequest(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: builtins.int
+    TOP_K_FIELD_NUMBER: builtins.int
+    FILTER_FIELD_NUMBER: builtins.int
+    EXCLUDE_SEEN_FIELD_NUMBER: builtins.int
+    OFFSET_FIELD_NUMBER: builtins.int
+    user_id: builtins.str
+    top_k: builtins.int
+    exclude_seen: builtins.bool
+    """Leave out items the user interacted with (default true); "buy again" needs false."""
+    offset: builtins.int
+    @property
+    def filter(self) -> global___Filter: ...
+    def __init__(
+        self,
+        *,
+        user_id: builtins.str = ...,
+        top_k: builtins.int = ...,
+        filter: global___Filter | None = ...,
+        exclude_seen: builtins.bool | None = ...,
+        offset: builtins.int = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["_exclude_seen", b"_exclude_seen", "exclude_seen", b"exclude_seen", "filter", b"filter"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_exclude_seen", b"_exclude_seen", "exclude_seen", b"exclude_seen", "filter", b"filter", "offset", b"offset", "top_k", b"top_k", "user_id", b"user_id"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_exclude_seen", b"_exclude_seen"]) -> typing.Literal["exclude_seen"] | None: ...
+
+global___RecommendForUserRequest = RecommendForUserRequest
+
+@typing.final
+class Reason(google.protobuf.message.Message):
+    """Why an item was recommended."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: builtins.int
+    CONTRIBUTION_FIELD_NUMBER: builtins.int
+    BECAUSE_FIELD_NUMBER: builtins.int
+    source: builtins.str
+    """"collaborative", "content", "buy_again", "popularity", "positive", "negative"."""
+    contribution: builtins.float
+    """The source's normalised score times its weight: its part of the hit's score."""
+    @property
+    def because(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Contributor]:
+        """The history (or example) items that contributed most, with their share of this source's
+        score (0..1).
+        """
+
+    def __init__(
+        self,
+        *,
+        source: builtins.str = ...,
+        contribution: builtins.float = ...,
+        because: collections.abc.Iterable[global___Contributor] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["because", b"because", "contribution", b"contribution", "source", b"source"]) -> None: ...
+
+global___Reason = Reason
+
+@typing.final
+class Contributor(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: builtins.int
+    SHARE_FIELD_NUMBER: builtins.int
+    KIND_FIELD_NUMBER: builtins.int
+    item_id: builtins.str
+    share: builtins.float
+    kind: builtins.str
+    """The user's strongest interaction with it ("purchase", "view", ...), when from history."""
+    def __init__(
+        self,
+        *,
+        item_id: builtins.str = ...,
+        share: builtins.float = ...,
+        kind: builtins.str = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["item_id", b"item_id", "kind", b"kind", "share", b"share"]) -> None: ...
+
+global___Contributor = Contributor
+
+@typing.final
+class RecommendHit(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    ID_FIELD_NUMBER: builtins.int
+    SCORE_FIELD_NUMBER: builtins.int
+    ITEM_FIELD_NUMBER: builtins.int
+    REASONS_FIELD_NUMBER: builtins.int
+    id: builtins.str
+    score: builtins.float
+    @property
+    def item(self) -> global___Item: ...
+    @property
+    def reasons(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Reason]: ...
+    def __init__(
+        self,
+        *,
+        id: builtins.str = ...,
+        score: builtins.float = ...,
+        item: global___Item | None = ...,
+        reasons: collections.abc.Iterable[global___Reason] | None = ...,
+    ) -> None: ...
+    def HasField(self, field_name: typing.Literal["item", b"item"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["id", b"id", "item", b"item", "reasons", b"reasons", "score", b"score"]) -> None: ...
+
+global___RecommendHit = RecommendHit
+
+@typing.final
+class RecommendResponse(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    HITS_FIELD_NUMBER: builtins.int
+    MODEL_VERSION_FIELD_NUMBER: builtins.int
+    model_version: builtins.int
+    """Version of the model that answered (0 = none trained)."""
+    @property
+    def hits(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___RecommendHit]: ...
+    def __init__(
+        self,
+        *,
+        hits: collections.abc.Iterable[global___RecommendHit] | None = ...,
+        model_version: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["hits", b"hits", "model_version", b"model_version"]) -> None: ...
+
+global___RecommendResponse = RecommendResponse
 
 @typing.final
 class SnapshotRequest(google.protobuf.message.Message):
@@ -771,12 +1240,21 @@ class StatusResponse(google.protobuf.message.Message):
     REBUILDING_FIELD_NUMBER: builtins.int
     LAST_VERSION_FIELD_NUMBER: builtins.int
     VERSION_FIELD_NUMBER: builtins.int
+    MODEL_VERSION_FIELD_NUMBER: builtins.int
+    MODEL_TRAINED_AT_FIELD_NUMBER: builtins.int
+    INTERACTIONS_FIELD_NUMBER: builtins.int
     items: builtins.int
     generation: builtins.int
     uptime_seconds: builtins.int
     rebuilding: builtins.bool
     last_version: builtins.int
     version: builtins.str
+    model_version: builtins.int
+    """Recommendation model (#11): version of the artefact in use (0 = none trained), when it
+    was trained (Unix seconds), and the interactions stored now.
+    """
+    model_trained_at: builtins.int
+    interactions: builtins.int
     @property
     def generations_on_disk(self) -> google.protobuf.internal.containers.RepeatedScalarFieldContainer[builtins.int]: ...
     @property
@@ -795,7 +1273,10 @@ class StatusResponse(google.protobuf.message.Message):
         rebuilding: builtins.bool = ...,
         last_version: builtins.int = ...,
         version: builtins.str = ...,
+        model_version: builtins.int = ...,
+        model_trained_at: builtins.int = ...,
+        interactions: builtins.int = ...,
     ) -> None: ...
-    def ClearField(self, field_name: typing.Literal["generation", b"generation", "generations_on_disk", b"generations_on_disk", "items", b"items", "last_version", b"last_version", "models", b"models", "rebuilding", b"rebuilding", "spaces", b"spaces", "uptime_seconds", b"uptime_seconds", "version", b"version"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["generation", b"generation", "generations_on_disk", b"generations_on_disk", "interactions", b"interactions", "items", b"items", "last_version", b"last_version", "model_trained_at", b"model_trained_at", "model_version", b"model_version", "models", b"models", "rebuilding", b"rebuilding", "spaces", b"spaces", "uptime_seconds", b"uptime_seconds", "version", b"version"]) -> None: ...
 
 global___StatusResponse = StatusResponse

@@ -295,6 +295,21 @@ class AdminServiceStub(object):
                 request_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.SnapshotRequest.SerializeToString,
                 response_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.SnapshotResponse.FromString,
                 _registered_method=True)
+        self.DeleteUserData = channel.unary_unary(
+                '/mmsearch.v1.AdminService/DeleteUserData',
+                request_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.UserDataRequest.SerializeToString,
+                response_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.DeleteUserDataResponse.FromString,
+                _registered_method=True)
+        self.ExportUserData = channel.unary_unary(
+                '/mmsearch.v1.AdminService/ExportUserData',
+                request_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.UserDataRequest.SerializeToString,
+                response_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.ExportUserDataResponse.FromString,
+                _registered_method=True)
+        self.Train = channel.unary_stream(
+                '/mmsearch.v1.AdminService/Train',
+                request_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.TrainRequest.SerializeToString,
+                response_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.TrainProgress.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer(object):
@@ -325,6 +340,29 @@ class AdminServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteUserData(self, request, context):
+        """Erases a user's interactions at once (and so the user vector made from them). A trained
+        model keeps only item-item aggregates until the next Train. Snapshots taken before keep
+        the data.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportUserData(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Train(self, request, context):
+        """Trains the recommendation model from the stored interactions into a new versioned
+        artefact and swaps it in atomically; progress is streamed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -342,6 +380,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.Snapshot,
                     request_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.SnapshotRequest.FromString,
                     response_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.SnapshotResponse.SerializeToString,
+            ),
+            'DeleteUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUserData,
+                    request_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.UserDataRequest.FromString,
+                    response_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.DeleteUserDataResponse.SerializeToString,
+            ),
+            'ExportUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportUserData,
+                    request_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.UserDataRequest.FromString,
+                    response_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.ExportUserDataResponse.SerializeToString,
+            ),
+            'Train': grpc.unary_stream_rpc_method_handler(
+                    servicer.Train,
+                    request_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.TrainRequest.FromString,
+                    response_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.TrainProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -427,6 +480,256 @@ class AdminService(object):
             '/mmsearch.v1.AdminService/Snapshot',
             mmsearch_dot_v1_dot_mmsearch__pb2.SnapshotRequest.SerializeToString,
             mmsearch_dot_v1_dot_mmsearch__pb2.SnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mmsearch.v1.AdminService/DeleteUserData',
+            mmsearch_dot_v1_dot_mmsearch__pb2.UserDataRequest.SerializeToString,
+            mmsearch_dot_v1_dot_mmsearch__pb2.DeleteUserDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mmsearch.v1.AdminService/ExportUserData',
+            mmsearch_dot_v1_dot_mmsearch__pb2.UserDataRequest.SerializeToString,
+            mmsearch_dot_v1_dot_mmsearch__pb2.ExportUserDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Train(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mmsearch.v1.AdminService/Train',
+            mmsearch_dot_v1_dot_mmsearch__pb2.TrainRequest.SerializeToString,
+            mmsearch_dot_v1_dot_mmsearch__pb2.TrainProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class RecommendServiceStub(object):
+    """---------------------------------------------------------------- recommend
+
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RecordInteractions = channel.stream_unary(
+                '/mmsearch.v1.RecommendService/RecordInteractions',
+                request_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.Interaction.SerializeToString,
+                response_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecordSummary.FromString,
+                _registered_method=True)
+        self.Recommend = channel.unary_unary(
+                '/mmsearch.v1.RecommendService/Recommend',
+                request_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecommendRequest.SerializeToString,
+                response_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecommendResponse.FromString,
+                _registered_method=True)
+        self.RecommendForUser = channel.unary_unary(
+                '/mmsearch.v1.RecommendService/RecommendForUser',
+                request_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecommendForUserRequest.SerializeToString,
+                response_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecommendResponse.FromString,
+                _registered_method=True)
+
+
+class RecommendServiceServicer(object):
+    """---------------------------------------------------------------- recommend
+
+    """
+
+    def RecordInteractions(self, request_iterator, context):
+        """Client-streamed shopper behaviour. Each accepted interaction is durable (synced WAL)
+        before the summary; bad ones are reported in `rejected` without failing the rest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Recommend(self, request, context):
+        """Items like the positive examples and unlike the negative ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecommendForUser(self, request, context):
+        """"For you": collaborative filtering, the user's content vector and "buy again", blended;
+        popularity for users without history. Every hit says why (`reasons`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_RecommendServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RecordInteractions': grpc.stream_unary_rpc_method_handler(
+                    servicer.RecordInteractions,
+                    request_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.Interaction.FromString,
+                    response_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecordSummary.SerializeToString,
+            ),
+            'Recommend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recommend,
+                    request_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecommendRequest.FromString,
+                    response_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecommendResponse.SerializeToString,
+            ),
+            'RecommendForUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecommendForUser,
+                    request_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecommendForUserRequest.FromString,
+                    response_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecommendResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'mmsearch.v1.RecommendService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('mmsearch.v1.RecommendService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class RecommendService(object):
+    """---------------------------------------------------------------- recommend
+
+    """
+
+    @staticmethod
+    def RecordInteractions(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/mmsearch.v1.RecommendService/RecordInteractions',
+            mmsearch_dot_v1_dot_mmsearch__pb2.Interaction.SerializeToString,
+            mmsearch_dot_v1_dot_mmsearch__pb2.RecordSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recommend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mmsearch.v1.RecommendService/Recommend',
+            mmsearch_dot_v1_dot_mmsearch__pb2.RecommendRequest.SerializeToString,
+            mmsearch_dot_v1_dot_mmsearch__pb2.RecommendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecommendForUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mmsearch.v1.RecommendService/RecommendForUser',
+            mmsearch_dot_v1_dot_mmsearch__pb2.RecommendForUserRequest.SerializeToString,
+            mmsearch_dot_v1_dot_mmsearch__pb2.RecommendResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -157,6 +157,28 @@ class AdminServiceStub:
     snapshot directory; `mmsearch restore` brings a data directory back from it.
     """
 
+    DeleteUserData: grpc.UnaryUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.UserDataRequest,
+        mmsearch.v1.mmsearch_pb2.DeleteUserDataResponse,
+    ]
+    """Erases a user's interactions at once (and so the user vector made from them). A trained
+    model keeps only item-item aggregates until the next Train. Snapshots taken before keep
+    the data.
+    """
+
+    ExportUserData: grpc.UnaryUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.UserDataRequest,
+        mmsearch.v1.mmsearch_pb2.ExportUserDataResponse,
+    ]
+
+    Train: grpc.UnaryStreamMultiCallable[
+        mmsearch.v1.mmsearch_pb2.TrainRequest,
+        mmsearch.v1.mmsearch_pb2.TrainProgress,
+    ]
+    """Trains the recommendation model from the stored interactions into a new versioned
+    artefact and swaps it in atomically; progress is streamed.
+    """
+
 class AdminServiceAsyncStub:
     """---------------------------------------------------------------- admin"""
 
@@ -180,6 +202,28 @@ class AdminServiceAsyncStub:
     """Writes a consistent copy of the server's data (RocksDB checkpoint + the index generation in
     use + a manifest with the model ids) into a named folder under the server's configured
     snapshot directory; `mmsearch restore` brings a data directory back from it.
+    """
+
+    DeleteUserData: grpc.aio.UnaryUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.UserDataRequest,
+        mmsearch.v1.mmsearch_pb2.DeleteUserDataResponse,
+    ]
+    """Erases a user's interactions at once (and so the user vector made from them). A trained
+    model keeps only item-item aggregates until the next Train. Snapshots taken before keep
+    the data.
+    """
+
+    ExportUserData: grpc.aio.UnaryUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.UserDataRequest,
+        mmsearch.v1.mmsearch_pb2.ExportUserDataResponse,
+    ]
+
+    Train: grpc.aio.UnaryStreamMultiCallable[
+        mmsearch.v1.mmsearch_pb2.TrainRequest,
+        mmsearch.v1.mmsearch_pb2.TrainProgress,
+    ]
+    """Trains the recommendation model from the stored interactions into a new versioned
+    artefact and swaps it in atomically; progress is streamed.
     """
 
 class AdminServiceServicer(metaclass=abc.ABCMeta):
@@ -213,4 +257,116 @@ class AdminServiceServicer(metaclass=abc.ABCMeta):
         snapshot directory; `mmsearch restore` brings a data directory back from it.
         """
 
+    @abc.abstractmethod
+    def DeleteUserData(
+        self,
+        request: mmsearch.v1.mmsearch_pb2.UserDataRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[mmsearch.v1.mmsearch_pb2.DeleteUserDataResponse, collections.abc.Awaitable[mmsearch.v1.mmsearch_pb2.DeleteUserDataResponse]]:
+        """Erases a user's interactions at once (and so the user vector made from them). A trained
+        model keeps only item-item aggregates until the next Train. Snapshots taken before keep
+        the data.
+        """
+
+    @abc.abstractmethod
+    def ExportUserData(
+        self,
+        request: mmsearch.v1.mmsearch_pb2.UserDataRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[mmsearch.v1.mmsearch_pb2.ExportUserDataResponse, collections.abc.Awaitable[mmsearch.v1.mmsearch_pb2.ExportUserDataResponse]]: ...
+
+    @abc.abstractmethod
+    def Train(
+        self,
+        request: mmsearch.v1.mmsearch_pb2.TrainRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[collections.abc.Iterator[mmsearch.v1.mmsearch_pb2.TrainProgress], collections.abc.AsyncIterator[mmsearch.v1.mmsearch_pb2.TrainProgress]]:
+        """Trains the recommendation model from the stored interactions into a new versioned
+        artefact and swaps it in atomically; progress is streamed.
+        """
+
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
+
+class RecommendServiceStub:
+    """---------------------------------------------------------------- recommend"""
+
+    def __init__(self, channel: typing.Union[grpc.Channel, grpc.aio.Channel]) -> None: ...
+    RecordInteractions: grpc.StreamUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.Interaction,
+        mmsearch.v1.mmsearch_pb2.RecordSummary,
+    ]
+    """Client-streamed shopper behaviour. Each accepted interaction is durable (synced WAL)
+    before the summary; bad ones are reported in `rejected` without failing the rest.
+    """
+
+    Recommend: grpc.UnaryUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.RecommendRequest,
+        mmsearch.v1.mmsearch_pb2.RecommendResponse,
+    ]
+    """Items like the positive examples and unlike the negative ones."""
+
+    RecommendForUser: grpc.UnaryUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.RecommendForUserRequest,
+        mmsearch.v1.mmsearch_pb2.RecommendResponse,
+    ]
+    """"For you": collaborative filtering, the user's content vector and "buy again", blended;
+    popularity for users without history. Every hit says why (`reasons`).
+    """
+
+class RecommendServiceAsyncStub:
+    """---------------------------------------------------------------- recommend"""
+
+    RecordInteractions: grpc.aio.StreamUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.Interaction,
+        mmsearch.v1.mmsearch_pb2.RecordSummary,
+    ]
+    """Client-streamed shopper behaviour. Each accepted interaction is durable (synced WAL)
+    before the summary; bad ones are reported in `rejected` without failing the rest.
+    """
+
+    Recommend: grpc.aio.UnaryUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.RecommendRequest,
+        mmsearch.v1.mmsearch_pb2.RecommendResponse,
+    ]
+    """Items like the positive examples and unlike the negative ones."""
+
+    RecommendForUser: grpc.aio.UnaryUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.RecommendForUserRequest,
+        mmsearch.v1.mmsearch_pb2.RecommendResponse,
+    ]
+    """"For you": collaborative filtering, the user's content vector and "buy again", blended;
+    popularity for users without history. Every hit says why (`reasons`).
+    """
+
+class RecommendServiceServicer(metaclass=abc.ABCMeta):
+    """---------------------------------------------------------------- recommend"""
+
+    @abc.abstractmethod
+    def RecordInteractions(
+        self,
+        request_iterator: _MaybeAsyncIterator[mmsearch.v1.mmsearch_pb2.Interaction],
+        context: _ServicerContext,
+    ) -> typing.Union[mmsearch.v1.mmsearch_pb2.RecordSummary, collections.abc.Awaitable[mmsearch.v1.mmsearch_pb2.RecordSummary]]:
+        """Client-streamed shopper behaviour. Each accepted interaction is durable (synced WAL)
+        before the summary; bad ones are reported in `rejected` without failing the rest.
+        """
+
+    @abc.abstractmethod
+    def Recommend(
+        self,
+        request: mmsearch.v1.mmsearch_pb2.RecommendRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[mmsearch.v1.mmsearch_pb2.RecommendResponse, collections.abc.Awaitable[mmsearch.v1.mmsearch_pb2.RecommendResponse]]:
+        """Items like the positive examples and unlike the negative ones."""
+
+    @abc.abstractmethod
+    def RecommendForUser(
+        self,
+        request: mmsearch.v1.mmsearch_pb2.RecommendForUserRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[mmsearch.v1.mmsearch_pb2.RecommendResponse, collections.abc.Awaitable[mmsearch.v1.mmsearch_pb2.RecommendResponse]]:
+        """"For you": collaborative filtering, the user's content vector and "buy again", blended;
+        popularity for users without history. Every hit says why (`reasons`).
+        """
+
+def add_RecommendServiceServicer_to_server(servicer: RecommendServiceServicer, server: typing.Union[grpc.Server, grpc.aio.Server]) -> None: ...
