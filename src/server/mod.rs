@@ -7,6 +7,7 @@ pub mod auth;
 pub mod convert;
 mod layers;
 mod observe;
+pub mod runtime;
 mod services;
 pub mod status;
 pub mod tls;
@@ -32,6 +33,8 @@ pub struct ServerConfig {
     /// After SIGTERM, how long in-flight requests may take before the server exits anyway.
     pub shutdown_grace_ms: u64,
     pub limits: ServerLimits,
+    /// Threads of the tokio runtime (`[runtime]`).
+    pub runtime: runtime::RuntimeConfig,
 }
 
 /// The transport's share of `[limits]`.
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             metrics_listen: String::new(),
             shutdown_grace_ms: 30_000,
             limits: ServerLimits::default(),
+            runtime: Default::default(),
         }
     }
 }
