@@ -4,13 +4,14 @@
 //! This module only gathers the sections each component owns and hands each its own:
 //! [`Config::engine`] and [`Config::server`]. Nothing below the CLI reads it.
 
-use crate::collection::{IndexConfig, StoreConfig};
+use crate::collection::{IndexConfig, MemoryConfig, StoreConfig};
 use crate::encode::EncodeConfig;
 use crate::engine::EngineConfig;
 use crate::fusion::FusionConfig;
 use crate::pipeline::{IngestConfig, QueryLimits, SpaceConfig};
 use crate::recommend::RecommendConfig;
 use crate::server::auth::AuthConfig;
+use crate::server::runtime::RuntimeConfig;
 use crate::server::tls::TlsConfig;
 use crate::server::{ServerConfig, ServerLimits};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,8 @@ pub struct Config {
     pub index: IndexConfig,
     /// RocksDB's memory.
     pub store: StoreConfig,
+    /// The process's memory budget.
+    pub memory: MemoryConfig,
     pub limits: Limits,
     pub ingest: IngestConfig,
     pub fusion: FusionConfig,
@@ -40,6 +43,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub metrics_listen: String,
     pub shutdown_grace_ms: u64,
+    /// Threads: tokio's workers and blocking pool.
+    pub runtime: RuntimeConfig,
 }
 
 /// `[limits]`: the request limits the pipelines check and the transport's limits, in one
@@ -67,6 +72,7 @@ impl Default for Config {
             spaces: engine.spaces,
             index: engine.index,
             store: engine.store,
+            memory: engine.memory,
             limits: Limits { query: engine.limits, server: server.limits, unknown: BTreeMap::new() },
             ingest: engine.ingest,
             fusion: engine.fusion,
@@ -77,6 +83,7 @@ impl Default for Config {
             tls: server.tls,
             metrics_listen: server.metrics_listen,
             shutdown_grace_ms: server.shutdown_grace_ms,
+            runtime: server.runtime,
         }
     }
 }
@@ -119,6 +126,7 @@ impl Config {
             spaces: self.spaces.clone(),
             index: self.index.clone(),
             store: self.store.clone(),
+            memory: self.memory.clone(),
             ingest: self.ingest.clone(),
             fusion: self.fusion.clone(),
             encode: self.encode.clone(),
@@ -137,6 +145,7 @@ impl Config {
             metrics_listen: self.metrics_listen.clone(),
             shutdown_grace_ms: self.shutdown_grace_ms,
             limits: self.limits.server.clone(),
+            runtime: self.runtime.clone(),
         }
     }
 }

@@ -30,6 +30,13 @@ impl FlatLayer {
         self.ids.is_empty()
     }
 
+    /// Heap bytes held (capacities, not lengths: what the allocator gave out), for the memory
+    /// accounting. The id → row map is counted at hashbrown's 8-byte key + 8-byte value + 1
+    /// control byte per bucket.
+    pub fn heap_bytes(&self) -> usize {
+        self.rows.capacity() * 4 + self.ids.capacity() * 8 + self.position.capacity() * 17
+    }
+
     /// Adds a prepared vector (see [`Metric::prepare`]). Re-adding an id replaces its row.
     pub fn insert(&mut self, id: u64, prepared: &[f32]) {
         debug_assert_eq!(prepared.len(), self.dim);

@@ -224,17 +224,19 @@ pub enum AdminCommand {
     ExportUser { user: String },
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs one command; builds the tokio runtime it needs (the server's from its config).
+pub fn main(cli: Cli) -> anyhow::Result<()> {
+    let client_runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build();
     match cli.command {
-        Command::Serve(a) => serve::run(a).await,
-        Command::Ingest(a) => client::ingest(a).await,
-        Command::Search(a) => client::search(a).await,
+        Command::Serve(a) => serve::main(a),
+        Command::Ingest(a) => client_runtime()?.block_on(client::ingest(a)),
+        Command::Search(a) => client_runtime()?.block_on(client::search(a)),
         Command::Admin(AdminArgs { command: AdminCommand::Reembed { config, data_dir, models }, .. }) => {
-            reembed::run(config, data_dir, models).await
+            client_runtime()?.block_on(reembed::run(config, data_dir, models))
         }
-        Command::Admin(a) => client::admin(a).await,
-        Command::Events(a) => recommend::events(a).await,
-        Command::Recommend(a) => recommend::recommend(a).await,
+        Command::Admin(a) => client_runtime()?.block_on(client::admin(a)),
+        Command::Events(a) => client_runtime()?.block_on(recommend::events(a)),
+        Command::Recommend(a) => client_runtime()?.block_on(recommend::recommend(a)),
         Command::Keygen(a) => {
             keygen(a);
             Ok(())

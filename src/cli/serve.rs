@@ -5,8 +5,20 @@ use crate::telemetry::http::{Phase, Probe};
 use anyhow::Context;
 use std::sync::Arc;
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub fn main(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_json);
+    let config = load(args)?;
+    let rt = config.runtime.build().context("starting the tokio runtime")?;
+    tracing::info!(
+        worker_threads = config.runtime.effective_worker_threads(),
+        max_blocking_threads = config.runtime.effective_max_blocking_threads(),
+        "runtime"
+    );
+    rt.block_on(run(config))
+}
+
+/// The config file with the flags applied, validated.
+fn load(args: ServeArgs) -> anyhow::Result<Config> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(d) = args.data_dir {
         config.data_dir = d;
@@ -33,6 +45,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.tls = Some(crate::server::tls::TlsConfig { cert, key, client_ca: args.tls_client_ca });
     }
     config.validate()?;
+    Ok(config)
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     if !config.auth.enabled {
         tracing::warn!("AUTH DISABLED (--insecure-no-auth / [auth] enabled = false): anyone who can reach {} may search, ingest and rebuild", config.listen);
     }

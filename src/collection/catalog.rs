@@ -13,11 +13,20 @@ pub struct Catalog {
     live_per_space: [usize; 64],
     /// Interned categories: most catalogues have few, shared by many items.
     categories: HashMap<String, Arc<str>>,
+    /// Heap bytes of the entries' own strings (ids, attributes), kept current on insert and
+    /// remove so the memory accounting never walks the catalogue.
+    string_bytes: usize,
 }
 
 impl Default for Catalog {
     fn default() -> Self {
-        Catalog { by_id: HashMap::new(), by_seq: HashMap::new(), live_per_space: [0; 64], categories: HashMap::new() }
+        Catalog {
+            by_id: HashMap::new(),
+            by_seq: HashMap::new(),
+            live_per_space: [0; 64],
+            categories: HashMap::new(),
+            string_bytes: 0,
+        }
     }
 }
 
@@ -58,6 +67,7 @@ impl Catalog {
             self.drop_seq(old);
         }
         self.count(entry.spaces, true);
+        self.string_bytes += entry_string_bytes(&entry);
         self.by_seq.insert(seq, entry);
         old
     }
@@ -71,6 +81,7 @@ impl Catalog {
     fn drop_seq(&mut self, seq: u64) {
         if let Some(e) = self.by_seq.remove(&seq) {
             self.count(e.spaces, false);
+            self.string_bytes = self.string_bytes.saturating_sub(entry_string_bytes(&e));
         }
     }
 
@@ -97,4 +108,21 @@ impl Catalog {
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Entry)> {
         self.by_seq.iter().map(|(s, e)| (*s, e))
     }
+
+    /// Heap bytes held: both maps at their capacity (hashbrown: key + value + 1 control byte a
+    /// bucket) plus the entries' strings. An estimate of what the allocator handed out; the
+    /// allocator's own overhead is not in it.
+    pub fn heap_bytes(&self) -> usize {
+        let by_id = self.by_id.capacity() * (std::mem::size_of::<(Arc<str>, u64)>() + 1);
+        let by_seq = self.by_seq.capacity() * (std::mem::size_of::<(u64, Entry)>() + 1);
+        by_id + by_seq + self.string_bytes
+    }
+}
+
+/// An entry's own heap strings: the id's `Arc` allocation (two counters + bytes) and each
+/// attribute pair's two `String`s (the `Vec` of pairs included). Categories are interned.
+fn entry_string_bytes(e: &Entry) -> usize {
+    16 + e.id.len()
+        + e.attributes.capacity() * std::mem::size_of::<(String, String)>()
+        + e.attributes.iter().map(|(k, v)| k.capacity() + v.capacity()).sum::<usize>()
 }

@@ -13,6 +13,7 @@
 
 mod catalog;
 mod interactions;
+pub mod memory;
 mod read;
 mod rebuild;
 pub mod snapshot;
@@ -20,6 +21,7 @@ mod write;
 
 pub use catalog::Catalog;
 pub use interactions::Recorded;
+pub use memory::{MemoryConfig, MemoryUse, OverBudget};
 pub use read::{Hydrated, SearchOutcome};
 pub use rebuild::{RebuildPhase, RebuildProgress};
 pub use snapshot::{ModelRef, SnapshotError, SnapshotInfo};
@@ -52,6 +54,11 @@ pub enum CollectionError {
     NoVector { id: String, space: String },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error(
+        "memory budget: {} MiB accounted + {} MiB for this write > {} MiB allowed (limit {} MiB less the rebuild reserve); writes resume once the mutable layer is folded into a generation (a rebuild has been started)",
+        .0.accounted >> 20, .0.incoming >> 20, .0.allowed >> 20, .0.limit >> 20
+    )]
+    OverBudget(OverBudget),
 }
 
 pub type Result<T> = std::result::Result<T, CollectionError>;
@@ -70,6 +77,8 @@ pub struct CollectionConfig {
     pub planner: PlannerConfig,
     /// RocksDB's memory (`[store]`).
     pub store: StoreConfig,
+    /// The process's memory budget (`[memory]`), which writes are admitted against.
+    pub memory: MemoryConfig,
 }
 
 /// `[index]`: how generations are built and searched.
@@ -186,6 +195,7 @@ pub struct Collection {
     /// Held while generation folders are deleted (rebuild's prune) or linked into a snapshot,
     /// so a snapshot never links a half-deleted generation.
     generation_files: Mutex<()>,
+    memory: memory::MemoryBudget,
 }
 
 impl Collection {
@@ -236,6 +246,7 @@ impl Collection {
         }
         let next_seq = store.next_seq()?;
         tracing::info!(items = catalog.len(), replayed, next_seq, "store replayed");
+        let config_memory = config.memory.clone();
         let collection = Arc::new(Collection {
             store,
             specs,
@@ -244,6 +255,7 @@ impl Collection {
             writer: Mutex::new(next_seq),
             rebuild: rebuild::Coordinator::default(),
             generation_files: Mutex::new(()),
+            memory: memory::MemoryBudget::new(&config_memory),
         });
         if migrate {
             // Generations written before the flat graph format (an hnsw_rs dump beside the
@@ -287,6 +299,46 @@ impl Collection {
     /// Live items (blocking: reads every item record), for re-encoding the catalogue.
     pub fn for_each_item(&self, f: impl FnMut(Version)) -> Result<()> {
         Ok(self.store.for_each_item(f)?)
+    }
+
+    /// What the process holds, by part (see [`memory`]).
+    pub fn memory_use(&self) -> MemoryUse {
+        let (mutable_layers, catalogue, live_vector_bytes) = {
+            let state = self.state.read();
+            let live: u64 =
+                self.specs.iter().enumerate().map(|(i, s)| (state.catalog.live_in(i) * s.dim * 4) as u64).sum();
+            (state.fresh.values().map(|l| l.heap_bytes() as u64).sum(), state.catalog.heap_bytes() as u64, live)
+        };
+        MemoryUse {
+            rocksdb: self.store.memory(),
+            mutable_layers,
+            catalogue,
+            rebuild_reserve: self.memory.rebuild_reserve(live_vector_bytes),
+            baseline: self.memory.baseline(),
+            limit: self.memory.limit(),
+        }
+    }
+
+    /// Re-measures the part of `rss` (the process's resident bytes now) that writes do not grow:
+    /// call after opening and after loading anything large.
+    pub fn set_memory_baseline(&self, rss: u64) {
+        self.memory.set_baseline(rss, self.memory_use().counted());
+    }
+
+    /// Refuses a write of about `incoming` bytes that would pass the budget, and starts the
+    /// rebuild that frees the mutable layer.
+    fn admit_write(self: &Arc<Self>, incoming: u64) -> Result<()> {
+        if self.memory.limit().is_none() {
+            return Ok(());
+        }
+        let accounted = self.memory_use().accounted();
+        self.memory.admit(accounted, incoming).map_err(|e| {
+            if !self.rebuild.is_running() && self.state.read().fresh.values().any(|l| !l.is_empty()) {
+                tracing::warn!(accounted, incoming, "memory budget reached; rebuilding to fold the mutable layer into a generation");
+                let _ = self.rebuild();
+            }
+            CollectionError::OverBudget(e)
+        })
     }
 
     /// Persists everything in memory (clean shutdown); acknowledged writes are durable already.

@@ -14,12 +14,24 @@ pub struct PreparedItem {
     pub vectors: Vec<(String, Vec<f32>)>,
 }
 
+impl PreparedItem {
+    /// What writing it adds to memory, roughly: its rows in a mutable layer and in RocksDB's
+    /// memtable (twice), its metadata in the memtable and the catalogue.
+    fn memory_estimate(&self) -> u64 {
+        let rows: usize = self.vectors.iter().map(|(_, v)| v.len() * 4 + 32).sum();
+        let meta = self.item.id.len() + self.item.title.len() + self.item.description.len() + self.item.category.len()
+            + self.item.attributes.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>();
+        (2 * rows + 2 * meta + 256) as u64
+    }
+}
+
 impl Collection {
     /// Writes a group of items durably, then makes them searchable. Returns their seqs.
     pub fn upsert(self: &Arc<Self>, items: Vec<PreparedItem>) -> Result<Vec<u64>> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        self.admit_write(items.iter().map(PreparedItem::memory_estimate).sum())?;
         let seqs = {
             let mut next_seq = self.writer.lock();
             // The seq is known only under the writer lock, so versions are built here, whole.

@@ -3,8 +3,7 @@
 //! mmsearch through [`Engine::open`], so what they run is the same thing.
 
 use crate::collection::{
-    Collection, CollectionConfig, CollectionError, IndexConfig, ModelRef, SnapshotInfo, Stats, StoreConfig,
-};
+    Collection, CollectionConfig, CollectionError, IndexConfig, ModelRef, SnapshotInfo, Stats, StoreConfig, MemoryConfig};
 use crate::encode::{EncodeConfig, EncodeError, EncodeObserver, Encoders, Modality, ModelInfo};
 use crate::fusion::FusionConfig;
 use crate::pipeline::spaces::{self, Roles, SpaceConfig, SpaceRole};
@@ -28,6 +27,8 @@ pub struct EngineConfig {
     pub index: IndexConfig,
     /// RocksDB's memory (`[store]`).
     pub store: StoreConfig,
+    /// The process's memory budget (`[memory]`).
+    pub memory: MemoryConfig,
     pub ingest: IngestConfig,
     pub fusion: FusionConfig,
     pub encode: EncodeConfig,
@@ -49,6 +50,7 @@ impl Default for EngineConfig {
             spaces: spaces::default_spaces(),
             index: IndexConfig::default(),
             store: StoreConfig::default(),
+            memory: MemoryConfig::default(),
             ingest: IngestConfig::default(),
             fusion: FusionConfig::default(),
             encode: EncodeConfig::default(),
@@ -67,6 +69,19 @@ impl EngineConfig {
         // With the request limit the planner will get, not a default one.
         self.index.validate(self.limits.max_ef as usize).map_err(invalid)?;
         self.store.validate().map_err(invalid)?;
+        self.memory.validate().map_err(invalid)?;
+        if let Some(limit) = self.memory.effective_limit() {
+            // RocksDB's caches fill up to their caps whatever the writes do; they must leave
+            // room for everything else.
+            let rocksdb = self.store.block_cache_bytes + self.store.memtable_budget_bytes;
+            if rocksdb as f64 > limit as f64 * 0.5 {
+                return Err(invalid(format!(
+                    "store.block_cache_bytes + store.memtable_budget_bytes ({} MiB) exceed half of the memory limit ({} MiB)",
+                    rocksdb >> 20,
+                    limit >> 20
+                )));
+            }
+        }
         self.limits.validate().map_err(invalid)?;
         self.fusion.validate().map_err(invalid)?;
         self.recommend.validate().map_err(invalid)?;
@@ -106,6 +121,7 @@ impl EngineConfig {
             index: self.index.clone(),
             planner: self.index.planner(self.limits.max_ef as usize),
             store: self.store.clone(),
+            memory: self.memory.clone(),
         }
     }
 }
@@ -181,6 +197,12 @@ impl Engine {
         .with_video_weights(config.fusion.video_weights());
         let ingester =
             Ingester::new(collection.clone(), encoders.clone(), roles.clone(), config.fusion.clone(), &config.ingest.batch);
+        // Models are loaded and the generation mapped: what writes do not grow is known now.
+        collection.set_memory_baseline(crate::telemetry::rss_bytes());
+        if let Some(limit) = collection.memory_use().limit {
+            let m = collection.memory_use();
+            tracing::info!(limit_mib = limit >> 20, accounted_mib = m.accounted() >> 20, baseline_mib = m.baseline >> 20, "memory budget");
+        }
         let (c, e, r, rc, dir) =
             (collection.clone(), encoders.clone(), roles.clone(), config.recommend.clone(), config.data_dir.join("recommend"));
         let recommender = Arc::new(
@@ -280,6 +302,7 @@ impl Engine {
 impl StateSource for Engine {
     fn state(&self) -> StateGauges {
         let s = self.collection.stats();
+        let m = self.collection.memory_use();
         StateGauges {
             items: s.items as u64,
             generation: s.generation,
@@ -293,6 +316,12 @@ impl StateSource for Engine {
                 ("rocksdb_memtables", s.store_memory.memtables_total()),
                 ("rocksdb_table_readers", s.store_memory.table_readers),
                 ("rocksdb_pinned_blocks", s.store_memory.block_cache_pinned),
+                ("mutable_layers", m.mutable_layers),
+                ("catalogue", m.catalogue),
+                ("rebuild_reserve", m.rebuild_reserve),
+                ("baseline", m.baseline),
+                ("accounted", m.accounted()),
+                ("limit", m.limit.unwrap_or(0)),
             ],
             mapped_bytes: s.mapped_bytes as u64,
             rebuild_running: s.rebuilding,

@@ -8,6 +8,7 @@ pub mod convert;
 mod layers;
 mod observe;
 mod recommend;
+pub mod runtime;
 mod services;
 pub mod status;
 pub mod tls;
@@ -33,6 +34,8 @@ pub struct ServerConfig {
     /// After SIGTERM, how long in-flight requests may take before the server exits anyway.
     pub shutdown_grace_ms: u64,
     pub limits: ServerLimits,
+    /// Threads of the tokio runtime (`[runtime]`).
+    pub runtime: runtime::RuntimeConfig,
 }
 
 /// The transport's share of `[limits]`.
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             metrics_listen: String::new(),
             shutdown_grace_ms: 30_000,
             limits: ServerLimits::default(),
+            runtime: Default::default(),
         }
     }
 }

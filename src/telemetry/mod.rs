@@ -77,7 +77,7 @@ fn new_metrics() -> Result<Metrics, prometheus::Error> {
         rebuild_done: IntGauge::new("rebuild_done", "Work units done by the running (or last) rebuild")?,
         rebuild_total: IntGauge::new("rebuild_total", "Work units of the running (or last) rebuild")?,
         memory_bytes: IntGaugeVec::new(
-            Opts::new("memory_bytes", "Memory by kind: rss (process), rocksdb_block_cache (shared block cache, index/filter blocks included), rocksdb_memtables (all families), rocksdb_table_readers (outside the cache), rocksdb_pinned_blocks (of the block cache), mmap (index files mapped)"),
+            Opts::new("memory_bytes", "Memory by kind: rss (process), rocksdb_block_cache (shared block cache, index/filter blocks included), rocksdb_memtables (all families), rocksdb_table_readers (outside the cache), rocksdb_pinned_blocks (of the block cache), mutable_layers (vectors since the base generation), catalogue (live items' filter fields), rebuild_reserve (held back for the next rebuild's peak), baseline (measured at start: binary, runtime, models, mapped pages then), accounted (what the memory budget admits writes against: rocksdb_* + mutable_layers + catalogue + rebuild_reserve + baseline), limit (the budget; 0 = none), mmap (index files mapped)"),
             &["kind"],
         )?,
         registry,
