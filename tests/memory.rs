@@ -18,8 +18,7 @@ fn config() -> String {
     config_with_space(
         DIM,
         &format!(
-            "metrics_listen = \"127.0.0.1:0\"\n\
-             [store]\nblock_cache_bytes = 8388608\nwrite_buffer_bytes = 4194304\nmemtable_budget_bytes = 16777216\n\
+            "[store]\nblock_cache_bytes = 8388608\nwrite_buffer_bytes = 4194304\nmemtable_budget_bytes = 16777216\n\
              [memory]\nlimit_bytes = {LIMIT}\n"
         ),
     )
@@ -52,7 +51,10 @@ async fn try_upsert(server: &Server, items: Vec<pb::Item>) -> Result<pb::UpsertS
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_past_the_budget_are_refused_then_accepted_after_the_rebuild() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = Server::start(&dir.path().join("data"), &config());
+    let config_path = dir.path().join("mmsearch.toml");
+    std::fs::write(&config_path, config()).expect("write config");
+    let mut server =
+        Server::start_with(&dir.path().join("data"), &config_path, &["--no-models", "--metrics-listen", "127.0.0.1:0"]);
     let metrics = server.metrics_addr.clone().expect("metrics port");
     let pid = server.child.id();
     let mut gen = Clustered::new(DIM, 32, 7);

@@ -74,6 +74,11 @@ impl FlatLayer {
         for id in stale {
             self.remove(id);
         }
+        // What the layer grew to before the rebuild is not needed after it; keeping the capacity
+        // would hold the peak for good (and the memory budget counts capacity).
+        self.rows.shrink_to_fit();
+        self.ids.shrink_to_fit();
+        self.position.shrink_to_fit();
     }
 
     pub fn search(&self, query: &[f32], k: usize, accept: &dyn Fn(u64) -> bool) -> Vec<Scored> {

@@ -309,8 +309,10 @@ impl Collection {
                 self.specs.iter().enumerate().map(|(i, s)| (state.catalog.live_in(i) * s.dim * 4) as u64).sum();
             (state.fresh.values().map(|l| l.heap_bytes() as u64).sum(), state.catalog.heap_bytes() as u64, live)
         };
+        let rocksdb = self.store.memory();
         MemoryUse {
-            rocksdb: self.store.memory(),
+            rocksdb_caps: rocksdb.block_cache_capacity + self.config.store.memtable_budget_bytes as u64,
+            rocksdb,
             mutable_layers,
             catalogue,
             rebuild_reserve: self.memory.rebuild_reserve(live_vector_bytes),
