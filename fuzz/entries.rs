@@ -147,7 +147,7 @@ pub fn request(data: &[u8]) {
     static LIMITS: OnceLock<QueryLimits> = OnceLock::new();
     let limits = LIMITS.get_or_init(QueryLimits::default);
     if let Ok(r) = pb::SearchRequest::decode(data) {
-        let req = convert::search_request(r);
+        let Ok(req) = convert::search_request(r) else { return };
         if search::validate_request(&req, limits).is_ok() {
             // the window the searcher allocates for must be what validation bounded
             let window = u64::from(req.offset) + u64::from(req.top_k);

@@ -4,7 +4,7 @@
 //! This module only gathers the sections each component owns and hands each its own:
 //! [`Config::engine`] and [`Config::server`]. Nothing below the CLI reads it.
 
-use crate::collection::{IndexConfig, StoreConfig};
+use crate::collection::{IndexConfig, LexicalConfig, StoreConfig};
 use crate::encode::EncodeConfig;
 use crate::engine::EngineConfig;
 use crate::fusion::FusionConfig;
@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: Limits,
     pub ingest: IngestConfig,
     pub fusion: FusionConfig,
+    /// Lexical (BM25) matching: typo tolerance, title boost, snippets.
+    pub lexical: LexicalConfig,
     pub no_models: bool,
     pub encode: EncodeConfig,
     pub auth: AuthConfig,
@@ -67,6 +69,7 @@ impl Default for Config {
             limits: Limits { query: engine.limits, server: server.limits, unknown: BTreeMap::new() },
             ingest: engine.ingest,
             fusion: engine.fusion,
+            lexical: engine.lexical,
             no_models: engine.no_models,
             encode: engine.encode,
             auth: server.auth,
@@ -117,6 +120,7 @@ impl Config {
             store: self.store.clone(),
             ingest: self.ingest.clone(),
             fusion: self.fusion.clone(),
+            lexical: self.lexical.clone(),
             encode: self.encode.clone(),
             no_models: self.no_models,
             limits: self.limits.query.clone(),

@@ -299,6 +299,12 @@ impl GenerationWriter {
         })
     }
 
+    /// The folder being built: companions of the graphs (the lexical index) are written into
+    /// it so the one rename publishes them together.
+    pub fn dir(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Writes one space: its vector file and, above `min_graph_size` rows, its HNSW graph.
     /// `rows` hold prepared vectors sorted by id.
     pub fn add_space(

@@ -67,17 +67,36 @@ fn parse_vector(s: &str) -> anyhow::Result<Vec<f32>> {
 pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
     use pb::search_request::Query;
     let query = if let Some(t) = args.text.clone() {
-        Query::Text(t)
+        Some(Query::Text(t))
     } else if let Some(p) = &args.image {
-        Query::Image(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+        Some(Query::Image(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?))
     } else if let Some(p) = &args.voice {
-        Query::Audio(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+        Some(Query::Audio(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?))
     } else if let Some(id) = args.item.clone() {
-        Query::ItemId(id)
+        Some(Query::ItemId(id))
     } else if let Some(v) = &args.vector {
-        Query::Vector(pb::Vector { space: args.space.clone(), values: parse_vector(v)? })
+        Some(Query::Vector(pb::Vector { space: args.space.clone(), values: parse_vector(v)? }))
+    } else if args.sort.is_some() || !args.category.is_empty() || args.price_min.is_some() || args.price_max.is_some() || !args.attributes.is_empty() {
+        None // browse
     } else {
-        bail!("give one of --text, --image, --voice, --item, --vector");
+        bail!("give one of --text, --image, --voice, --item, --vector, or browse with a filter or --sort");
+    };
+    let mode = match args.mode.as_deref() {
+        Some("vector") => pb::SearchMode::Vector,
+        Some("lexical") => pb::SearchMode::Lexical,
+        Some("hybrid") => pb::SearchMode::Hybrid,
+        _ => pb::SearchMode::Unspecified,
+    };
+    let fusion = match args.fusion.as_deref() {
+        Some("rrf") => pb::FusionMethod::Rrf,
+        Some("convex") => pb::FusionMethod::Convex,
+        _ => pb::FusionMethod::Unspecified,
+    };
+    let sort = match args.sort.as_deref() {
+        Some("newest") => pb::SortBy::Newest,
+        Some("price-asc") => pb::SortBy::PriceAsc,
+        Some("price-desc") => pb::SortBy::PriceDesc,
+        _ => pb::SortBy::Unspecified,
     };
     let mut attributes = std::collections::HashMap::new();
     for kv in &args.attributes {
@@ -85,7 +104,7 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         attributes.insert(k.to_string(), v.to_string());
     }
     let request = pb::SearchRequest {
-        query: Some(query),
+        query,
         top_k: args.top_k,
         offset: args.offset,
         filter: Some(pb::Filter { categories: args.category.clone(), price_min: args.price_min, price_max: args.price_max, attributes }),
@@ -93,6 +112,10 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         space: args.space.clone(),
         ef: 0,
         explain: args.explain,
+        mode: mode as i32,
+        fusion: fusion as i32,
+        lexical_weight: args.lexical_weight,
+        sort: sort as i32,
     };
     let mut client = args.addr.connect().await?.search();
     let resp = client.search(request).await.map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?.into_inner();
@@ -100,13 +123,16 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         let hits: Vec<serde_json::Value> = resp
             .hits
             .iter()
-            .map(|h| serde_json::json!({"id": h.id, "score": h.score, "title": h.item.as_ref().map(|i| i.title.clone())}))
+            .map(|h| serde_json::json!({"id": h.id, "score": h.score, "title": h.item.as_ref().map(|i| i.title.clone()), "snippet": h.snippet}))
             .collect();
-        println!("{}", serde_json::json!({"transcript": resp.transcript, "hits": hits, "exact": resp.exact}));
+        println!("{}", serde_json::json!({"transcript": resp.transcript, "hits": hits, "exact": resp.exact, "total": resp.total}));
         return Ok(());
     }
     if !resp.transcript.is_empty() {
         println!("transcript: {}", resp.transcript);
+    }
+    if let Some(total) = resp.total {
+        println!("{total} matching items");
     }
     for (rank, h) in resp.hits.iter().enumerate() {
         let (title, price, category) = h.item.as_ref().map_or((String::new(), 0.0, String::new()), |i| (i.title.clone(), i.price, i.category.clone()));
@@ -121,6 +147,15 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
                 })
                 .collect();
             println!("       plan {}: {}", e.plan, parts.join("; "));
+            if let Some(l) = &e.lexical {
+                let rank = if l.rank == 0 { "absent".to_string() } else { format!("rank {}", l.rank) };
+                println!("       lexical bm25 {:.3}, {rank}, adds {:.4}; vector adds {:.4}  {}", l.bm25, l.contribution, e.vector_contribution, e.fusion);
+            }
+        }
+        if !h.snippet.is_empty() {
+            // The snippet marks matches with <b>…</b> for HTML; a terminal gets bold.
+            let shown = h.snippet.replace("<b>", "\x1b[1m").replace("</b>", "\x1b[0m").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&");
+            println!("       {shown}");
         }
     }
     if let Some(t) = resp.timing {

@@ -145,6 +145,18 @@ pub struct SearchArgs {
     /// Show why each hit scored what it did (per-space scores, weights, ranks, plan).
     #[arg(long)]
     pub explain: bool,
+    /// vector, lexical or hybrid (default: hybrid for --text and --voice, vector otherwise).
+    #[arg(long, value_parser = ["vector", "lexical", "hybrid"])]
+    pub mode: Option<String>,
+    /// Fusion of a hybrid query: rrf or convex (default: the server's).
+    #[arg(long, value_parser = ["rrf", "convex"])]
+    pub fusion: Option<String>,
+    /// Weight of the lexical list in a hybrid query, 0..1 (default: the server's).
+    #[arg(long)]
+    pub lexical_weight: Option<f32>,
+    /// Without a query: browse the filtered items sorted by newest, price-asc or price-desc.
+    #[arg(long, value_parser = ["newest", "price-asc", "price-desc"])]
+    pub sort: Option<String>,
     #[arg(long, short = 'k', default_value_t = 10)]
     pub top_k: u32,
     #[arg(long, default_value_t = 0)]

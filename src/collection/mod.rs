@@ -23,6 +23,9 @@ pub use rebuild::{RebuildPhase, RebuildProgress};
 pub use snapshot::{ModelRef, SnapshotError, SnapshotInfo};
 pub use write::PreparedItem;
 
+use crate::lexical::{self, LexicalError};
+/// The lexical settings, re-exported so the modules above need not know the lexical module.
+pub use crate::lexical::LexicalConfig;
 use crate::model::Entry;
 use crate::store::{Store, StoreError};
 /// The store's own settings and report, re-exported so the modules above need not know it.
@@ -49,6 +52,8 @@ pub enum CollectionError {
     NoVector { id: String, space: String },
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Lexical(#[from] LexicalError),
 }
 
 pub type Result<T> = std::result::Result<T, CollectionError>;
@@ -67,6 +72,8 @@ pub struct CollectionConfig {
     pub planner: PlannerConfig,
     /// RocksDB's memory (`[store]`).
     pub store: StoreConfig,
+    /// How text is matched (`[lexical]`).
+    pub lexical: LexicalConfig,
 }
 
 /// `[index]`: how generations are built and searched.
@@ -144,6 +151,10 @@ impl CollectionConfig {
 pub(crate) struct State {
     pub base: Arc<Generation>,
     pub fresh: HashMap<String, FlatLayer>,
+    /// The generation's lexical index (its `lexical/` folder) and the RAM index of newer
+    /// writes: swapped and trimmed together with `base` and `fresh`.
+    pub lexical_base: Arc<lexical::Segment>,
+    pub lexical_fresh: Arc<lexical::Fresh>,
     pub catalog: Catalog,
 }
 
@@ -201,12 +212,37 @@ impl Collection {
         let base = base.unwrap_or_else(|| Generation::empty(&specs));
         tracing::info!(generation = base.id, snapshot_seq = base.snapshot_seq, "index generation mapped");
 
+        // A generation written before lexical search (or restored from a snapshot without its
+        // `lexical/` folder) has no lexical part: then every item is replayed into the RAM part.
+        let (lexical_base, lexical_from) = match base.dir.as_ref().map(|d| lexical::Segment::open(&d.join(LEXICAL_DIR))) {
+            Some(Ok(segment)) => (segment, base.snapshot_seq),
+            Some(Err(e)) => {
+                tracing::warn!(generation = base.id, error = %e, "no usable lexical index in the generation; indexing every item's text in memory until the next rebuild");
+                (lexical::Segment::empty()?, 0)
+            }
+            None => (lexical::Segment::empty()?, 0),
+        };
+        let lexical_fresh = lexical::Fresh::new()?;
         let mut catalog = Catalog::default();
+        let mut pending: Vec<(u64, crate::model::Item)> = Vec::new();
+        let mut lexical_err = None;
         store.for_each_item(|v| {
             let spaces = space_bits(&specs, &v.spaces);
             let category = catalog.intern_category(&v.item.category);
             catalog.insert(v.seq, Entry::new(&v.item, category, spaces));
+            if v.seq > lexical_from && lexical_err.is_none() {
+                pending.push((v.seq, v.item));
+                if pending.len() >= 10_000 {
+                    lexical_err = lexical_fresh.add(pending.iter().map(|(s, i)| (*s, i))).err();
+                    pending.clear();
+                }
+            }
         })?;
+        if let Some(e) = lexical_err {
+            return Err(e.into());
+        }
+        lexical_fresh.add(pending.iter().map(|(s, i)| (*s, i)))?;
+        drop(pending);
         let mut fresh: HashMap<String, FlatLayer> =
             specs.iter().map(|s| (s.name.clone(), FlatLayer::new(s.dim, s.metric))).collect();
         let mut replayed = 0usize;
@@ -227,12 +263,18 @@ impl Collection {
             tracing::error!("{e}; the space's config changed since it was written — rebuild after fixing the config");
         }
         let next_seq = store.next_seq()?;
-        tracing::info!(items = catalog.len(), replayed, next_seq, "store replayed");
+        tracing::info!(items = catalog.len(), replayed, lexical_replayed = lexical_fresh.docs(), next_seq, "store replayed");
         let collection = Arc::new(Collection {
             store,
             specs,
             config,
-            state: RwLock::new(State { base: Arc::new(base), fresh, catalog }),
+            state: RwLock::new(State {
+                base: Arc::new(base),
+                fresh,
+                lexical_base: Arc::new(lexical_base),
+                lexical_fresh: Arc::new(lexical_fresh),
+                catalog,
+            }),
             writer: Mutex::new(next_seq),
             rebuild: rebuild::Coordinator::default(),
             generation_files: Mutex::new(()),
@@ -329,6 +371,9 @@ impl Collection {
         self.state.read().base.clone()
     }
 }
+
+/// The lexical index's folder inside a generation folder.
+const LEXICAL_DIR: &str = "lexical";
 
 /// The catalogue's bitmask of the configured spaces among `names`.
 fn space_bits(specs: &[SpaceSpec], names: &[String]) -> u64 {

@@ -2,7 +2,7 @@
 //! vector lookups, and hydration of hits from the store.
 
 use super::{Collection, CollectionError, Result};
-use crate::model::{Entry, Version};
+use crate::model::{Entry, Item, SortBy, Version};
 use mmsearch_index::{plan, Layer, Matching, PlanInput, Scored, SpaceView};
 
 pub struct SearchOutcome {
@@ -112,6 +112,49 @@ impl Collection {
             || catalog.iter().filter(|(seq, e)| e.spaces & bit != 0 && passes(*seq, e)).map(|(seq, _)| seq).collect();
         let out = view.execute(&plan, query, &accept, &mut candidates);
         Ok(SearchOutcome { hits: out.hits, exact: out.exact, path: out.path.as_str() })
+    }
+}
+
+impl Collection {
+    /// The `k` best live items for `text` by BM25 over the generation's and the fresh writes'
+    /// lexical parts, honouring `filter`.
+    pub fn search_text(&self, text: &str, k: usize, filter: Option<EntryFilter<'_>>) -> Result<Vec<Scored>> {
+        let state = self.state.read();
+        let view = crate::lexical::View::new(&state.lexical_base, &state.lexical_fresh);
+        let catalog = &state.catalog;
+        let accept = |seq: u64| catalog.entry(seq).is_some_and(|e| filter.is_none_or(|f| f(e)));
+        Ok(view.search(&self.config.lexical, text, k, &accept)?)
+    }
+
+    /// The highlighted fragment of `item` that matches `text` (see [`crate::lexical::snippet`]).
+    pub fn snippet(&self, text: &str, item: &Item) -> Option<String> {
+        crate::lexical::snippet(&self.config.lexical, text, item)
+    }
+
+    /// Browsing: the live items passing `filter`, ordered by `sort`, as the page
+    /// `offset..offset + limit` and the total count. Scores are 0.
+    pub fn browse(&self, filter: Option<EntryFilter<'_>>, sort: SortBy, offset: usize, limit: usize) -> (Vec<Scored>, u64) {
+        let state = self.state.read();
+        let mut matching: Vec<(u64, f64)> =
+            state.catalog.iter().filter(|(_, e)| filter.is_none_or(|f| f(e))).map(|(seq, e)| (seq, e.price)).collect();
+        let total = matching.len() as u64;
+        // seq orders writes, so the highest seq is the newest version; ties on price by seq
+        // keep pages stable.
+        let by = |a: &(u64, f64), b: &(u64, f64)| match sort {
+            SortBy::Newest => b.0.cmp(&a.0),
+            SortBy::PriceAsc => a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)),
+            SortBy::PriceDesc => b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)),
+        };
+        let end = (offset + limit).min(matching.len());
+        if offset >= end {
+            return (Vec::new(), total);
+        }
+        if end < matching.len() {
+            matching.select_nth_unstable_by(end - 1, by);
+            matching.truncate(end);
+        }
+        matching.sort_unstable_by(by);
+        (matching[offset..].iter().map(|(seq, _)| Scored { id: *seq, score: 0.0 }).collect(), total)
     }
 }
 

@@ -173,17 +173,26 @@ fn run(c: &Arc<Collection>, tx: &watch::Sender<RebuildProgress>) -> super::Resul
         p.phase = RebuildPhase::Writing;
         p.eta_seconds = 0.0;
     });
+    // The lexical part of the same versions: the live items the snapshot covers. An item
+    // replaced or deleted since is a newer seq (in the RAM part) or filtered as a tombstone.
+    if let Err(e) = build_lexical(c, &writer.dir().join(super::LEXICAL_DIR), snapshot_seq) {
+        writer.abandon();
+        return Err(e);
+    }
     let dir = writer.commit()?;
 
     tx.send_modify(|p| p.phase = RebuildPhase::Swapping);
     // Reopen from disk so the generation in use is exactly what a restart would load.
     let generation = Arc::new(Generation::open(&dir, &c.specs)?);
+    let lexical = Arc::new(crate::lexical::Segment::open(&dir.join(super::LEXICAL_DIR))?);
     {
         let mut state = c.state.write();
         state.base = generation;
+        state.lexical_base = lexical;
         for layer in state.fresh.values_mut() {
             layer.retain_newer_than(snapshot_seq);
         }
+        state.lexical_fresh.retain_newer_than(snapshot_seq)?;
     }
     let pruned = {
         let _no_snapshot_linking = c.generation_files.lock();
@@ -200,4 +209,20 @@ fn run(c: &Arc<Collection>, tx: &watch::Sender<RebuildProgress>) -> super::Resul
         p.eta_seconds = 0.0;
     });
     Ok(generation_id)
+}
+
+fn build_lexical(c: &Collection, dir: &std::path::Path, snapshot_seq: u64) -> super::Result<()> {
+    let mut builder = crate::lexical::SegmentBuilder::create(dir)?;
+    let mut failed = None;
+    c.store.for_each_item(|v| {
+        if v.seq <= snapshot_seq && failed.is_none() {
+            failed = builder.add(v.seq, &v.item).err();
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let n = builder.finish()?;
+    tracing::info!(documents = n, "lexical index built");
+    Ok(())
 }

@@ -48,6 +48,10 @@ impl Collection {
                 .collect();
             self.store.write(&ops, new_next)?;
             *next_seq = new_next;
+            // Searchable lexically before the catalogue makes the versions live (a search
+            // filters by liveness), so an acknowledged write is found both ways.
+            let lexical_fresh = self.state.read().lexical_fresh.clone();
+            lexical_fresh.add(versions.iter().map(|(v, _)| (v.seq, &v.item)))?;
 
             let mut state = self.state.write();
             let mut assigned = Vec::with_capacity(versions.len());

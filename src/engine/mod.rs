@@ -3,7 +3,7 @@
 //! mmsearch through [`Engine::open`], so what they run is the same thing.
 
 use crate::collection::{
-    Collection, CollectionConfig, CollectionError, IndexConfig, ModelRef, SnapshotInfo, Stats, StoreConfig,
+    Collection, CollectionConfig, CollectionError, IndexConfig, LexicalConfig, ModelRef, SnapshotInfo, Stats, StoreConfig,
 };
 use crate::encode::{EncodeConfig, EncodeError, EncodeObserver, Encoders, Modality, ModelInfo};
 use crate::fusion::FusionConfig;
@@ -28,6 +28,8 @@ pub struct EngineConfig {
     pub store: StoreConfig,
     pub ingest: IngestConfig,
     pub fusion: FusionConfig,
+    /// How text is matched lexically (`[lexical]`).
+    pub lexical: LexicalConfig,
     pub encode: EncodeConfig,
     /// Serve vector and item queries only, without loading models.
     pub no_models: bool,
@@ -44,6 +46,7 @@ impl Default for EngineConfig {
             store: StoreConfig::default(),
             ingest: IngestConfig::default(),
             fusion: FusionConfig::default(),
+            lexical: LexicalConfig::default(),
             encode: EncodeConfig::default(),
             no_models: false,
             limits: QueryLimits::default(),
@@ -60,6 +63,7 @@ impl EngineConfig {
         self.store.validate().map_err(invalid)?;
         self.limits.validate().map_err(invalid)?;
         self.fusion.validate().map_err(invalid)?;
+        self.lexical.validate().map_err(invalid)?;
         if self.ingest.group_commit_max == 0 {
             return Err(invalid("ingest.group_commit_max must be > 0".into()));
         }
@@ -96,6 +100,7 @@ impl EngineConfig {
             index: self.index.clone(),
             planner: self.index.planner(self.limits.max_ef as usize),
             store: self.store.clone(),
+            lexical: self.lexical.clone(),
         }
     }
 }
@@ -154,6 +159,7 @@ impl Engine {
             roles.clone(),
             config.limits.clone(),
             config.fusion.image_query_alpha,
+            config.fusion.hybrid(),
         );
         let ingester =
             Ingester::new(collection.clone(), encoders.clone(), roles.clone(), config.fusion.clone(), &config.ingest.batch);

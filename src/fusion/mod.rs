@@ -1,5 +1,6 @@
 //! Fusion: one item's evidence (title, optional description, photos) → the vectors the index
-//! stores, and the merge of a photo query's two hit lists. Plain vector math: it knows no
+//! stores, the merge of a photo query's two hit lists, and ([`hybrid`]) the fusion of a text
+//! query's vector and lexical lists. Plain vector math: it knows no
 //! encoders, spaces or store; the pipeline binds its outputs to the spaces with the text and
 //! visual roles.
 //!
@@ -24,6 +25,10 @@
 //! microseconds, the caller can instead fetch the stored vectors of such candidates and compute the
 //! missing cosine exactly. Items with no photo have no visual vector and only ever appear through
 //! the shared list. For a CLIP image tower (no visual space) use α = 1.
+
+mod hybrid;
+
+pub use hybrid::{fuse as fuse_hybrid, FusedHit, Hybrid, HybridMethod};
 
 use mmsearch_index::metric::normalize;
 use mmsearch_index::Scored;
@@ -70,11 +75,25 @@ pub struct FusionConfig {
     pub include_description: bool,
     /// α in [`merge_image_hits`] for photo queries.
     pub image_query_alpha: f32,
+    /// How HYBRID queries fuse the vector and lexical lists: "rrf" or "convex" ([`hybrid`]).
+    pub hybrid_method: String,
+    /// The lexical list's weight in [0, 1] (per request: `SearchRequest.lexical_weight`).
+    pub hybrid_lexical_weight: f32,
+    /// RRF's k: larger flattens the advantage of the top ranks.
+    pub rrf_k: f32,
 }
 
 impl Default for FusionConfig {
     fn default() -> Self {
-        Self { text_weight: 0.5, image_weight: 0.5, include_description: false, image_query_alpha: 0.5 }
+        Self {
+            text_weight: 0.5,
+            image_weight: 0.5,
+            include_description: false,
+            image_query_alpha: 0.5,
+            hybrid_method: "rrf".into(),
+            hybrid_lexical_weight: 0.5,
+            rrf_k: 60.0,
+        }
     }
 }
 
@@ -84,7 +103,19 @@ impl FusionConfig {
         if !(0.0..=1.0).contains(&self.image_query_alpha) {
             return Err(format!("fusion.image_query_alpha {} must be in [0, 1]", self.image_query_alpha));
         }
-        Ok(())
+        if !matches!(self.hybrid_method.as_str(), "rrf" | "convex") {
+            return Err(format!("fusion.hybrid_method {:?} must be \"rrf\" or \"convex\"", self.hybrid_method));
+        }
+        self.hybrid().validate().map_err(|e| format!("fusion: {e}"))
+    }
+
+    /// The configured fusion of HYBRID queries (a request may override method and weight).
+    pub fn hybrid(&self) -> Hybrid {
+        let method = match self.hybrid_method.as_str() {
+            "convex" => HybridMethod::Convex,
+            _ => HybridMethod::Rrf { k: self.rrf_k },
+        };
+        Hybrid { method, lexical_weight: self.hybrid_lexical_weight }
     }
 
     pub fn weights(&self) -> FusionWeights {

@@ -42,6 +42,16 @@ impl FilterSpec {
     }
 }
 
+/// The order of a browse (a request with no query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortBy {
+    /// Most recently written first.
+    #[default]
+    Newest,
+    PriceAsc,
+    PriceDesc,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,5 +7,5 @@ mod filter;
 mod item;
 
 pub use entry::Entry;
-pub use filter::FilterSpec;
+pub use filter::{FilterSpec, SortBy};
 pub use item::{Item, NewItem, Version, MAX_ATTRIBUTES, MAX_ID_BYTES, MAX_IMAGES_PER_ITEM, MAX_TEXT_BYTES};

@@ -7,7 +7,9 @@ pub mod search;
 pub mod spaces;
 
 pub use ingest::{GroupOutcome, IngestConfig, Ingester, Rejection};
-pub use search::{Explanation, Query, SearchHit, SearchRequest, SearchResult, Searcher, SpaceScore, Timing};
+pub use search::{
+    Explanation, FusionChoice, LexicalScore, Query, SearchHit, SearchMode, SearchRequest, SearchResult, Searcher, SpaceScore, Timing,
+};
 pub use spaces::{Roles, SpaceConfig, SpaceRole};
 
 use crate::collection::CollectionError;

@@ -1,5 +1,11 @@
-//! The query pipeline: validate → encode → search each space (the collection plans the index
-//! work) → merge → page → hydrate.
+//! The query pipeline: validate → plan the mode → encode → search each space (the collection
+//! plans the index work) and/or the lexical index → merge → page → hydrate.
+//!
+//! Modes ([`SearchMode`]): text and voice queries default to HYBRID — the vector list and the
+//! lexical (BM25) list of the text or transcript, fused by [`crate::fusion::fuse_hybrid`] — and
+//! may ask for VECTOR or LEXICAL alone; the other queries are VECTOR only. A request without a
+//! query but with a filter or a sort order browses: the matching items in that order, with a
+//! total count.
 //!
 //! Text and voice queries search the text-role space. Image queries search the text-role space
 //! (the photo bridged into it) and the visual-role space (raw image features) and merge the two
@@ -11,8 +17,8 @@ use super::spaces::{Roles, SpaceRole};
 use super::{blocking, PipelineError, QueryLimits};
 use crate::collection::{Collection, SearchOutcome};
 use crate::encode::{EncodeError, Encoders};
-use crate::fusion::Part;
-use crate::model::{FilterSpec, Version};
+use crate::fusion::{Hybrid, HybridMethod, Part};
+use crate::model::{FilterSpec, SortBy, Version};
 use mmsearch_index::SpaceSpec;
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +45,26 @@ pub struct SearchRequest {
     pub ef: Option<u32>,
     /// Attach an [`Explanation`] to every hit.
     pub explain: bool,
+    /// `None`: HYBRID for text and voice, VECTOR for the rest.
+    pub mode: Option<SearchMode>,
+    /// HYBRID's fusion method and lexical weight; `None`: the configured ones (`[fusion]`).
+    pub fusion: Option<FusionChoice>,
+    pub lexical_weight: Option<f32>,
+    /// Order of a browse (no query); `None` with a filter: newest first.
+    pub sort: Option<SortBy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchMode {
+    Vector,
+    Lexical,
+    Hybrid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FusionChoice {
+    Rrf,
+    Convex,
 }
 
 impl SearchRequest {
@@ -53,6 +79,10 @@ impl SearchRequest {
             space: None,
             ef: None,
             explain: false,
+            mode: None,
+            fusion: None,
+            lexical_weight: None,
+            sort: None,
         }
     }
 }
@@ -76,10 +106,27 @@ pub struct SpaceScore {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Explanation {
     /// How candidates were found, per space searched ("graph", "graph_widened", "exact";
-    /// joined with "+" for image queries, text-role space first).
+    /// joined with "+" for image queries, text-role space first; "+lexical" for HYBRID,
+    /// "lexical" alone for LEXICAL, "browse" for a browse).
     pub plan: String,
     pub spaces: Vec<SpaceScore>,
     pub score: f32,
+    /// The lexical list's part (LEXICAL and HYBRID).
+    pub lexical: Option<LexicalScore>,
+    /// HYBRID: the fusion ("rrf(k=60, w=0.5)", "convex(w=0.5)") and what the vector list
+    /// added to `score` (the lexical share is in `lexical`).
+    pub fusion: Option<String>,
+    pub vector_contribution: f32,
+}
+
+/// The lexical list's part in a hit's score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LexicalScore {
+    pub bm25: f32,
+    /// 1-based rank in the lexical list; 0 when absent from it.
+    pub rank: u32,
+    /// What it added to the hit's score.
+    pub contribution: f32,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +135,9 @@ pub struct SearchHit {
     pub score: f32,
     pub version: Version,
     pub explanation: Option<Explanation>,
+    /// LEXICAL and HYBRID: the description (or title) fragment matching the query's words,
+    /// matches in `<b>…</b>`, HTML-escaped.
+    pub snippet: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -103,6 +153,8 @@ pub struct SearchResult {
     pub transcript: Option<String>,
     pub timing: Timing,
     pub exact: bool,
+    /// Browse: how many items match the filter.
+    pub total: Option<u64>,
 }
 
 pub struct Searcher {
@@ -111,6 +163,7 @@ pub struct Searcher {
     roles: Roles,
     limits: QueryLimits,
     image_query_alpha: f32,
+    hybrid: Hybrid,
 }
 
 /// The query after encoding: prepared vectors bound to spaces.
@@ -126,7 +179,13 @@ struct Candidate {
     id: u64,
     score: f32,
     parts: [Part; 2],
+    /// Rank 0: not in the lexical list (or no lexical search).
+    lexical: Part,
+    /// What the vector and lexical lists added to `score` (HYBRID).
+    shares: [f32; 2],
 }
+
+const NO_PART: Part = Part { score: 0.0, rank: 0 };
 
 /// A space a query searched, and its weight in the final score.
 struct Searched {
@@ -142,6 +201,10 @@ struct Candidates {
     plan: String,
     transcript: Option<String>,
     exact: bool,
+    /// HYBRID's fusion, described.
+    fusion: Option<String>,
+    /// Whether the lexical list was searched (LEXICAL, HYBRID).
+    lexical: bool,
 }
 
 impl Candidates {
@@ -162,7 +225,14 @@ impl Candidates {
                 })
             })
             .collect();
-        Explanation { plan: self.plan.clone(), spaces, score: c.score }
+        Explanation {
+            plan: self.plan.clone(),
+            spaces,
+            score: c.score,
+            lexical: self.lexical.then_some(LexicalScore { bm25: c.lexical.score, rank: c.lexical.rank, contribution: c.shares[1] }),
+            fusion: self.fusion.clone(),
+            vector_contribution: c.shares[0],
+        }
     }
 }
 
@@ -173,8 +243,9 @@ impl Searcher {
         roles: Roles,
         limits: QueryLimits,
         image_query_alpha: f32,
+        hybrid: Hybrid,
     ) -> Searcher {
-        Searcher { collection, encoders, roles, limits, image_query_alpha }
+        Searcher { collection, encoders, roles, limits, image_query_alpha, hybrid }
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -194,10 +265,26 @@ impl Searcher {
         let ef = req.ef.map(|e| e as usize);
         let filter = (!req.filter.is_empty()).then_some(req.filter.clone());
         let mut timing = Timing::default();
+        let Some(query) = req.query.clone() else { return self.browse(req, filter).await };
+        let (mode, hybrid) = self.plan_mode(&req, &query)?;
 
         let started = Instant::now();
-        let query = req.query.clone().ok_or_else(|| PipelineError::Internal("validated query vanished".into()))?;
-        let encoded = self.encode(query, req.space.as_deref(), deadline).await?;
+        let mut lexical_text = match &query {
+            Query::Text(t) if mode != SearchMode::Vector => Some(t.clone()),
+            _ => None,
+        };
+        let encoded = match mode {
+            SearchMode::Lexical if lexical_text.is_some() => None,
+            _ => Some(self.encode(query, req.space.as_deref(), deadline).await?),
+        };
+        // A voice query's transcript is its text for the lexical list (and the response).
+        let heard = match &encoded {
+            Some(Encoded::Single { transcript: Some(t), .. }) => Some(t.clone()),
+            _ => None,
+        };
+        if mode != SearchMode::Vector && heard.is_some() {
+            lexical_text = heard.clone();
+        }
         timing.encode_us = started.elapsed().as_micros() as u64;
         crate::telemetry::observe_stage("encode", started.elapsed());
 
@@ -205,13 +292,19 @@ impl Searcher {
         let collection = self.collection.clone();
         let roles = self.roles.clone();
         let alpha = self.image_query_alpha;
+        let text = lexical_text.clone();
         let candidates = blocking(move || {
             let predicate = filter.as_ref().map(|f| move |e: &crate::model::Entry| f.matches(e));
             let pred_ref = predicate.as_ref().map(|p| p as &(dyn Fn(&crate::model::Entry) -> bool + Sync));
+            // Fusion looks past the page: an item ranked just below it in one list may be the
+            // best of both.
+            let depth = if mode == SearchMode::Hybrid { window.max(HYBRID_DEPTH) } else { window };
             let search = |space: &SpaceSpec, vector: &[f32], exclude: Option<u64>| -> Result<SearchOutcome, PipelineError> {
-                Ok(collection.search(&space.name, vector, window, ef, pred_ref, exclude)?)
+                Ok(collection.search(&space.name, vector, depth, ef, pred_ref, exclude)?)
             };
-            run(&roles, encoded, window, alpha, search)
+            let vector = encoded.filter(|_| mode != SearchMode::Lexical).map(|e| run(&roles, e, depth, alpha, search)).transpose()?;
+            let lexical = text.map(|t| collection.search_text(&t, depth, pred_ref)).transpose()?;
+            combine(vector, lexical, hybrid, window)
         })
         .await?;
         timing.search_us = started.elapsed().as_micros() as u64;
@@ -226,10 +319,75 @@ impl Searcher {
             .take(req.top_k as usize)
             .map(|c| (*c, req.explain.then(|| candidates.explain(c))))
             .collect();
-        let hits = self.hydrate(page).await?;
+        let hits = self.hydrate(page, lexical_text).await?;
         timing.hydrate_us = started.elapsed().as_micros() as u64;
         crate::telemetry::observe_stage("hydrate", started.elapsed());
-        Ok(SearchResult { hits, transcript: candidates.transcript, timing, exact: candidates.exact })
+        Ok(SearchResult { hits, transcript: candidates.transcript.or(heard), timing, exact: candidates.exact, total: None })
+    }
+
+    /// The planning step of modes: the request's mode (or the query's default) and fusion,
+    /// checked against what the query can do.
+    fn plan_mode(&self, req: &SearchRequest, query: &Query) -> Result<(SearchMode, Hybrid), PipelineError> {
+        let texty = matches!(query, Query::Text(_) | Query::Audio(_));
+        let mode = req.mode.unwrap_or(if texty { SearchMode::Hybrid } else { SearchMode::Vector });
+        if mode != SearchMode::Vector && !texty {
+            return Err(PipelineError::InvalidArgument(format!(
+                "mode {mode:?} needs a text or voice query; image, vector and item queries are VECTOR only"
+            )));
+        }
+        if mode != SearchMode::Lexical && self.encoders.is_none() && matches!(query, Query::Text(_)) {
+            return Err(PipelineError::Unimplemented(format!(
+                "{mode:?} text queries need the encoders; this server runs without models (mode LEXICAL needs none)"
+            )));
+        }
+        let mut hybrid = self.hybrid;
+        match req.fusion {
+            Some(FusionChoice::Convex) => hybrid.method = HybridMethod::Convex,
+            Some(FusionChoice::Rrf) if hybrid.method == HybridMethod::Convex => {
+                hybrid.method = HybridMethod::Rrf { k: DEFAULT_RRF_K }
+            }
+            _ => {}
+        }
+        if let Some(w) = req.lexical_weight {
+            hybrid.lexical_weight = w;
+        }
+        hybrid.validate().map_err(PipelineError::InvalidArgument)?;
+        Ok((mode, hybrid))
+    }
+
+    /// A request without a query: the items passing the filter in the requested order.
+    async fn browse(&self, req: SearchRequest, filter: Option<FilterSpec>) -> Result<SearchResult, PipelineError> {
+        let started = Instant::now();
+        let collection = self.collection.clone();
+        let sort = req.sort.unwrap_or_default();
+        let (offset, top_k) = (req.offset as usize, req.top_k as usize);
+        let (page, total) = blocking(move || {
+            let predicate = filter.as_ref().map(|f| move |e: &crate::model::Entry| f.matches(e));
+            let pred_ref = predicate.as_ref().map(|p| p as &(dyn Fn(&crate::model::Entry) -> bool + Sync));
+            Ok(collection.browse(pred_ref, sort, offset, top_k))
+        })
+        .await?;
+        let search_us = started.elapsed().as_micros() as u64;
+        let candidates = Candidates {
+            ranked: Vec::new(),
+            spaces: [None, None],
+            plan: "browse".into(),
+            transcript: None,
+            exact: true,
+            fusion: None,
+            lexical: false,
+        };
+        let page = page
+            .into_iter()
+            .map(|s| {
+                let c = Candidate { id: s.id, score: 0.0, parts: [NO_PART; 2], lexical: NO_PART, shares: [0.0; 2] };
+                (c, req.explain.then(|| candidates.explain(&c)))
+            })
+            .collect();
+        let started = Instant::now();
+        let hits = self.hydrate(page, None).await?;
+        let timing = Timing { encode_us: 0, search_us, hydrate_us: started.elapsed().as_micros() as u64 };
+        Ok(SearchResult { hits, transcript: None, timing, exact: true, total: Some(total) })
     }
 
     fn encoders(&self, what: &str) -> Result<Arc<Encoders>, PipelineError> {
@@ -315,7 +473,7 @@ impl Searcher {
         }
     }
 
-    async fn hydrate(&self, page: Vec<(Candidate, Option<Explanation>)>) -> Result<Vec<SearchHit>, PipelineError> {
+    async fn hydrate(&self, page: Vec<(Candidate, Option<Explanation>)>, text: Option<String>) -> Result<Vec<SearchHit>, PipelineError> {
         let collection = self.collection.clone();
         blocking(move || {
             let scored: Vec<mmsearch_index::Scored> =
@@ -326,6 +484,7 @@ impl Searcher {
             Ok(hydrated
                 .into_iter()
                 .map(|h| SearchHit {
+                    snippet: text.as_deref().and_then(|t| collection.snippet(t, &h.version.item)),
                     id: h.version.item.id.clone(),
                     score: h.scored.score,
                     explanation: explanations.remove(&h.scored.id),
@@ -358,7 +517,13 @@ fn run(
                 .hits
                 .iter()
                 .enumerate()
-                .map(|(i, h)| Candidate { id: h.id, score: h.score, parts: [Part { score: h.score, rank: i as u32 + 1 }, absent] })
+                .map(|(i, h)| Candidate {
+                    id: h.id,
+                    score: h.score,
+                    parts: [Part { score: h.score, rank: i as u32 + 1 }, absent],
+                    lexical: NO_PART,
+                    shares: [h.score, 0.0],
+                })
                 .collect();
             Ok(Candidates {
                 ranked,
@@ -366,6 +531,8 @@ fn run(
                 plan: out.path.to_string(),
                 transcript,
                 exact: out.exact,
+                fusion: None,
+                lexical: false,
             })
         }
         Encoded::Image { text, visual } => {
@@ -381,7 +548,7 @@ fn run(
             let (t_hits, v_hits) = (t.as_ref().map_or(&empty, |o| &o.hits), v.as_ref().map_or(&empty, |o| &o.hits));
             let ranked = crate::fusion::merge_image_hits(t_hits, v_hits, alpha, window)
                 .into_iter()
-                .map(|m| Candidate { id: m.id, score: m.score, parts: [m.text, m.visual] })
+                .map(|m| Candidate { id: m.id, score: m.score, parts: [m.text, m.visual], lexical: NO_PART, shares: [m.score, 0.0] })
                 .collect();
             let outcomes: Vec<&SearchOutcome> = [t.as_ref(), v.as_ref()].into_iter().flatten().collect();
             Ok(Candidates {
@@ -390,8 +557,72 @@ fn run(
                 plan: outcomes.iter().map(|o| o.path).collect::<Vec<_>>().join("+"),
                 transcript: None,
                 exact: outcomes.iter().all(|o| o.exact),
+                fusion: None,
+                lexical: false,
             })
         }
+    }
+}
+
+/// Candidates per list a HYBRID query fuses (at least; more when the page reaches deeper).
+const HYBRID_DEPTH: usize = 20;
+/// RRF's k when a request asks for RRF over a server configured for convex fusion.
+const DEFAULT_RRF_K: f32 = 60.0;
+
+/// The mode's ranking: the vector candidates, the lexical list, or their fusion.
+fn combine(
+    vector: Option<Candidates>,
+    lexical: Option<Vec<mmsearch_index::Scored>>,
+    hybrid: Hybrid,
+    window: usize,
+) -> Result<Candidates, PipelineError> {
+    match (vector, lexical) {
+        (Some(mut v), None) => {
+            v.ranked.truncate(window);
+            Ok(v)
+        }
+        (None, Some(lex)) => Ok(Candidates {
+            ranked: lex
+                .iter()
+                .take(window)
+                .enumerate()
+                .map(|(i, h)| Candidate {
+                    id: h.id,
+                    score: h.score,
+                    parts: [NO_PART; 2],
+                    lexical: Part { score: h.score, rank: i as u32 + 1 },
+                    shares: [0.0, h.score],
+                })
+                .collect(),
+            spaces: [None, None],
+            plan: "lexical".into(),
+            transcript: None,
+            exact: true,
+            fusion: None,
+            lexical: true,
+        }),
+        (Some(v), Some(lex)) => {
+            let list: Vec<mmsearch_index::Scored> =
+                v.ranked.iter().map(|c| mmsearch_index::Scored { id: c.id, score: c.score }).collect();
+            let ranked = crate::fusion::fuse_hybrid(&list, &lex, hybrid, window)
+                .into_iter()
+                .map(|f| Candidate {
+                    id: f.id,
+                    score: f.score,
+                    parts: [f.vector, NO_PART],
+                    lexical: f.lexical,
+                    shares: f.contribution,
+                })
+                .collect();
+            Ok(Candidates {
+                ranked,
+                plan: format!("{}+lexical", v.plan),
+                fusion: Some(hybrid.describe()),
+                lexical: true,
+                ..v
+            })
+        }
+        (None, None) => Err(PipelineError::Internal("a search planned neither a vector nor a lexical list".into())),
     }
 }
 
@@ -417,8 +648,17 @@ pub fn validate_request(req: &SearchRequest, limits: &QueryLimits) -> Result<(),
         return invalid("min_score must be a finite number".into());
     }
     req.filter.validate().map_err(PipelineError::InvalidArgument)?;
+    if let Some(w) = req.lexical_weight.filter(|w| !(0.0..=1.0).contains(w)) {
+        return invalid(format!("lexical_weight {w} must be in [0, 1]"));
+    }
+    if req.query.is_some() && req.sort.is_some() {
+        return invalid("sort orders a browse (a request without a query); query results are ranked by score".into());
+    }
     match &req.query {
-        None => invalid("empty query: set one of text, image, audio, item_id, vector".into()),
+        None if req.filter.is_empty() && req.sort.is_none() => invalid(
+            "empty query: set one of text, image, audio, item_id, vector — or browse with a filter or a sort".into(),
+        ),
+        None => Ok(()),
         Some(Query::Text(t)) if t.trim().is_empty() => invalid("text query is empty".into()),
         Some(Query::Text(t)) if t.chars().count() > limits.max_text_chars => {
             invalid(format!("text query is longer than {} characters", limits.max_text_chars))

@@ -2,11 +2,32 @@
 
 use crate::collection::{RebuildProgress, SnapshotInfo, Stats};
 use crate::encode::ModelInfo;
-use crate::model::{FilterSpec, Item, NewItem, Version};
+use crate::model::{FilterSpec, Item, NewItem, SortBy, Version};
 use crate::pb;
-use crate::pipeline::{Explanation, Query, Roles, SearchHit, SearchRequest, SearchResult};
+use crate::pipeline::{
+    Explanation, FusionChoice, PipelineError, Query, Roles, SearchHit, SearchMode, SearchRequest, SearchResult,
+};
 
-pub fn search_request(r: pb::SearchRequest) -> SearchRequest {
+/// The wire request as the pipeline's; an enum value this server does not know is refused.
+pub fn search_request(r: pb::SearchRequest) -> Result<SearchRequest, PipelineError> {
+    let bad = |what: &str, v: i32| PipelineError::InvalidArgument(format!("unknown {what} value {v}"));
+    let mode = match pb::SearchMode::try_from(r.mode).map_err(|_| bad("mode", r.mode))? {
+        pb::SearchMode::Unspecified => None,
+        pb::SearchMode::Vector => Some(SearchMode::Vector),
+        pb::SearchMode::Lexical => Some(SearchMode::Lexical),
+        pb::SearchMode::Hybrid => Some(SearchMode::Hybrid),
+    };
+    let fusion = match pb::FusionMethod::try_from(r.fusion).map_err(|_| bad("fusion", r.fusion))? {
+        pb::FusionMethod::Unspecified => None,
+        pb::FusionMethod::Rrf => Some(FusionChoice::Rrf),
+        pb::FusionMethod::Convex => Some(FusionChoice::Convex),
+    };
+    let sort = match pb::SortBy::try_from(r.sort).map_err(|_| bad("sort", r.sort))? {
+        pb::SortBy::Unspecified => None,
+        pb::SortBy::Newest => Some(SortBy::Newest),
+        pb::SortBy::PriceAsc => Some(SortBy::PriceAsc),
+        pb::SortBy::PriceDesc => Some(SortBy::PriceDesc),
+    };
     let query = r.query.map(|q| match q {
         pb::search_request::Query::Text(t) => Query::Text(t),
         pb::search_request::Query::Image(b) => Query::Image(b),
@@ -15,7 +36,7 @@ pub fn search_request(r: pb::SearchRequest) -> SearchRequest {
         pb::search_request::Query::Vector(v) => Query::Vector { space: v.space, values: v.values },
     });
     let filter = r.filter.map(filter_spec).unwrap_or_default();
-    SearchRequest {
+    Ok(SearchRequest {
         query,
         top_k: r.top_k,
         offset: r.offset,
@@ -24,7 +45,11 @@ pub fn search_request(r: pb::SearchRequest) -> SearchRequest {
         space: (!r.space.is_empty()).then_some(r.space),
         ef: (r.ef > 0).then_some(r.ef),
         explain: r.explain,
-    }
+        mode,
+        fusion,
+        lexical_weight: r.lexical_weight,
+        sort,
+    })
 }
 
 fn filter_spec(f: pb::Filter) -> FilterSpec {
@@ -39,11 +64,18 @@ pub fn search_response(r: SearchResult) -> pb::SearchResponse {
         transcript: r.transcript.unwrap_or_default(),
         timing: Some(pb::Timing { encode_us: r.timing.encode_us, search_us: r.timing.search_us, hydrate_us: r.timing.hydrate_us }),
         exact: r.exact,
+        total: r.total,
     }
 }
 
 fn hit(h: SearchHit) -> pb::Hit {
-    pb::Hit { id: h.id, score: h.score, item: Some(item(h.version)), explanation: h.explanation.map(explanation) }
+    pb::Hit {
+        id: h.id,
+        score: h.score,
+        item: Some(item(h.version)),
+        explanation: h.explanation.map(explanation),
+        snippet: h.snippet.unwrap_or_default(),
+    }
 }
 
 fn explanation(e: Explanation) -> pb::Explanation {
@@ -62,6 +94,9 @@ fn explanation(e: Explanation) -> pb::Explanation {
             })
             .collect(),
         score: e.score,
+        lexical: e.lexical.map(|l| pb::LexicalScore { bm25: l.bm25, rank: l.rank, contribution: l.contribution }),
+        fusion: e.fusion.unwrap_or_default(),
+        vector_contribution: e.vector_contribution,
     }
 }
 

@@ -28,7 +28,7 @@ impl SearchApi {
 impl pb::search_service_server::SearchService for SearchApi {
     async fn search(&self, request: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
         let (metadata, _, body) = request.into_parts();
-        let req = convert::search_request(body);
+        let req = convert::search_request(body).map_err(status::from_pipeline)?;
         // One budget for both: the handler's timeout and the encoders' skip-if-late check.
         let budget = request_budget(&metadata, self.deadline_cap);
         let deadline = std::time::Instant::now() + budget;

@@ -16,6 +16,7 @@ pub fn from_collection(e: CollectionError) -> Status {
         CollectionError::Store(e) => from_store(e),
         CollectionError::Index(e) => internal("index", e),
         CollectionError::Snapshot(e) => from_snapshot(e),
+        CollectionError::Lexical(e) => internal("lexical index", e),
     }
 }
 

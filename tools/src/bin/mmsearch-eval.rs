@@ -6,6 +6,12 @@
 //!   mmsearch-eval --profile ci --write-baseline tools/tests/data/eval_baseline.json
 //!   mmsearch-eval --profile ci --check-baseline tools/tests/data/eval_baseline.json
 //!
+//! Search modes (#12): VECTOR vs LEXICAL vs HYBRID on any catalogue and query sets:
+//!
+//!   mmsearch-eval --catalog ~/.cache/mmsearch/demo/catalog.jsonl --queries names \
+//!       --queries benches/eval/queries/vendure_paraphrases.json \
+//!       --queries benches/eval/queries/vendure_exact_tokens.json --modes vector,lexical,rrf,convex
+//!
 //! `--config` takes the server's TOML (spaces, fusion weights, index, encoders), so a config
 //! change can be measured before it is deployed.
 
@@ -55,6 +61,16 @@ struct Args {
     check_baseline: Option<PathBuf>,
     #[arg(long, default_value_t = 0.02)]
     tolerance: f64,
+    /// Compare search modes on this catalogue (the JSONL `mmsearch ingest` reads) instead of
+    /// running the suites.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// With --catalog: query sets, `names` (each title) or JSON `[[target id, query], …]` (repeatable).
+    #[arg(long)]
+    queries: Vec<String>,
+    /// With --catalog: vector, lexical, hybrid (server's fusion), rrf[:w], convex[:w].
+    #[arg(long, value_delimiter = ',', default_value = "vector,lexical,hybrid")]
+    modes: Vec<String>,
 }
 
 fn parse_sets(names: &[String]) -> anyhow::Result<Option<Vec<Set>>> {
@@ -84,6 +100,20 @@ async fn main() -> anyhow::Result<()> {
     if let Some(m) = &args.models {
         config.encode.model_dir = m.clone();
     }
+    let enc_cfg = config.encode.clone();
+    let encoders = tokio::task::spawn_blocking(move || Encoders::load(&enc_cfg)).await??;
+    if let Some(catalog) = &args.catalog {
+        use mmsearch_tools::eval::modes;
+        let items = modes::load_catalog(catalog)?;
+        let sets = args.queries.iter().map(|q| modes::load_queries(q, &items)).collect::<Result<Vec<_>, _>>()?;
+        let variants = args.modes.iter().map(|m| modes::Variant::parse(m)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+        let (sections, table) = modes::run(&config, Arc::new(encoders), items, &sets, &variants, !args.no_rebuild).await?;
+        println!("{table}");
+        if let Some(p) = &args.out {
+            std::fs::write(p, serde_json::to_string_pretty(&sections)? + "\n")?;
+        }
+        return Ok(());
+    }
     let data = DataDir::locate(args.data.as_deref())?;
     let mut opts = match args.profile.as_str() {
         "full" => EvalOptions::full(data, config.clone(), args.fmnist),
@@ -98,8 +128,6 @@ async fn main() -> anyhow::Result<()> {
     }
     opts.rebuild = !args.no_rebuild;
 
-    let enc_cfg = config.encode.clone();
-    let encoders = tokio::task::spawn_blocking(move || Encoders::load(&enc_cfg)).await??;
     let report: Report = mmsearch_tools::eval::run(&opts, Arc::new(encoders)).await?;
     println!("{}", report.table());
     if let Some(p) = &args.out {

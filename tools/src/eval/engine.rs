@@ -7,7 +7,7 @@ use mmsearch::collection::RebuildPhase;
 use mmsearch::config::Config;
 use mmsearch::encode::Encoders;
 use mmsearch::model::{FilterSpec, NewItem};
-use mmsearch::pipeline::{PipelineError, Query, SearchRequest, SearchResult, SpaceRole};
+use mmsearch::pipeline::{PipelineError, Query, SearchMode, SearchRequest, SearchResult, SpaceRole};
 use std::sync::Arc;
 
 /// Items per `write_group` call: large enough that the batcher fills its batches.
@@ -74,7 +74,19 @@ impl Engine {
     }
 
     pub async fn search(&self, query: Query, top_k: usize, space: Option<&str>, filter: FilterSpec) -> Result<SearchResult, PipelineError> {
-        let request = SearchRequest { filter, space: space.map(str::to_string), ..SearchRequest::new(query, top_k as u32) };
+        // The suites measure the vector towers and spaces; HYBRID and LEXICAL are compared by
+        // `modes`. Text and voice would otherwise default to HYBRID (#12).
+        let request = SearchRequest {
+            filter,
+            space: space.map(str::to_string),
+            mode: Some(SearchMode::Vector),
+            ..SearchRequest::new(query, top_k as u32)
+        };
+        self.engine.searcher().search(request).await
+    }
+
+    /// A request as a client would send it (mode, fusion, filter…).
+    pub async fn request(&self, request: SearchRequest) -> Result<SearchResult, PipelineError> {
         self.engine.searcher().search(request).await
     }
 

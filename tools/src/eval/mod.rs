@@ -9,6 +9,7 @@
 pub mod data;
 pub mod engine;
 pub mod metrics;
+pub mod modes;
 pub mod report;
 pub mod suites;
 

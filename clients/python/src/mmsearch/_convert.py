@@ -24,6 +24,7 @@ from .types import (
     RebuildProgress,
     SearchResult,
     SnapshotInfo,
+    LexicalScore,
     SpaceScore,
     SpaceStatus,
     Status,
@@ -133,11 +134,21 @@ def search_request(
     min_score: float,
     ef: int,
     explain: bool,
+    mode: str | None = None,
+    fusion: str | None = None,
+    lexical_weight: float | None = None,
+    sort: str | None = None,
 ) -> pb.SearchRequest:
     given = [n for n, v in (("text", text), ("image", image), ("voice", voice), ("vector", vector), ("item_id", item_id)) if v is not None]
-    if len(given) != 1:
-        raise ValueError(f"give exactly one of text, image, voice, vector, item_id (got {given or 'none'})")
+    browsing = not given and (sort is not None or filter is not None)
+    if len(given) != 1 and not browsing:
+        raise ValueError(f"give exactly one of text, image, voice, vector, item_id, or browse with filter/sort (got {given or 'none'})")
     req = pb.SearchRequest(top_k=top_k, offset=offset, min_score=min_score, space=space, ef=ef, explain=explain)
+    req.mode = _enum(_MODES, "mode", mode)
+    req.fusion = _enum(_FUSIONS, "fusion", fusion)
+    req.sort = _enum(_SORTS, "sort", sort)
+    if lexical_weight is not None:
+        req.lexical_weight = lexical_weight
     if text is not None:
         req.text = text
     elif image is not None:
@@ -153,6 +164,19 @@ def search_request(
     if flt is not None:
         req.filter.CopyFrom(flt)
     return req
+
+
+_MODES = {"vector": pb.SEARCH_MODE_VECTOR, "lexical": pb.SEARCH_MODE_LEXICAL, "hybrid": pb.SEARCH_MODE_HYBRID}
+_FUSIONS = {"rrf": pb.FUSION_METHOD_RRF, "convex": pb.FUSION_METHOD_CONVEX}
+_SORTS = {"newest": pb.SORT_BY_NEWEST, "price_asc": pb.SORT_BY_PRICE_ASC, "price_desc": pb.SORT_BY_PRICE_DESC}
+
+
+def _enum(values: Mapping[str, Any], what: str, v: str | None) -> Any:
+    if v is None:
+        return 0
+    if v not in values:
+        raise ValueError(f"{what} must be one of {', '.join(values)} (got {v!r})")
+    return values[v]
 
 
 _ITEM_FIELDS = {f.name for f in dataclasses.fields(Item)}
@@ -286,6 +310,9 @@ def explanation(m: pb.Explanation) -> Explanation:
         plan=m.plan,
         spaces=[SpaceScore(s.space, s.role, s.score, s.weight, s.estimated, s.rank) for s in m.spaces],
         score=m.score,
+        lexical=LexicalScore(m.lexical.bm25, m.lexical.rank, m.lexical.contribution) if m.HasField("lexical") else None,
+        fusion=m.fusion,
+        vector_contribution=m.vector_contribution,
     )
 
 
@@ -296,11 +323,13 @@ def search_result(m: pb.SearchResponse) -> SearchResult:
             h.score,
             item(h.item) if h.HasField("item") else Item(h.id),
             explanation(h.explanation) if h.HasField("explanation") else None,
+            h.snippet,
         )
         for h in m.hits
     ]
     t = m.timing
-    return SearchResult(hits, m.transcript, m.exact, Timing(t.encode_us, t.search_us, t.hydrate_us))
+    total = m.total if m.HasField("total") else None
+    return SearchResult(hits, m.transcript, m.exact, Timing(t.encode_us, t.search_us, t.hydrate_us), total)
 
 
 def delete_result(m: pb.DeleteResponse) -> DeleteResult:

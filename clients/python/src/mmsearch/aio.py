@@ -138,6 +138,10 @@ class AsyncClient:
         min_score: float = 0.0,
         ef: int = 0,
         explain: bool = False,
+        mode: str | None = None,
+        fusion: str | None = None,
+        lexical_weight: float | None = None,
+        sort: str | None = None,
         timeout: float | None = None,
     ) -> SearchResult:
         """Searches with exactly one query of ``text``, ``image``, ``voice``, ``vector`` or
@@ -145,6 +149,7 @@ class AsyncClient:
         req = convert.search_request(
             text=text, image=image, voice=voice, vector=vector, item_id=item_id, space=space, filter=filter,
             top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain,
+            mode=mode, fusion=fusion, lexical_weight=lexical_weight, sort=sort,
         )
         resp = await self._call(
             lambda t: self._search.Search(req, timeout=t, metadata=self._metadata),

@@ -7,8 +7,12 @@
 //!       in-process search pipeline, then a cold-started `mmsearch serve` over gRPC: time to
 //!       the first answer, RSS, first-query vs steady latency, and the gRPC overhead.
 //!
+//!   mmsearch-scale hybrid --data-dir D --n 100000
+//!       HYBRID vs VECTOR latency with the text model, in process (#12).
+//!
 //! Prints one JSON object per measurement on stdout; `benches/run_scale.sh` drives it.
 
+mod hybrid;
 mod ingest;
 mod measure;
 mod rebuild;
@@ -27,6 +31,7 @@ enum Command {
     Ingest(ingest::IngestArgs),
     Rebuild(rebuild::RebuildArgs),
     Measure(measure::MeasureArgs),
+    Hybrid(hybrid::HybridArgs),
 }
 
 /// The synthetic catalogue: row `i` is the same in every process (see `mmsearch_index::synthetic`).
@@ -71,5 +76,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Ingest(a) => ingest::run(a).await,
         Command::Rebuild(a) => rebuild::run(a).await,
         Command::Measure(a) => measure::run(a).await,
+        Command::Hybrid(a) => hybrid::run(a).await,
     }
 }

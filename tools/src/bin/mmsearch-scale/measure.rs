@@ -176,6 +176,7 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
         let (pipeline, responses) = timed(&raw, args.warmup, |q| {
             let req = convert::search_request(request(&c.space, q, k, ef));
             async move {
+                let req = req.map_err(|e| anyhow::anyhow!("request: {e}"))?;
                 let result = searcher.search(req).await.map_err(|e| anyhow::anyhow!("search: {e}"))?;
                 anyhow::Ok(answer(&convert::search_response(result)))
             }
