@@ -39,7 +39,10 @@ fn generation_dirs(data: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(data.join("index"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("gen-") && !p.to_string_lossy().contains(".tmp"))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("gen-") && !name.contains(".tmp")
+        })
         .collect();
     v.sort();
     v
@@ -91,7 +94,9 @@ async fn description_words_found_after_ack_kill9_delete_and_rebuild() {
 
     // A rebuild publishes the lexical index inside the new generation folder, with the graph.
     let before = generation_dirs(&data).len();
-    rebuild(&server).await;
+    let progress = rebuild(&server).await;
+    let last = progress.last().expect("rebuild progress");
+    assert_eq!(last.phase, "done", "{last:?}");
     let gens = generation_dirs(&data);
     assert_eq!(gens.len(), before + 1);
     let newest = gens.last().unwrap();
@@ -138,9 +143,9 @@ async fn browse_filters_sorts_and_counts() {
     let r = s.search(browse(pb::SortBy::PriceDesc, 8)).await.unwrap().into_inner();
     assert_eq!((r.total, r.hits.len()), (Some(9), 1));
     assert_eq!(r.hits[0].item.as_ref().unwrap().price, 0.0);
-    // Newest first: the last written lamp under the bound (i = 24, price 18).
+    // Newest first: the last written lamp under the bound (i = 27, price 9; i = 21 costs 27).
     let r = s.search(browse(pb::SortBy::Unspecified, 0)).await.unwrap().into_inner();
-    assert_eq!(r.hits[0].id, "i24");
+    assert_eq!(r.hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), vec!["i27", "i24", "i18", "i15"]);
     // A sort alone browses everything.
     let all = pb::SearchRequest { top_k: 1, sort: pb::SortBy::PriceDesc as i32, ..Default::default() };
     let r = s.search(all).await.unwrap().into_inner();
