@@ -118,12 +118,15 @@ impl Collection {
 impl Collection {
     /// The `k` best live items for `text` by BM25 over the generation's and the fresh writes'
     /// lexical parts, honouring `filter`.
-    pub fn search_text(&self, text: &str, k: usize, filter: Option<EntryFilter<'_>>) -> Result<Vec<Scored>> {
+    /// Also returns the score of a full match of `text` (see `lexical::View::full_match`), the
+    /// scale that makes BM25 scores comparable across queries.
+    pub fn search_text(&self, text: &str, k: usize, filter: Option<EntryFilter<'_>>) -> Result<(Vec<Scored>, f32)> {
         let state = self.state.read();
         let view = crate::lexical::View::new(&state.lexical_base, &state.lexical_fresh);
         let catalog = &state.catalog;
         let accept = |seq: u64| catalog.entry(seq).is_some_and(|e| filter.is_none_or(|f| f(e)));
-        Ok(view.search(&self.config.lexical, text, k, &accept)?)
+        let hits = view.search(&self.config.lexical, text, k, &accept)?;
+        Ok((hits, view.full_match(&self.config.lexical, text)?))
     }
 
     /// The highlighted fragment of `item` that matches `text` (see [`crate::lexical::snippet`]).

@@ -298,6 +298,32 @@ impl View {
         }
     }
 
+    /// About what a document matching every word of `text` once, each in its best field, would
+    /// score (`Σ_t max_f boost_f · idf_f(t)`: BM25 of one occurrence at average field length is
+    /// its idf). A hit's score over this is the share of the query's information it explains —
+    /// a scale that means the same across queries, unlike the best hit's score. A word no
+    /// document has counts as the rarest word, so unknown words lower that share.
+    pub fn full_match(&self, config: &LexicalConfig, text: &str) -> Result<f32> {
+        let f = &self.fields;
+        let stats = Together(&self.searchers);
+        let n = stats.total_num_docs()? as f32;
+        let idf = |df: f32| (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+        let mut seen = HashSet::new();
+        let mut total = 0.0;
+        for term in tokenize::terms(text) {
+            if !seen.insert(term.clone()) {
+                continue;
+            }
+            let mut best: f32 = 0.0;
+            for (field, boost) in [(f.title, config.title_boost), (f.description, 1.0), (f.category, 1.0), (f.attributes, 1.0)] {
+                let df = stats.doc_freq(&Term::from_field_text(field, &term))? as f32;
+                best = best.max(boost * idf(df.max(1.0)));
+            }
+            total += best;
+        }
+        Ok(total)
+    }
+
     fn query(&self, config: &LexicalConfig, text: &str) -> Option<Box<dyn Query>> {
         let f = &self.fields;
         let mut seen = HashSet::new();

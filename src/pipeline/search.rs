@@ -572,7 +572,7 @@ const DEFAULT_RRF_K: f32 = 60.0;
 /// The mode's ranking: the vector candidates, the lexical list, or their fusion.
 fn combine(
     vector: Option<Candidates>,
-    lexical: Option<Vec<mmsearch_index::Scored>>,
+    lexical: Option<(Vec<mmsearch_index::Scored>, f32)>,
     hybrid: Hybrid,
     window: usize,
 ) -> Result<Candidates, PipelineError> {
@@ -581,7 +581,7 @@ fn combine(
             v.ranked.truncate(window);
             Ok(v)
         }
-        (None, Some(lex)) => Ok(Candidates {
+        (None, Some((lex, _))) => Ok(Candidates {
             ranked: lex
                 .iter()
                 .take(window)
@@ -601,10 +601,10 @@ fn combine(
             fusion: None,
             lexical: true,
         }),
-        (Some(v), Some(lex)) => {
+        (Some(v), Some((lex, full_match))) => {
             let list: Vec<mmsearch_index::Scored> =
                 v.ranked.iter().map(|c| mmsearch_index::Scored { id: c.id, score: c.score }).collect();
-            let ranked = crate::fusion::fuse_hybrid(&list, &lex, hybrid, window)
+            let ranked = crate::fusion::fuse_hybrid(&list, &lex, full_match, hybrid, window)
                 .into_iter()
                 .map(|f| Candidate {
                     id: f.id,
