@@ -4,10 +4,12 @@
 //! * Reciprocal rank fusion (RRF, Cormack et al. 2009): `2·((1 − w)/(k + r_vec) + w/(k + r_lex))`
 //!   over ranks only, so the scales never meet; `w = 0.5` is the classic unweighted sum and an
 //!   item missing from a list gets nothing from it.
-//! * Convex combination: `(1 − w)·s_vec + w·min(1, s_lex / full)`, absent = 0. Both terms keep
+//! * Convex combination: `(1 − w)·s_vec + w·min(1, s_lex / full)²`, absent = 0. Both terms keep
 //!   an absolute scale, so a query's confidence carries into the fusion: the cosine as it is
 //!   (clamped to [0, 1]; text-role spaces are cosine), and the BM25 score over `full`, what a
-//!   match of every query word would score — the share of the query the item's words explain.
+//!   match of every query word would score — the share of the query the item's words explain,
+//!   squared so that a partial match (a paraphrase sharing one word) counts little and a full
+//!   match (the brand and model asked for) counts fully.
 //!   Min–max normalising each list (an earlier version) made the best lexical hit of a
 //!   paraphrase query ("open notebook computer with a glowing screen", matched only on
 //!   "computer") weigh as much as an exact brand match: on the Vendure paraphrases HYBRID fell
@@ -87,7 +89,10 @@ pub fn fuse(vector: &[Scored], lexical: &[Scored], full: f32, h: Hybrid, window:
         match h.method {
             HybridMethod::Rrf { k } => 2.0 * weight / (k + p.rank as f32),
             HybridMethod::Convex if list == 0 => weight * p.score.clamp(0.0, 1.0),
-            HybridMethod::Convex if full > 0.0 => weight * (p.score / full).clamp(0.0, 1.0),
+            HybridMethod::Convex if full > 0.0 => {
+                let share = (p.score / full).clamp(0.0, 1.0);
+                weight * share * share
+            }
             HybridMethod::Convex => {
                 let (lo, span) = ranges[list];
                 weight * if span > 0.0 { (p.score - lo) / span } else { 1.0 }
@@ -138,10 +143,11 @@ mod tests {
     #[test]
     fn convex_keeps_each_list_on_an_absolute_scale() {
         let h = Hybrid { method: HybridMethod::Convex, lexical_weight: 0.5 };
-        // full match 20: lexical 2 → 1.0 (clamped from 1.25), 3 → 0.75, 4 → 0.5; cosines as they are
+        // full match 20: lexical shares 2 → 1.0 (clamped from 1.25), 3 → 0.75, 4 → 0.5, squared;
+        // cosines as they are
         let f = fuse(&[s(1, 0.9), s(2, 0.5)], &[s(2, 25.0), s(3, 15.0), s(4, 10.0)], 20.0, h, 3);
         assert_eq!(f.iter().map(|x| x.id).collect::<Vec<_>>(), vec![2, 1, 3]);
-        assert!((f[0].score - 0.75).abs() < 1e-6 && (f[1].score - 0.45).abs() < 1e-6 && (f[2].score - 0.375).abs() < 1e-6);
+        assert!((f[0].score - 0.75).abs() < 1e-6 && (f[1].score - 0.45).abs() < 1e-6 && (f[2].score - 0.28125).abs() < 1e-6);
         // A weak lexical match (a tenth of the query) does not outweigh a confident vector hit.
         let f = fuse(&[s(1, 0.7), s(2, 0.55)], &[s(2, 2.0)], 20.0, h, 3);
         assert_eq!(f[0].id, 1);

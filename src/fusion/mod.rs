@@ -90,7 +90,9 @@ impl Default for FusionConfig {
             image_weight: 0.5,
             include_description: false,
             image_query_alpha: 0.5,
-            hybrid_method: "rrf".into(),
+            // Measured on Vendure (BENCHMARKS.md, #12): convex 0.5 has the best union MRR and
+            // keeps exact-token queries at LEXICAL's level; RRF loses on both.
+            hybrid_method: "convex".into(),
             hybrid_lexical_weight: 0.5,
             rrf_k: 60.0,
         }

@@ -175,7 +175,7 @@ class Client:
         ``mode``: ``"vector"``, ``"lexical"`` (BM25 over title, description, category and
         attributes; one typo allowed on long words) or ``"hybrid"`` (both lists fused);
         default hybrid for text and voice, vector otherwise. Lexical and hybrid hits carry a
-        ``snippet``. ``fusion`` (``"rrf"`` or ``"convex"``) and ``lexical_weight`` (0..1)
+        ``snippet``. ``fusion`` (``"convex"``, the server default, or ``"rrf"``) and ``lexical_weight`` (0..1)
         override the server's hybrid fusion. Without a query, a ``filter`` and/or ``sort``
         (``"newest"``, ``"price_asc"``, ``"price_desc"``) browse: the matching items in that
         order, with ``SearchResult.total``.

@@ -67,7 +67,9 @@ class _FusionMethodEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._E
     FUSION_METHOD_RRF: _FusionMethod.ValueType  # 1
     """Reciprocal rank fusion, k = 60."""
     FUSION_METHOD_CONVEX: _FusionMethod.ValueType  # 2
-    """(1 − w)·normalised cosine + w·normalised BM25, each list min–max normalised."""
+    """(1 − w)·cosine + w·(BM25 / the BM25 of a match of every query word)²: both on an
+    absolute scale, so a weak partial word match does not outweigh a confident vector hit.
+    """
 
 class FusionMethod(_FusionMethod, metaclass=_FusionMethodEnumTypeWrapper): ...
 
@@ -75,7 +77,9 @@ FUSION_METHOD_UNSPECIFIED: FusionMethod.ValueType  # 0
 FUSION_METHOD_RRF: FusionMethod.ValueType  # 1
 """Reciprocal rank fusion, k = 60."""
 FUSION_METHOD_CONVEX: FusionMethod.ValueType  # 2
-"""(1 − w)·normalised cosine + w·normalised BM25, each list min–max normalised."""
+"""(1 − w)·cosine + w·(BM25 / the BM25 of a match of every query word)²: both on an
+absolute scale, so a weak partial word match does not outweigh a confident vector hit.
+"""
 global___FusionMethod = FusionMethod
 
 class _SortBy:
