@@ -63,7 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     if config.no_models {
-        tracing::warn!("serving without models: text, image and voice queries answer UNIMPLEMENTED");
+        tracing::warn!("serving without models: only vector, item and LEXICAL text queries work; the others answer UNIMPLEMENTED");
     }
     let engine = Arc::new(Engine::start(config.engine()).await?);
     let server_config = config.server();
