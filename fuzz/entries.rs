@@ -8,16 +8,16 @@
 use std::sync::OnceLock;
 
 use mmsearch::cli::catalog;
-use mmsearch::engine::EngineConfig;
-use mmsearch::fusion::FusionConfig;
-use mmsearch::pb;
-use mmsearch::pipeline::QueryLimits;
-use mmsearch::server::convert;
 use mmsearch::encode::audio::mel::MelFrontEnd;
 use mmsearch::encode::audio::wav;
 use mmsearch::encode::image::{self, PreprocessConfig, ResizeMode};
 use mmsearch::encode::EncodeError;
+use mmsearch::engine::EngineConfig;
+use mmsearch::fusion::FusionConfig;
+use mmsearch::pb;
+use mmsearch::pipeline::QueryLimits;
 use mmsearch::pipeline::{ingest, search, Query};
+use mmsearch::server::convert;
 use mmsearch_index::{Metric, SpaceSpec};
 use prost::Message;
 
@@ -43,7 +43,11 @@ pub fn image(data: &[u8]) {
         1 => ResizeMode::Crop { padding: 32 },
         _ => ResizeMode::Squash,
     };
-    let cfg = PreprocessConfig { resize, max_pixels: IMAGE_MAX_PIXELS, ..PreprocessConfig::default() };
+    let cfg = PreprocessConfig {
+        resize,
+        max_pixels: IMAGE_MAX_PIXELS,
+        ..PreprocessConfig::default()
+    };
     let side = cfg.size as usize;
     match image::preprocess_bytes(data, &cfg) {
         Ok(t) => {
@@ -70,7 +74,8 @@ fn mel_front() -> &'static MelFrontEnd {
                 filters[m * bins + b] = (1.0 - (b as f32 - centre).abs() / 3.0).max(0.0);
             }
         }
-        MelFrontEnd::new(filters, n_mels, n_fft, 160, MEL_SAMPLES, MEL_FRAMES).expect("valid front-end shape")
+        MelFrontEnd::new(filters, n_mels, n_fft, 160, MEL_SAMPLES, MEL_FRAMES)
+            .expect("valid front-end shape")
     })
 }
 
@@ -80,13 +85,23 @@ pub fn audio(data: &[u8]) {
     match wav::decode_wav(data, AUDIO_MAX_SECONDS) {
         Ok(pcm) => {
             assert!(!pcm.samples.is_empty());
-            assert!(pcm.seconds() <= AUDIO_MAX_SECONDS * 1.0001, "{} s accepted", pcm.seconds());
+            assert!(
+                pcm.seconds() <= AUDIO_MAX_SECONDS * 1.0001,
+                "{} s accepted",
+                pcm.seconds()
+            );
             assert!(pcm.samples.iter().all(|x| x.is_finite()));
             let s = wav::resample(&pcm.samples, pcm.sample_rate, MODEL_RATE);
-            assert!(s.iter().all(|x| x.is_finite()), "resampler produced non-finite samples");
+            assert!(
+                s.iter().all(|x| x.is_finite()),
+                "resampler produced non-finite samples"
+            );
             let mel = mel_front().compute(&s);
             assert_eq!(mel.len(), 80 * MEL_FRAMES);
-            assert!(mel.iter().all(|x| x.is_finite()), "log-mel has non-finite values");
+            assert!(
+                mel.iter().all(|x| x.is_finite()),
+                "log-mel has non-finite values"
+            );
         }
         Err(e) => assert!(encode_error_is_clean(&e), "unexpected error kind: {e}"),
     }
@@ -98,18 +113,33 @@ pub fn specs() -> &'static [SpaceSpec] {
     static SPECS: OnceLock<Vec<SpaceSpec>> = OnceLock::new();
     SPECS.get_or_init(|| {
         let mut s = EngineConfig::default().collection().spaces;
-        s.push(SpaceSpec { name: "c4".into(), dim: 4, metric: Metric::Cosine });
-        s.push(SpaceSpec { name: "l4".into(), dim: 4, metric: Metric::L2 });
+        s.push(SpaceSpec {
+            name: "c4".into(),
+            dim: 4,
+            metric: Metric::Cosine,
+        });
+        s.push(SpaceSpec {
+            name: "l4".into(),
+            dim: 4,
+            metric: Metric::L2,
+        });
         s
     })
 }
 
 fn check_prepared(space: &str, v: &[f32]) {
-    let spec = specs().iter().find(|s| s.name == space).expect("accepted vector has a known space");
+    let spec = specs()
+        .iter()
+        .find(|s| s.name == space)
+        .expect("accepted vector has a known space");
     assert_eq!(v.len(), spec.dim);
     assert!(v.iter().all(|x| x.is_finite()));
     if spec.metric == Metric::Cosine {
-        let n: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+        let n: f64 = v
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt();
         assert!((n - 1.0).abs() < 1e-3, "cosine vector prepared to norm {n}");
     }
 }
@@ -120,8 +150,14 @@ fn ingest_item(item: pb::Item) {
     let it = convert::new_item(item);
     if ingest::validate_item(&it, specs(), &FusionConfig::default()).is_ok() {
         for (space, values) in &it.vectors {
-            let spec = specs().iter().find(|s| s.name == *space).expect("validated space exists");
-            let v = spec.metric.prepare(spec.dim, values).expect("validated vector prepares");
+            let spec = specs()
+                .iter()
+                .find(|s| s.name == *space)
+                .expect("validated space exists");
+            let v = spec
+                .metric
+                .prepare(spec.dim, values)
+                .expect("validated vector prepares");
             check_prepared(space, &v);
         }
         for img in &it.images {
@@ -134,7 +170,9 @@ fn ingest_item(item: pb::Item) {
 
 /// One line of an `mmsearch ingest` catalogue, photos "loaded" as their path bytes (no disk).
 pub fn catalog_line(data: &[u8]) {
-    let Ok(line) = std::str::from_utf8(data) else { return };
+    let Ok(line) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(item) = catalog::parse_line_with(line, |p| Ok(p.as_bytes().to_vec())) {
         assert!(!item.id.trim().is_empty());
         ingest_item(item);
@@ -147,7 +185,9 @@ pub fn request(data: &[u8]) {
     static LIMITS: OnceLock<QueryLimits> = OnceLock::new();
     let limits = LIMITS.get_or_init(QueryLimits::default);
     if let Ok(r) = pb::SearchRequest::decode(data) {
-        let req = convert::search_request(r);
+        let Ok(req) = convert::search_request(r) else {
+            return;
+        };
         if search::validate_request(&req, limits).is_ok() {
             // the window the searcher allocates for must be what validation bounded
             let window = u64::from(req.offset) + u64::from(req.top_k);
@@ -155,10 +195,18 @@ pub fn request(data: &[u8]) {
             assert!(!req.min_score.is_nan());
             // the HNSW beam is allocated with capacity ef (hnsw_rs `search_layer`), up to 8×
             // when tombstones crowd it: an accepted ef must keep that allocation small
-            assert!(req.ef.map_or(0, u64::from) <= 1 << 20, "accepted ef {:?}", req.ef);
+            assert!(
+                req.ef.map_or(0, u64::from) <= 1 << 20,
+                "accepted ef {:?}",
+                req.ef
+            );
             match &req.query {
                 Some(Query::Vector { space, values }) => {
-                    let space = if space.is_empty() { "shared" } else { space.as_str() };
+                    let space = if space.is_empty() {
+                        "shared"
+                    } else {
+                        space.as_str()
+                    };
                     if let Ok(v) = search::prepare_query_vector(specs(), space, values) {
                         check_prepared(space, &v);
                     }

@@ -18,7 +18,13 @@ pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ClientOptions {
     /// Server address (`https://…` for TLS).
-    #[arg(long, short = 's', env = "MMSEARCH_SERVER", default_value = "http://127.0.0.1:50051", global = true)]
+    #[arg(
+        long,
+        short = 's',
+        env = "MMSEARCH_SERVER",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
     pub server: String,
     /// API key, sent as `authorization: Bearer <key>`.
     #[arg(long, env = "MMSEARCH_API_KEY", hide_env_values = true, global = true)]
@@ -27,9 +33,19 @@ pub struct ClientOptions {
     #[arg(long, env = "MMSEARCH_CA_CERT", global = true)]
     pub ca_cert: Option<PathBuf>,
     /// PEM client certificate and key, for servers that verify clients (mutual TLS).
-    #[arg(long, env = "MMSEARCH_CLIENT_CERT", global = true, requires = "client_key")]
+    #[arg(
+        long,
+        env = "MMSEARCH_CLIENT_CERT",
+        global = true,
+        requires = "client_key"
+    )]
     pub client_cert: Option<PathBuf>,
-    #[arg(long, env = "MMSEARCH_CLIENT_KEY", global = true, requires = "client_cert")]
+    #[arg(
+        long,
+        env = "MMSEARCH_CLIENT_KEY",
+        global = true,
+        requires = "client_cert"
+    )]
     pub client_key: Option<PathBuf>,
     /// Name to verify the server certificate against (default: the host in --server).
     #[arg(long, env = "MMSEARCH_TLS_DOMAIN", global = true)]
@@ -41,7 +57,10 @@ pub enum ClientError {
     #[error("invalid server address {0:?}: {1}")]
     Address(String, String),
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the API key is not valid header text")]
     BadKey,
     #[error("connecting to {0}: {1}")]
@@ -71,7 +90,10 @@ pub struct Connection {
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, ClientError> {
-    std::fs::read(path).map_err(|source| ClientError::Read { path: path.clone(), source })
+    std::fs::read(path).map_err(|source| ClientError::Read {
+        path: path.clone(),
+        source,
+    })
 }
 
 impl ClientOptions {
@@ -89,18 +111,31 @@ impl ClientOptions {
             if let Some(d) = &self.tls_domain {
                 tls = tls.domain_name(d.clone());
             }
-            ep = ep.tls_config(tls).map_err(|e| ClientError::Address(self.server.clone(), e.to_string()))?;
+            ep = ep
+                .tls_config(tls)
+                .map_err(|e| ClientError::Address(self.server.clone(), e.to_string()))?;
         }
         Ok(ep)
     }
 
     pub async fn connect(&self) -> Result<Connection, ClientError> {
-        let channel = self.endpoint()?.connect().await.map_err(|e| ClientError::Connect(self.server.clone(), e))?;
+        let channel = self
+            .endpoint()?
+            .connect()
+            .await
+            .map_err(|e| ClientError::Connect(self.server.clone(), e))?;
         let auth = match &self.api_key {
-            Some(k) => Some(format!("Bearer {k}").parse::<MetadataValue<Ascii>>().map_err(|_| ClientError::BadKey)?),
+            Some(k) => Some(
+                format!("Bearer {k}")
+                    .parse::<MetadataValue<Ascii>>()
+                    .map_err(|_| ClientError::BadKey)?,
+            ),
             None => None,
         };
-        Ok(Connection { channel, auth: BearerAuth(auth) })
+        Ok(Connection {
+            channel,
+            auth: BearerAuth(auth),
+        })
     }
 }
 

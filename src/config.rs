@@ -4,7 +4,7 @@
 //! This module only gathers the sections each component owns and hands each its own:
 //! [`Config::engine`] and [`Config::server`]. Nothing below the CLI reads it.
 
-use crate::collection::{IndexConfig, MemoryConfig, StoreConfig};
+use crate::collection::{IndexConfig, LexicalConfig, MemoryConfig, StoreConfig};
 use crate::encode::EncodeConfig;
 use crate::engine::EngineConfig;
 use crate::fusion::FusionConfig;
@@ -37,6 +37,8 @@ pub struct Config {
     pub fusion: FusionConfig,
     /// Recommendation: behaviour weights, model, blend, retention.
     pub recommend: RecommendConfig,
+    /// Lexical (BM25) matching: typo tolerance, title boost, snippets.
+    pub lexical: LexicalConfig,
     pub no_models: bool,
     pub encode: EncodeConfig,
     pub auth: AuthConfig,
@@ -73,10 +75,15 @@ impl Default for Config {
             index: engine.index,
             store: engine.store,
             memory: engine.memory,
-            limits: Limits { query: engine.limits, server: server.limits, unknown: BTreeMap::new() },
+            limits: Limits {
+                query: engine.limits,
+                server: server.limits,
+                unknown: BTreeMap::new(),
+            },
             ingest: engine.ingest,
             fusion: engine.fusion,
             recommend: engine.recommend,
+            lexical: engine.lexical,
             no_models: engine.no_models,
             encode: engine.encode,
             auth: server.auth,
@@ -91,18 +98,32 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("invalid config: {0}")]
     Invalid(String),
 }
 
 impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let Some(path) = path else { return Ok(Config::default()) };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 
     /// Everything a server checks before it starts.
@@ -110,7 +131,9 @@ impl Config {
         if let Some(key) = self.limits.unknown.keys().next() {
             return Err(ConfigError::Invalid(format!("unknown key limits.{key}")));
         }
-        self.engine().validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.engine()
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.server().validate().map_err(ConfigError::Invalid)
     }
 
@@ -129,6 +152,7 @@ impl Config {
             memory: self.memory.clone(),
             ingest: self.ingest.clone(),
             fusion: self.fusion.clone(),
+            lexical: self.lexical.clone(),
             encode: self.encode.clone(),
             no_models: self.no_models,
             limits: self.limits.query.clone(),
@@ -161,7 +185,10 @@ mod tests {
         let c: Config = toml::from_str(text).expect("parse");
         c.validate().expect("valid");
         assert_eq!(c.engine().limits.max_top_k, 5);
-        assert_eq!(c.engine().limits.max_window, QueryLimits::default().max_window);
+        assert_eq!(
+            c.engine().limits.max_window,
+            QueryLimits::default().max_window
+        );
         assert_eq!(c.server().limits.max_message_bytes, 1000);
         assert_eq!(c.server().limits.concurrency.search.max_in_flight, 3);
         // max_ef is a request limit and the planner's cap

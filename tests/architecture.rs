@@ -24,7 +24,9 @@ fn modules(src: &Path) -> BTreeSet<String> {
             if path.is_dir() && name != "bin" {
                 Some(name)
             } else {
-                name.strip_suffix(".rs").filter(|m| *m != "lib" && *m != "main").map(str::to_string)
+                name.strip_suffix(".rs")
+                    .filter(|m| *m != "lib" && *m != "main")
+                    .map(str::to_string)
             }
         })
         .collect()
@@ -57,8 +59,10 @@ fn actual(src: &Path) -> Graph {
                     if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
                         continue; // e.g. `mmsearch_crate::`
                     }
-                    let name: String =
-                        code[i + 7..].chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+                    let name: String = code[i + 7..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
                     if mods.contains(&name) && name != *m {
                         uses.insert(name);
                     }
@@ -77,16 +81,33 @@ fn documented(doc: &str, mods: &BTreeSet<String>) -> Graph {
         // An escaped `\|` is text inside a cell, not a column border.
         let line = line.replace("\\|", "/");
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let (Some(folder), Some(knows)) = (cells.get(1), cells.get(3)) else { continue };
-        let name = folder.trim_matches('`').trim_start_matches("src/").trim_end_matches('/').trim_end_matches(".rs");
-        let listed = knows.split('`').skip(1).step_by(2).filter(|w| mods.contains(*w)).map(str::to_string).collect();
+        let (Some(folder), Some(knows)) = (cells.get(1), cells.get(3)) else {
+            continue;
+        };
+        let name = folder
+            .trim_matches('`')
+            .trim_start_matches("src/")
+            .trim_end_matches('/')
+            .trim_end_matches(".rs");
+        let listed = knows
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| mods.contains(*w))
+            .map(str::to_string)
+            .collect();
         g.insert(name.to_string(), listed);
     }
     g
 }
 
 fn cycle(g: &Graph) -> Option<Vec<String>> {
-    fn visit(n: &str, g: &Graph, path: &mut Vec<String>, done: &mut BTreeSet<String>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        g: &Graph,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
         if let Some(i) = path.iter().position(|p| p == n) {
             return Some(path[i..].to_vec());
         }
@@ -104,7 +125,8 @@ fn cycle(g: &Graph) -> Option<Vec<String>> {
         None
     }
     let mut done = BTreeSet::new();
-    g.keys().find_map(|n| visit(n, g, &mut Vec::new(), &mut done))
+    g.keys()
+        .find_map(|n| visit(n, g, &mut Vec::new(), &mut done))
 }
 
 #[test]
@@ -117,21 +139,33 @@ fn imports_match_architecture_md() {
     let mut problems = Vec::new();
     for (m, uses) in &got {
         match allowed.get(m) {
-            None => problems.push(format!("src/{m} has no row in ARCHITECTURE.md's module table")),
+            None => problems.push(format!(
+                "src/{m} has no row in ARCHITECTURE.md's module table"
+            )),
             Some(listed) => {
                 for u in uses.difference(listed) {
-                    problems.push(format!("{m} uses crate::{u}, which its \"knows about\" column does not list"));
+                    problems.push(format!(
+                        "{m} uses crate::{u}, which its \"knows about\" column does not list"
+                    ));
                 }
                 for u in listed.difference(uses) {
-                    problems.push(format!("{m}'s \"knows about\" lists {u}, which its code does not use"));
+                    problems.push(format!(
+                        "{m}'s \"knows about\" lists {u}, which its code does not use"
+                    ));
                 }
             }
         }
     }
     for m in allowed.keys().filter(|m| !mods.contains(*m)) {
-        problems.push(format!("ARCHITECTURE.md has a row for src/{m}, which does not exist"));
+        problems.push(format!(
+            "ARCHITECTURE.md has a row for src/{m}, which does not exist"
+        ));
     }
-    assert!(problems.is_empty(), "ARCHITECTURE.md and the code disagree:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "ARCHITECTURE.md and the code disagree:\n  {}",
+        problems.join("\n  ")
+    );
 }
 
 #[test]
@@ -143,7 +177,8 @@ fn no_import_cycles() {
 #[test]
 fn the_checks_can_fail() {
     let mods: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
-    let doc = "| `src/a/` | x | `b`, `mmsearch-index` |\n| `src/b.rs` | y | — |\n| other | `a` | `c` |";
+    let doc =
+        "| `src/a/` | x | `b`, `mmsearch-index` |\n| `src/b.rs` | y | — |\n| other | `a` | `c` |";
     let g = documented(doc, &mods);
     assert_eq!(g["a"], BTreeSet::from(["b".to_string()]));
     assert!(g["b"].is_empty());

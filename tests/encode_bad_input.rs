@@ -21,7 +21,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -64,13 +68,19 @@ fn jpeg_header_only(w: u16, h: u16) -> Vec<u8> {
 #[test]
 fn fifty_megapixel_png_and_jpeg_are_too_large() {
     let enc = encoders();
-    for (name, bytes) in [("png", png_header_only(8000, 6250)), ("jpeg", jpeg_header_only(8000, 6250))] {
+    for (name, bytes) in [
+        ("png", png_header_only(8000, 6250)),
+        ("jpeg", jpeg_header_only(8000, 6250)),
+    ] {
         assert!(bytes.len() < 200);
         let e = fast(name, || enc.embed_images(&[&bytes])).expect_err("must fail");
         assert!(matches!(e, EncodeError::TooLarge(_)), "{name}: got {e:?}");
     }
     // just under the limit but with no pixel data: corrupt, not too large
-    let e = fast("png 1000x1000 no data", || enc.embed_images(&[&png_header_only(1000, 1000)])).expect_err("must fail");
+    let e = fast("png 1000x1000 no data", || {
+        enc.embed_images(&[&png_header_only(1000, 1000)])
+    })
+    .expect_err("must fail");
     assert!(matches!(e, EncodeError::InvalidInput(_)), "got {e:?}");
 }
 
@@ -80,7 +90,12 @@ fn corrupt_image_bytes_are_invalid() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", vec![]),
         ("text", b"definitely not an image, just some text".to_vec()),
-        ("random", (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()),
+        (
+            "random",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect(),
+        ),
         ("truncated png", {
             let mut p = png_header_only(64, 64);
             p.extend_from_slice(b"\0\0\0\x10IDAT garbage");
@@ -90,12 +105,20 @@ fn corrupt_image_bytes_are_invalid() {
     ];
     for (name, bytes) in cases {
         let e = fast(name, || enc.embed_images(&[&bytes])).expect_err(name);
-        assert!(matches!(e, EncodeError::InvalidInput(_)), "{name}: got {e:?}");
+        assert!(
+            matches!(e, EncodeError::InvalidInput(_)),
+            "{name}: got {e:?}"
+        );
     }
     // a valid image followed by a corrupt one: the error names the bad index
     let good = std::fs::read(models_dir().join("golden/img_gradient.png")).expect("golden png");
-    let e = enc.embed_images(&[&good, b"junk"]).expect_err("batch with junk");
-    assert!(matches!(&e, EncodeError::InvalidInput(m) if m.contains("#1")), "got {e:?}");
+    let e = enc
+        .embed_images(&[&good, b"junk"])
+        .expect_err("batch with junk");
+    assert!(
+        matches!(&e, EncodeError::InvalidInput(m) if m.contains("#1")),
+        "got {e:?}"
+    );
 }
 
 #[test]
@@ -103,9 +126,15 @@ fn empty_text_is_invalid() {
     let enc = encoders();
     for t in ["", "   ", "\n\t"] {
         let e = fast("empty text", || enc.embed_texts(&[t])).expect_err("empty");
-        assert!(matches!(e, EncodeError::InvalidInput(_)), "{t:?}: got {e:?}");
+        assert!(
+            matches!(e, EncodeError::InvalidInput(_)),
+            "{t:?}: got {e:?}"
+        );
         let e = enc.embed_queries(&["ok", t]).expect_err("empty query");
-        assert!(matches!(e, EncodeError::InvalidInput(_)), "{t:?}: got {e:?}");
+        assert!(
+            matches!(e, EncodeError::InvalidInput(_)),
+            "{t:?}: got {e:?}"
+        );
     }
     // very long text is truncated (256 tokens), not rejected
     let long = "wireless ".repeat(2000);
@@ -117,15 +146,24 @@ fn empty_text_is_invalid() {
 fn non_audio_is_invalid() {
     let enc = encoders();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("text file", b"This is a plain text file.\nIt is not audio.\n".to_vec()),
-        ("png", std::fs::read(models_dir().join("golden/img_gradient.png")).expect("png")),
+        (
+            "text file",
+            b"This is a plain text file.\nIt is not audio.\n".to_vec(),
+        ),
+        (
+            "png",
+            std::fs::read(models_dir().join("golden/img_gradient.png")).expect("png"),
+        ),
         ("empty", vec![]),
         ("riff header only", b"RIFF\x24\0\0\0WAVE".to_vec()),
         ("no samples", wav_i16(&[], 16_000)),
     ];
     for (name, bytes) in cases {
         let e = fast(name, || enc.transcribe(&bytes)).expect_err(name);
-        assert!(matches!(e, EncodeError::InvalidInput(_)), "{name}: got {e:?}");
+        assert!(
+            matches!(e, EncodeError::InvalidInput(_)),
+            "{name}: got {e:?}"
+        );
     }
 }
 
@@ -140,6 +178,12 @@ fn audio_over_30_seconds_is_too_large() {
     let ok = wav_i16(&vec![0i16; 30 * 8000], 8000);
     let t = enc.transcribe(&ok).expect("30 s accepted");
     assert!((t.audio_seconds - 30.0).abs() < 1e-3);
-    eprintln!("30 s of silence -> {:?} (no_speech_prob {:.3})", t.text, t.no_speech_prob);
-    assert_eq!(t.text, "", "silence must not turn into a hallucinated query");
+    eprintln!(
+        "30 s of silence -> {:?} (no_speech_prob {:.3})",
+        t.text, t.no_speech_prob
+    );
+    assert_eq!(
+        t.text, "",
+        "silence must not turn into a hallucinated query"
+    );
 }

@@ -25,7 +25,12 @@ fn make_tiny_clip(out: &Path) {
         .arg(&script)
         .arg(out)
         .status()
-        .unwrap_or_else(|e| panic!("running {}: {e} (needs numpy + onnx; run models/setup.sh)", script.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "running {}: {e} (needs numpy + onnx; run models/setup.sh)",
+                script.display()
+            )
+        });
     assert!(st.success(), "make_tiny_clip.py failed: {st}");
 }
 
@@ -43,17 +48,29 @@ fn tiny_clip_end_to_end() {
         ..EncodeConfig::default()
     };
     let enc = Encoders::load(&cfg).unwrap_or_else(|e| panic!("load tiny clip: {e}"));
-    let g: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("tiny-clip-golden.json")).expect("golden")).expect("json");
+    let g: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("tiny-clip-golden.json")).expect("golden"),
+    )
+    .expect("json");
     let dim = enc.shared_dim();
     assert_eq!(dim, 32);
     assert_eq!(enc.visual_dim(), None);
 
     // text: same ids and vectors as the numpy/ORT reference
-    let texts: Vec<&str> = g["texts"].as_array().expect("texts").iter().map(|t| t.as_str().expect("str")).collect();
+    let texts: Vec<&str> = g["texts"]
+        .as_array()
+        .expect("texts")
+        .iter()
+        .map(|t| t.as_str().expect("str"))
+        .collect();
     let toks = enc.text_encoder().tokenize(&texts).expect("tokenize");
     for (t, want) in toks.iter().zip(g["input_ids"].as_array().expect("ids")) {
-        let want: Vec<u32> = want.as_array().expect("row").iter().map(|x| x.as_u64().expect("id") as u32).collect();
+        let want: Vec<u32> = want
+            .as_array()
+            .expect("row")
+            .iter()
+            .map(|x| x.as_u64().expect("id") as u32)
+            .collect();
         assert_eq!(t.get_ids(), &want[..]);
     }
     let tv = enc.embed_texts(&texts).expect("text");
@@ -68,7 +85,9 @@ fn tiny_clip_end_to_end() {
 
     // image: golden tensor, then real files; deterministic, unit, no visual vector
     let s = enc.image_encoder().preprocess_config().size as usize;
-    let x: Vec<f32> = (0..3 * s * s).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
+    let x: Vec<f32> = (0..3 * s * s)
+        .map(|i| ((i % 17) as f32 - 8.0) / 8.0)
+        .collect();
     let iv = enc.embed_image_tensor(&x, 1).expect("tensor").remove(0);
     assert!(max_abs(&iv.shared, &floats(&g["image_embeds"][0])) <= tol.max(1e-5));
     let png = std::fs::read(models_dir().join("golden/img_alpha.png")).expect("png");
@@ -81,10 +100,17 @@ fn tiny_clip_end_to_end() {
         assert!(unit(&v.shared));
         assert!(v.visual.is_none());
     }
-    assert_eq!(enc.embed_texts(&texts).expect("again"), tv, "text vectors must be deterministic");
+    assert_eq!(
+        enc.embed_texts(&texts).expect("again"),
+        tv,
+        "text vectors must be deterministic"
+    );
 
     // fusion works in the CLIP space too (no visual part)
-    let text = enc.embed_texts(&["red running shoe"]).expect("text").remove(0);
+    let text = enc
+        .embed_texts(&["red running shoe"])
+        .expect("text")
+        .remove(0);
     let photo = enc.embed_images(&[&png]).expect("photo").remove(0);
     let evidence = mmsearch::fusion::ItemEvidence {
         text: Some(&text),
@@ -133,12 +159,22 @@ fn cuda_request_falls_back_or_runs() {
         ..EncodeConfig::default()
     };
     let cpu = Encoders::load(&base).expect("cpu load");
-    let cuda = Encoders::load(&EncodeConfig { provider: mmsearch::encode::Provider::Cuda, ..base }).expect("cuda request must not fail");
+    let cuda = Encoders::load(&EncodeConfig {
+        provider: mmsearch::encode::Provider::Cuda,
+        ..base
+    })
+    .expect("cuda request must not fail");
     for m in cuda.models() {
         eprintln!("{} runs on {}", m.id, m.provider_in_use);
     }
     let a = cpu.embed_texts(&["red running shoe"]).expect("cpu");
     let b = cuda.embed_texts(&["red running shoe"]).expect("cuda");
     assert!(max_abs(&a[0], &b[0]) < 1e-4);
-    assert!(matches!(cuda.transcribe(b"RIFF"), Err(EncodeError::ModelUnavailable(_))), "speech disabled by \"\"");
+    assert!(
+        matches!(
+            cuda.transcribe(b"RIFF"),
+            Err(EncodeError::ModelUnavailable(_))
+        ),
+        "speech disabled by \"\""
+    );
 }

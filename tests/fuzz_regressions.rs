@@ -13,8 +13,13 @@ fn replay(target: &str, entry: fn(&[u8])) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut n = 0;
     for dir in ["seeds", "regressions"] {
-        let Ok(read) = std::fs::read_dir(root.join(dir).join(target)) else { continue };
-        let mut files: Vec<_> = read.map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
+        let Ok(read) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        let mut files: Vec<_> = read
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect();
         files.sort();
         for f in files {
             let data = std::fs::read(&f).unwrap();

@@ -30,9 +30,11 @@
 //! Every line carries `load1` (the 1-minute load average when it was written): other work
 //! shares the machine.
 
-use mmsearch_index::generation::{FileEntry, Manifest, SpaceManifest};
 use mmsearch_index::builder::{self, BuildParams};
-use mmsearch_index::{export, FlatGraph, Generation, GraphFile, HnswGraph, HnswParams, Metric, SpaceSpec, VectorFile};
+use mmsearch_index::generation::{FileEntry, Manifest, SpaceManifest};
+use mmsearch_index::{
+    export, FlatGraph, Generation, GraphFile, HnswGraph, HnswParams, Metric, SpaceSpec, VectorFile,
+};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -66,13 +68,17 @@ fn usage() -> ! {
 }
 
 fn list(s: &str) -> Vec<usize> {
-    s.split(',').map(|x| x.trim().parse().unwrap_or_else(|_| usage())).collect()
+    s.split(',')
+        .map(|x| x.trim().parse().unwrap_or_else(|_| usage()))
+        .collect()
 }
 
 fn parse_args() -> Args {
     let default_data = std::env::var_os("MMSEARCH_BENCH_DATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/mmsearch/bench"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/mmsearch/bench")
+        });
     let mut a = Args {
         set: String::new(),
         data: default_data,
@@ -131,7 +137,10 @@ fn read_f32(path: &Path) -> Vec<f32> {
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .unwrap_or_else(|e| panic!("{}: {e} (run index/benches/prepare_ann.py)", path.display()));
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 fn load_meta(dir: &Path) -> Value {
@@ -149,7 +158,11 @@ fn load_set(args: &Args) -> Set {
     let n_base = meta["n_base"].as_u64().expect("n_base") as usize;
     let nq = (meta["n_query"].as_u64().expect("n_query") as usize).min(args.nq);
     let raw_q = read_f32(&dir.join("query.f32"));
-    let queries = raw_q.chunks_exact(dim).take(nq).map(|q| metric.prepare(dim, q).expect("query")).collect();
+    let queries = raw_q
+        .chunks_exact(dim)
+        .take(nq)
+        .map(|q| metric.prepare(dim, q).expect("query"))
+        .collect();
     let raw_gt = std::fs::read(dir.join("gt.i32")).expect("gt.i32");
     let gt = raw_gt
         .chunks_exact(4 * K)
@@ -162,7 +175,13 @@ fn load_set(args: &Args) -> Set {
             r
         })
         .collect();
-    Set { dim, metric, n_base, queries, gt }
+    Set {
+        dim,
+        metric,
+        n_base,
+        queries,
+        gt,
+    }
 }
 
 fn proc_status_kib(field: &str) -> u64 {
@@ -180,7 +199,10 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
     let ticks = 100.0; // USER_HZ on Linux
     (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / ticks
 }
@@ -214,7 +236,12 @@ fn recall(gt: &[[u32; K]], results: &[Vec<u64>]) -> f64 {
 }
 
 /// Runs every query at one ef with `threads` OS threads; returns (wall seconds, results).
-fn run_queries(search: &(dyn Fn(&[f32], usize) -> Vec<u64> + Sync), qs: &[Vec<f32>], ef: usize, threads: usize) -> (f64, Vec<Vec<u64>>) {
+fn run_queries(
+    search: &(dyn Fn(&[f32], usize) -> Vec<u64> + Sync),
+    qs: &[Vec<f32>],
+    ef: usize,
+    threads: usize,
+) -> (f64, Vec<Vec<u64>>) {
     let per = qs.len().div_ceil(threads.max(1));
     let t0 = Instant::now();
     let parts: Vec<Vec<Vec<u64>>> = std::thread::scope(|s| {
@@ -222,16 +249,29 @@ fn run_queries(search: &(dyn Fn(&[f32], usize) -> Vec<u64> + Sync), qs: &[Vec<f3
             .chunks(per.max(1))
             .map(|chunk| s.spawn(move || chunk.iter().map(|q| search(q, ef)).collect::<Vec<_>>()))
             .collect();
-        handles.into_iter().map(|h| h.join().expect("search thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("search thread"))
+            .collect()
     });
     let secs = t0.elapsed().as_secs_f64();
     (secs, parts.into_iter().flatten().collect())
 }
 
-fn sweep(args: &Args, set: &Set, variant: &str, search: &(dyn Fn(&[f32], usize) -> Vec<u64> + Sync)) {
+fn sweep(
+    args: &Args,
+    set: &Set,
+    variant: &str,
+    search: &(dyn Fn(&[f32], usize) -> Vec<u64> + Sync),
+) {
     // Warm caches and the allocator once per variant.
     let warm = set.queries.len().min(1000);
-    let _ = run_queries(search, &set.queries[..warm], *args.efs.iter().max().unwrap_or(&64), 1);
+    let _ = run_queries(
+        search,
+        &set.queries[..warm],
+        *args.efs.iter().max().unwrap_or(&64),
+        1,
+    );
     for &ef in &args.efs {
         for &t in &args.threads {
             let cpu0 = cpu_seconds();
@@ -259,14 +299,24 @@ fn file_entry(path: &Path) -> FileEntry {
 }
 
 fn graph_search(g: &HnswGraph) -> impl Fn(&[f32], usize) -> Vec<u64> + Sync + '_ {
-    move |q: &[f32], ef: usize| g.search(q, K, ef, &|_| true).into_iter().map(|s| s.id).collect()
+    move |q: &[f32], ef: usize| {
+        g.search(q, K, ef, &|_| true)
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
+    }
 }
 
 fn mmap_child(args: &Args, gen_dir: &Path) {
     let set = load_set(args);
-    let spec = SpaceSpec { name: SPACE.into(), dim: set.dim, metric: set.metric };
+    let spec = SpaceSpec {
+        name: SPACE.into(),
+        dim: set.dim,
+        metric: set.metric,
+    };
     let t0 = Instant::now();
-    let generation = Generation::open(gen_dir, std::slice::from_ref(&spec)).expect("open generation");
+    let generation =
+        Generation::open(gen_dir, std::slice::from_ref(&spec)).expect("open generation");
     let load_s = t0.elapsed().as_secs_f64();
     let seg = generation.segment(SPACE).expect("segment");
     let graph = seg.graph.as_ref().expect("graph");
@@ -278,7 +328,12 @@ fn mmap_child(args: &Args, gen_dir: &Path) {
                "rss_mib": proc_status_kib("VmRSS:") as f64 / 1024.0}),
     );
     // The server searches through BaseSegment::search; same call as graph.search when a graph exists.
-    let search = |q: &[f32], ef: usize| seg.search(q, K, ef, &|_| true).into_iter().map(|s| s.id).collect();
+    let search = |q: &[f32], ef: usize| {
+        seg.search(q, K, ef, &|_| true)
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
+    };
     sweep(args, &set, "mmap", &search);
     if !args.diag_efs.is_empty() {
         drop(generation);
@@ -293,13 +348,26 @@ fn mmap_child(args: &Args, gen_dir: &Path) {
 fn diagnose(args: &Args, set: &Set, gen_dir: &Path) {
     use hnsw_rs::prelude::{DistDot, DistL2, Distance, Hnsw, HnswIo, ReloadOptions};
     fn run<D: Distance<f32> + Send + Sync>(args: &Args, set: &Set, h: &Hnsw<'_, f32, D>) {
-        let a = Args { threads: vec![1], efs: args.diag_efs.clone(), diag_efs: Vec::new(), ..args.clone() };
+        let a = Args {
+            threads: vec![1],
+            efs: args.diag_efs.clone(),
+            diag_efs: Vec::new(),
+            ..args.clone()
+        };
         let filtered = |q: &[f32], ef: usize| {
             let f = |_id: &usize| true;
-            h.search_filter(q, K, ef.max(K), Some(&f)).into_iter().map(|n| n.d_id as u64).collect()
+            h.search_filter(q, K, ef.max(K), Some(&f))
+                .into_iter()
+                .map(|n| n.d_id as u64)
+                .collect()
         };
         sweep(&a, set, "hnsw_rs+filter", &filtered);
-        let plain = |q: &[f32], ef: usize| h.search_filter(q, K, ef.max(K), None).into_iter().map(|n| n.d_id as u64).collect();
+        let plain = |q: &[f32], ef: usize| {
+            h.search_filter(q, K, ef.max(K), None)
+                .into_iter()
+                .map(|n| n.d_id as u64)
+                .collect()
+        };
         sweep(&a, set, "hnsw_rs", &plain);
     }
     let mut io = HnswIo::new_with_options(gen_dir, SPACE, ReloadOptions::default().set_mmap(true));
@@ -309,13 +377,13 @@ fn diagnose(args: &Args, set: &Set, gen_dir: &Path) {
     }
 }
 
-
 /// Serves one graph file in a fresh process: open time, RSS of a process that only serves,
 /// then the sweep.
 fn flat_child(args: &Args, file: &Path, variant: &str) {
     let set = load_set(args);
     let t0 = Instant::now();
-    let graph = FlatGraph::new(GraphFile::open(file, set.dim, set.metric).expect("open graph file"));
+    let graph =
+        FlatGraph::new(GraphFile::open(file, set.dim, set.metric).expect("open graph file"));
     let load_s = t0.elapsed().as_secs_f64();
     emit(
         args,
@@ -326,16 +394,39 @@ fn flat_child(args: &Args, file: &Path, variant: &str) {
     );
     let all = |_: u64| true;
     let search = |q: &[f32], ef: usize| -> Vec<u64> {
-        graph.search(q, K, ef, Some(&all)).into_iter().map(|s| s.id).collect()
+        graph
+            .search(q, K, ef, Some(&all))
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
     };
     sweep(args, &set, variant, &search);
 }
 
 fn spawn_child(args: &Args, extra: &[&std::ffi::OsStr]) {
     let mut cmd = std::process::Command::new(std::env::current_exe().expect("exe"));
-    cmd.args(["--set", &args.set]).arg("--data").arg(&args.data).args(extra);
-    cmd.args(["--ef", &args.efs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",")]);
-    cmd.args(["--threads", &args.threads.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",")]);
+    cmd.args(["--set", &args.set])
+        .arg("--data")
+        .arg(&args.data)
+        .args(extra);
+    cmd.args([
+        "--ef",
+        &args
+            .efs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    ]);
+    cmd.args([
+        "--threads",
+        &args
+            .threads
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    ]);
     cmd.args(["--m", &args.m.to_string(), "--efc", &args.efc.to_string()]);
     if args.nq != usize::MAX {
         cmd.args(["--nq", &args.nq.to_string()]);
@@ -361,12 +452,28 @@ fn main() {
     // Prepared rows (unit length for cosine), ids = row numbers so ground truth applies directly.
     let base: Vec<f32> = match set.metric {
         Metric::L2 => base_raw,
-        Metric::Cosine => base_raw.chunks_exact(set.dim).flat_map(|r| set.metric.prepare(set.dim, r).expect("row")).collect(),
+        Metric::Cosine => base_raw
+            .chunks_exact(set.dim)
+            .flat_map(|r| set.metric.prepare(set.dim, r).expect("row"))
+            .collect(),
     };
-    let rows: Vec<(u64, &[f32])> = base.chunks_exact(set.dim).enumerate().map(|(i, r)| (i as u64, r)).collect();
-    let params = HnswParams { m: args.m, ef_construction: args.efc, ..HnswParams::default() };
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let work = args.work.clone().unwrap_or_else(|| args.data.join("_work").join(&args.set));
+    let rows: Vec<(u64, &[f32])> = base
+        .chunks_exact(set.dim)
+        .enumerate()
+        .map(|(i, r)| (i as u64, r))
+        .collect();
+    let params = HnswParams {
+        m: args.m,
+        ef_construction: args.efc,
+        ..HnswParams::default()
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let work = args
+        .work
+        .clone()
+        .unwrap_or_else(|| args.data.join("_work").join(&args.set));
     if work.exists() {
         std::fs::remove_dir_all(&work).expect("clear work dir");
     }
@@ -380,36 +487,65 @@ fn main() {
             "native" => {
                 let cpu0 = cpu_seconds();
                 let bt = args.threads.iter().copied().max().unwrap_or(1);
-                eprintln!("[ann] {}: native build of {} x {} on {bt} threads", args.set, set.n_base, set.dim);
-                let p = BuildParams { m: args.m, ef_construction: args.efc, threads: bt, seed: 100 };
+                eprintln!(
+                    "[ann] {}: native build of {} x {} on {bt} threads",
+                    args.set, set.n_base, set.dim
+                );
+                let p = BuildParams {
+                    m: args.m,
+                    ef_construction: args.efc,
+                    threads: bt,
+                    seed: 100,
+                };
                 let refs: Vec<&[f32]> = base.chunks_exact(set.dim).collect();
-                let g = builder::build(set.metric, set.dim, &refs, &p, &|_| {}).expect("native build");
+                let g =
+                    builder::build(set.metric, set.dim, &refs, &p, &|_| {}).expect("native build");
                 let build_s = t0.elapsed().as_secs_f64();
                 let path = work.join("native.graph");
                 let t1 = Instant::now();
                 let bytes = g.write(&path, &ids, &refs).expect("write graph");
-                emit(&args, "native", json!({"kind": "build", "build_s": build_s, "build_cpu_s": cpu_seconds() - cpu0, "n": set.n_base, "dim": set.dim,
+                emit(
+                    &args,
+                    "native",
+                    json!({"kind": "build", "build_s": build_s, "build_cpu_s": cpu_seconds() - cpu0, "n": set.n_base, "dim": set.dim,
                     "metric": set.metric.as_str(), "build_threads": bt,
                     "peak_rss_mib": proc_status_kib("VmHWM:") as f64 / 1024.0, "rss_mib": proc_status_kib("VmRSS:") as f64 / 1024.0,
-                    "raw_data_mib": (set.n_base * set.dim * 4) as f64 / 1048576.0}));
-                emit(&args, "native", json!({"kind": "size", "dump_s": t1.elapsed().as_secs_f64(), "index_bytes": bytes,
-                    "bytes_per_item": bytes as f64 / set.n_base as f64}));
+                    "raw_data_mib": (set.n_base * set.dim * 4) as f64 / 1048576.0}),
+                );
+                emit(
+                    &args,
+                    "native",
+                    json!({"kind": "size", "dump_s": t1.elapsed().as_secs_f64(), "index_bytes": bytes,
+                    "bytes_per_item": bytes as f64 / set.n_base as f64}),
+                );
                 ("flat-native", path)
             }
             "hnsw_rs" => {
                 let cpu0 = cpu_seconds();
-                eprintln!("[ann] {}: hnsw_rs build of {} x {} on {threads} threads (rayon)", args.set, set.n_base, set.dim);
-                let g = HnswGraph::build(set.metric, &params, &rows, &mut |_| {}).expect("hnsw_rs build");
+                eprintln!(
+                    "[ann] {}: hnsw_rs build of {} x {} on {threads} threads (rayon)",
+                    args.set, set.n_base, set.dim
+                );
+                let g = HnswGraph::build(set.metric, &params, &rows, &mut |_| {})
+                    .expect("hnsw_rs build");
                 let build_s = t0.elapsed().as_secs_f64();
                 let path = work.join("export.graph");
                 let t1 = Instant::now();
                 let bytes = export::write(&path, &g, &params, set.dim, &rows).expect("export");
-                emit(&args, "export", json!({"kind": "build", "build_s": build_s, "build_cpu_s": cpu_seconds() - cpu0, "n": set.n_base, "dim": set.dim,
+                emit(
+                    &args,
+                    "export",
+                    json!({"kind": "build", "build_s": build_s, "build_cpu_s": cpu_seconds() - cpu0, "n": set.n_base, "dim": set.dim,
                     "metric": set.metric.as_str(), "build_threads": threads,
                     "peak_rss_mib": proc_status_kib("VmHWM:") as f64 / 1024.0, "rss_mib": proc_status_kib("VmRSS:") as f64 / 1024.0,
-                    "raw_data_mib": (set.n_base * set.dim * 4) as f64 / 1048576.0, "layers": g.layer_counts()}));
-                emit(&args, "export", json!({"kind": "size", "dump_s": t1.elapsed().as_secs_f64(), "index_bytes": bytes,
-                    "bytes_per_item": bytes as f64 / set.n_base as f64}));
+                    "raw_data_mib": (set.n_base * set.dim * 4) as f64 / 1048576.0, "layers": g.layer_counts()}),
+                );
+                emit(
+                    &args,
+                    "export",
+                    json!({"kind": "size", "dump_s": t1.elapsed().as_secs_f64(), "index_bytes": bytes,
+                    "bytes_per_item": bytes as f64 / set.n_base as f64}),
+                );
                 hnsw_rs_graph = Some(g);
                 ("flat-export", path)
             }
@@ -418,19 +554,29 @@ fn main() {
         files.push((path, variant));
     }
     for (path, variant) in &files {
-        spawn_child(&args, &["--flat-child".as_ref(), path.as_os_str(), variant.as_ref()]);
+        spawn_child(
+            &args,
+            &["--flat-child".as_ref(), path.as_os_str(), variant.as_ref()],
+        );
     }
     if !args.old_path {
         return;
     }
     drop(hnsw_rs_graph);
-    eprintln!("[ann] {}: building {} x {} ({:?}) on {threads} threads", args.set, set.n_base, set.dim, set.metric);
+    eprintln!(
+        "[ann] {}: building {} x {} ({:?}) on {threads} threads",
+        args.set, set.n_base, set.dim, set.metric
+    );
 
     let t0 = Instant::now();
     let mut last_report = Instant::now();
     let graph = HnswGraph::build(set.metric, &params, &rows, &mut |done| {
         if last_report.elapsed().as_secs() >= 30 {
-            eprintln!("[ann]   {done}/{} after {:.0}s", rows.len(), t0.elapsed().as_secs_f64());
+            eprintln!(
+                "[ann]   {done}/{} after {:.0}s",
+                rows.len(),
+                t0.elapsed().as_secs_f64()
+            );
             last_report = Instant::now();
         }
     })
@@ -455,18 +601,37 @@ fn main() {
     VectorFile::write(&vec_path, set.dim, set.metric, &rows).expect("vector file");
     graph.dump(&gen_dir, SPACE).expect("dump");
     let dump_s = t0.elapsed().as_secs_f64();
-    let files: Vec<FileEntry> =
-        ["vec", "hnsw.graph", "hnsw.data"].iter().map(|s| file_entry(&gen_dir.join(format!("{SPACE}.{s}")))).collect();
-    let spec = SpaceSpec { name: SPACE.into(), dim: set.dim, metric: set.metric };
+    let files: Vec<FileEntry> = ["vec", "hnsw.graph", "hnsw.data"]
+        .iter()
+        .map(|s| file_entry(&gen_dir.join(format!("{SPACE}.{s}"))))
+        .collect();
+    let spec = SpaceSpec {
+        name: SPACE.into(),
+        dim: set.dim,
+        metric: set.metric,
+    };
     let manifest = Manifest {
         generation: 1,
         snapshot_seq: set.n_base as u64,
         created_unix: 0,
-        spaces: vec![SpaceManifest { spec, params, count: set.n_base, files: files.clone() }],
+        spaces: vec![SpaceManifest {
+            spec,
+            params,
+            count: set.n_base,
+            files: files.clone(),
+        }],
     };
-    std::fs::write(gen_dir.join("MANIFEST.json"), serde_json::to_vec_pretty(&manifest).expect("manifest"))
-        .expect("write manifest");
-    let size = |suffix: &str| files.iter().find(|f| f.name.ends_with(suffix)).map_or(0, |f| f.bytes);
+    std::fs::write(
+        gen_dir.join("MANIFEST.json"),
+        serde_json::to_vec_pretty(&manifest).expect("manifest"),
+    )
+    .expect("write manifest");
+    let size = |suffix: &str| {
+        files
+            .iter()
+            .find(|f| f.name.ends_with(suffix))
+            .map_or(0, |f| f.bytes)
+    };
     emit(
         &args,
         "built",
@@ -481,15 +646,42 @@ fn main() {
 
     // Serve from the generation in a fresh process so its RSS is that of a serving process.
     let mut cmd = std::process::Command::new(std::env::current_exe().expect("exe"));
-    cmd.args(["--set", &args.set, "--mmap-child"]).arg(&gen_dir).arg("--data").arg(&args.data);
-    cmd.args(["--ef", &args.efs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",")]);
-    cmd.args(["--threads", &args.threads.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",")]);
+    cmd.args(["--set", &args.set, "--mmap-child"])
+        .arg(&gen_dir)
+        .arg("--data")
+        .arg(&args.data);
+    cmd.args([
+        "--ef",
+        &args
+            .efs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    ]);
+    cmd.args([
+        "--threads",
+        &args
+            .threads
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    ]);
     cmd.args(["--m", &args.m.to_string(), "--efc", &args.efc.to_string()]);
     if args.nq != usize::MAX {
         cmd.args(["--nq", &args.nq.to_string()]);
     }
     if !args.diag_efs.is_empty() {
-        cmd.args(["--diag-ef", &args.diag_efs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(",")]);
+        cmd.args([
+            "--diag-ef",
+            &args
+                .diag_efs
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        ]);
     }
     let status = cmd.status().expect("spawn mmap child");
     assert!(status.success(), "mmap child failed: {status}");

@@ -92,8 +92,21 @@ impl Shared<'_> {
     }
 
     /// Beam search on one level from `ep`; leaves up to `ef` nearest, nearest first, in `out`.
-    fn search_level(&self, q: u32, ep: u32, level: usize, ef: usize, w: &mut Work, out: &mut Vec<Far>) {
-        let Work { visited, buf, cand, res } = w;
+    fn search_level(
+        &self,
+        q: u32,
+        ep: u32,
+        level: usize,
+        ef: usize,
+        w: &mut Work,
+        out: &mut Vec<Far>,
+    ) {
+        let Work {
+            visited,
+            buf,
+            cand,
+            res,
+        } = w;
         visited.reset(self.nodes.len());
         cand.clear();
         res.clear();
@@ -225,22 +238,37 @@ impl Shared<'_> {
 
 /// Builds a graph over `rows` (prepared vectors of length `dim`; node i = row i). Rows are
 /// borrowed, not copied: a rebuild's memory is the rows it already holds plus the links.
-pub fn build(metric: Metric, dim: usize, rows: &[&[f32]], params: &BuildParams, progress: &(dyn Fn(usize) + Sync)) -> Result<NativeGraph> {
+pub fn build(
+    metric: Metric,
+    dim: usize,
+    rows: &[&[f32]],
+    params: &BuildParams,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<NativeGraph> {
     if dim == 0 || rows.is_empty() || rows.iter().any(|r| r.len() != dim) {
-        return Err(IndexError::Parameter(format!("build needs at least one row, every row of dim {dim}")));
+        return Err(IndexError::Parameter(format!(
+            "build needs at least one row, every row of dim {dim}"
+        )));
     }
     if params.m < 2 || params.m > 512 || params.ef_construction < params.m {
-        return Err(IndexError::Parameter(format!("need 2 ≤ m ≤ 512 ≤ …, ef_construction ≥ m: m {} efc {}", params.m, params.ef_construction)));
+        return Err(IndexError::Parameter(format!(
+            "need 2 ≤ m ≤ 512 ≤ …, ef_construction ≥ m: m {} efc {}",
+            params.m, params.ef_construction
+        )));
     }
     let n = rows.len();
     if n >= u32::MAX as usize {
-        return Err(IndexError::Parameter(format!("{n} rows exceed the u32 node ids")));
+        return Err(IndexError::Parameter(format!(
+            "{n} rows exceed the u32 node ids"
+        )));
     }
     let mult = 1.0 / (params.m as f64).ln();
     let levels: Vec<u8> = (0..n as u64)
         .map(|i| {
             // splitmix64 of (seed, node): independent of insertion order and thread count.
-            let mut z = params.seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut z = params
+                .seed
+                .wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^= z >> 31;
@@ -248,7 +276,10 @@ pub fn build(metric: Metric, dim: usize, rows: &[&[f32]], params: &BuildParams, 
             ((-u.ln() * mult) as usize).min(MAX_LEVELS - 1) as u8
         })
         .collect();
-    let nodes = levels.iter().map(|&l| Mutex::new(vec![Vec::new(); l as usize + 1])).collect();
+    let nodes = levels
+        .iter()
+        .map(|&l| Mutex::new(vec![Vec::new(); l as usize + 1]))
+        .collect();
     let shared = Shared {
         kernel: Kernel::detect(metric),
         rows,
@@ -259,7 +290,11 @@ pub fn build(metric: Metric, dim: usize, rows: &[&[f32]], params: &BuildParams, 
         nodes,
         entry: RwLock::new(None),
     };
-    let threads = if params.threads == 0 { std::thread::available_parallelism().map_or(1, |t| t.get()) } else { params.threads };
+    let threads = if params.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |t| t.get())
+    } else {
+        params.threads
+    };
     let next = AtomicUsize::new(1);
     let done = AtomicUsize::new(0);
     shared.insert(0, &mut Work::default());
@@ -284,7 +319,15 @@ pub fn build(metric: Metric, dim: usize, rows: &[&[f32]], params: &BuildParams, 
     progress(n);
     let entry = shared.entry.read().map_or(0, |e| e.0);
     let links = shared.nodes.into_iter().map(|m| m.into_inner()).collect();
-    Ok(NativeGraph { metric, dim, m: params.m, ef_construction: params.ef_construction, levels, entry, links })
+    Ok(NativeGraph {
+        metric,
+        dim,
+        m: params.m,
+        ef_construction: params.ef_construction,
+        levels,
+        entry,
+        links,
+    })
 }
 
 impl NativeGraph {

@@ -30,6 +30,9 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: &std::path::Path) -> Result<T> {
-        self.map_err(|source| IndexError::Io { path: path.to_path_buf(), source })
+        self.map_err(|source| IndexError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }

@@ -37,11 +37,17 @@ pub fn links(graph: &HnswGraph, ids: &[u64], params: &HnswParams) -> Result<Expo
     for layer in 0..=top {
         for point in ix.get_layer_iterator(layer) {
             let Some(node) = node_of(point.get_origin_id()) else {
-                return Err(IndexError::Hnsw(format!("graph holds id {} the rows do not", point.get_origin_id())));
+                return Err(IndexError::Hnsw(format!(
+                    "graph holds id {} the rows do not",
+                    point.get_origin_id()
+                )));
             };
             let level = point.get_point_id().0 as usize;
             if level != layer || levels[node as usize] != u8::MAX {
-                return Err(IndexError::Hnsw(format!("id {} listed twice or on the wrong layer", point.get_origin_id())));
+                return Err(IndexError::Hnsw(format!(
+                    "id {} listed twice or on the wrong layer",
+                    point.get_origin_id()
+                )));
             }
             levels[node as usize] = level as u8;
             if level == top && entry.is_none() {
@@ -56,7 +62,9 @@ pub fn links(graph: &HnswGraph, ids: &[u64], params: &HnswParams) -> Result<Expo
                     if (nb.p_id.0 as usize) < l {
                         continue;
                     }
-                    let Some(nb_node) = node_of(nb.d_id) else { continue };
+                    let Some(nb_node) = node_of(nb.d_id) else {
+                        continue;
+                    };
                     if nb_node != node && !out.contains(&nb_node) && out.len() < cap {
                         out.push(nb_node);
                     }
@@ -67,15 +75,28 @@ pub fn links(graph: &HnswGraph, ids: &[u64], params: &HnswParams) -> Result<Expo
         }
     }
     if let Some(missing) = levels.iter().position(|&l| l == u8::MAX) {
-        return Err(IndexError::Hnsw(format!("id {} of the rows is not in the graph", ids[missing])));
+        return Err(IndexError::Hnsw(format!(
+            "id {} of the rows is not in the graph",
+            ids[missing]
+        )));
     }
     let entry = entry.ok_or_else(|| IndexError::Hnsw("graph has no top layer".into()))?;
-    Ok(ExportedLinks { levels, entry, lists })
+    Ok(ExportedLinks {
+        levels,
+        entry,
+        lists,
+    })
 }
 
 /// Writes `graph` with its rows as a graph file. `rows` are the prepared vectors the graph
 /// was built from, sorted by id.
-pub fn write(path: &Path, graph: &HnswGraph, params: &HnswParams, dim: usize, rows: &[(u64, &[f32])]) -> Result<u64> {
+pub fn write(
+    path: &Path,
+    graph: &HnswGraph,
+    params: &HnswParams,
+    dim: usize,
+    rows: &[(u64, &[f32])],
+) -> Result<u64> {
     let ids: Vec<u64> = rows.iter().map(|r| r.0).collect();
     let ex = links(graph, &ids, params)?;
     let vector = |i: usize| rows[i].1;

@@ -19,7 +19,13 @@ pub struct FlatLayer {
 
 impl FlatLayer {
     pub fn new(dim: usize, metric: Metric) -> Self {
-        FlatLayer { dim, metric, ids: Vec::new(), rows: Vec::new(), position: HashMap::new() }
+        FlatLayer {
+            dim,
+            metric,
+            ids: Vec::new(),
+            rows: Vec::new(),
+            position: HashMap::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -50,7 +56,9 @@ impl FlatLayer {
     }
 
     pub fn remove(&mut self, id: u64) -> bool {
-        let Some(pos) = self.position.remove(&id) else { return false };
+        let Some(pos) = self.position.remove(&id) else {
+            return false;
+        };
         let last = self.ids.len() - 1;
         if pos != last {
             let moved = self.ids[last];
@@ -65,7 +73,9 @@ impl FlatLayer {
     }
 
     pub fn get(&self, id: u64) -> Option<&[f32]> {
-        self.position.get(&id).map(|&p| &self.rows[p * self.dim..(p + 1) * self.dim])
+        self.position
+            .get(&id)
+            .map(|&p| &self.rows[p * self.dim..(p + 1) * self.dim])
     }
 
     /// Removes every row whose id is at or below `seq` (they now live in a generation).
@@ -85,14 +95,21 @@ impl FlatLayer {
         let mut top = TopK::new(k);
         for (i, &id) in self.ids.iter().enumerate() {
             if accept(id) {
-                top.push(id, self.metric.score(query, &self.rows[i * self.dim..(i + 1) * self.dim]));
+                top.push(
+                    id,
+                    self.metric
+                        .score(query, &self.rows[i * self.dim..(i + 1) * self.dim]),
+                );
             }
         }
         top.into_sorted()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u64, &[f32])> {
-        self.ids.iter().enumerate().map(move |(i, &id)| (id, &self.rows[i * self.dim..(i + 1) * self.dim]))
+        self.ids
+            .iter()
+            .enumerate()
+            .map(move |(i, &id)| (id, &self.rows[i * self.dim..(i + 1) * self.dim]))
     }
 }
 

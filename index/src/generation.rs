@@ -82,7 +82,12 @@ pub struct BaseSegment {
 
 impl BaseSegment {
     fn empty(spec: &SpaceSpec) -> BaseSegment {
-        BaseSegment { spec: spec.clone(), vectors: VectorFile::empty(spec.dim, spec.metric), graph: None, flat: None }
+        BaseSegment {
+            spec: spec.clone(),
+            vectors: VectorFile::empty(spec.dim, spec.metric),
+            graph: None,
+            flat: None,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -95,7 +100,9 @@ impl BaseSegment {
 
     /// Ids held, ascending.
     pub fn ids(&self) -> &[u64] {
-        self.flat.as_ref().map_or(self.vectors.ids(), |f| f.file.ids())
+        self.flat
+            .as_ref()
+            .map_or(self.vectors.ids(), |f| f.file.ids())
     }
 
     /// The prepared vector of `id`.
@@ -107,7 +114,9 @@ impl BaseSegment {
     }
 
     pub fn mapped_bytes(&self) -> usize {
-        self.flat.as_ref().map_or(self.vectors.mapped_bytes(), |f| f.file.file_bytes())
+        self.flat
+            .as_ref()
+            .map_or(self.vectors.mapped_bytes(), |f| f.file.file_bytes())
     }
 
     /// Nodes per graph layer (empty without a graph).
@@ -120,7 +129,13 @@ impl BaseSegment {
     }
 
     /// Graph search (`ef` ≥ k), or an exact scan when the segment is too small to have a graph.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize, accept: &dyn Fn(u64) -> bool) -> Vec<Scored> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u64) -> bool,
+    ) -> Vec<Scored> {
         match (&self.flat, &self.graph) {
             (Some(f), _) => f.search(query, k, ef, Some(accept)),
             (None, Some(g)) => g.search(query, k, ef, accept),
@@ -140,8 +155,16 @@ pub struct Generation {
 impl Generation {
     /// Generation 0: nothing indexed yet, every write is in the mutable layer.
     pub fn empty(specs: &[SpaceSpec]) -> Generation {
-        let segments = specs.iter().map(|s| (s.name.clone(), BaseSegment::empty(s))).collect();
-        Generation { id: 0, snapshot_seq: 0, dir: None, segments }
+        let segments = specs
+            .iter()
+            .map(|s| (s.name.clone(), BaseSegment::empty(s)))
+            .collect();
+        Generation {
+            id: 0,
+            snapshot_seq: 0,
+            dir: None,
+            segments,
+        }
     }
 
     /// Whether a space of this generation is in the format before the flat graph (an hnsw_rs
@@ -171,7 +194,10 @@ impl Generation {
             if sm.spec != *spec {
                 return Err(IndexError::Corrupt {
                     path: dir.to_path_buf(),
-                    reason: format!("space {} was built as {:?}, config now says {:?}", spec.name, sm.spec, spec),
+                    reason: format!(
+                        "space {} was built as {:?}, config now says {:?}",
+                        spec.name, sm.spec, spec
+                    ),
                 });
             }
             let flat_name = flat_name(&spec.name);
@@ -194,14 +220,25 @@ impl Generation {
                 }
                 seg.flat = Some(FlatGraph::new(file));
             } else if sm.count > 0 {
-                seg.vectors = VectorFile::open(&dir.join(vec_name(&spec.name)), spec.dim, spec.metric)?;
+                seg.vectors =
+                    VectorFile::open(&dir.join(vec_name(&spec.name)), spec.dim, spec.metric)?;
                 if has(&format!("{}.hnsw.graph", graph_base(&spec.name))) {
-                    seg.graph = Some(HnswGraph::load(dir, &graph_base(&spec.name), spec.metric, sm.count)?);
+                    seg.graph = Some(HnswGraph::load(
+                        dir,
+                        &graph_base(&spec.name),
+                        spec.metric,
+                        sm.count,
+                    )?);
                 }
             }
             segments.insert(spec.name.clone(), seg);
         }
-        Ok(Generation { id: manifest.generation, snapshot_seq: manifest.snapshot_seq, dir: Some(dir.to_path_buf()), segments })
+        Ok(Generation {
+            id: manifest.generation,
+            snapshot_seq: manifest.snapshot_seq,
+            dir: Some(dir.to_path_buf()),
+            segments,
+        })
     }
 }
 
@@ -242,7 +279,10 @@ fn gen_dir_name(id: u64) -> String {
 fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
     let bytes = fs::read(&path).at(&path)?;
-    serde_json::from_slice(&bytes).map_err(|e| IndexError::Corrupt { path, reason: e.to_string() })
+    serde_json::from_slice(&bytes).map_err(|e| IndexError::Corrupt {
+        path,
+        reason: e.to_string(),
+    })
 }
 
 fn file_entry(path: &Path) -> Result<FileEntry> {
@@ -258,8 +298,15 @@ fn file_entry(path: &Path) -> Result<FileEntry> {
         hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(FileEntry { name, bytes, crc32: hasher.finalize() })
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(FileEntry {
+        name,
+        bytes,
+        crc32: hasher.finalize(),
+    })
 }
 
 fn verify_size(path: &Path, want: &FileEntry) -> Result<()> {
@@ -297,7 +344,12 @@ pub fn list_generations(root: &Path) -> Result<Vec<u64>> {
     let entries = match fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
-        Err(e) => return Err(IndexError::Io { path: root.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(IndexError::Io {
+                path: root.to_path_buf(),
+                source: e,
+            })
+        }
     };
     for entry in entries {
         let entry = entry.at(root)?;
@@ -319,7 +371,9 @@ pub fn generation_dir(root: &Path, id: u64) -> PathBuf {
 /// Removes folders of builds that never completed (crash or failure mid-rebuild).
 pub fn remove_incomplete(root: &Path) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
-    let Ok(entries) = fs::read_dir(root) else { return Ok(removed) };
+    let Ok(entries) = fs::read_dir(root) else {
+        return Ok(removed);
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(PREFIX) && name.contains(".tmp") {
@@ -358,7 +412,11 @@ pub struct GenerationWriter {
 impl GenerationWriter {
     pub fn create(root: &Path, generation: u64, snapshot_seq: u64) -> Result<GenerationWriter> {
         fs::create_dir_all(root).at(root)?;
-        let tmp = root.join(format!("{}.tmp-{}", gen_dir_name(generation), std::process::id()));
+        let tmp = root.join(format!(
+            "{}.tmp-{}",
+            gen_dir_name(generation),
+            std::process::id()
+        ));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).at(&tmp)?;
         }
@@ -370,8 +428,19 @@ impl GenerationWriter {
         Ok(GenerationWriter {
             root: root.to_path_buf(),
             tmp,
-            manifest: Manifest { generation, snapshot_seq, created_unix, spaces: Vec::new() },
+            manifest: Manifest {
+                generation,
+                snapshot_seq,
+                created_unix,
+                spaces: Vec::new(),
+            },
         })
+    }
+
+    /// The folder being built: companions of the graphs (the lexical index) are written into
+    /// it so the one rename publishes them together.
+    pub fn dir(&self) -> &Path {
+        &self.tmp
     }
 
     /// Writes one space: from `min_graph_size` rows on, a flat graph file built by
@@ -398,14 +467,24 @@ impl GenerationWriter {
             }
             progress(rows.len());
         }
-        self.manifest.spaces.push(SpaceManifest { spec: spec.clone(), params: *params, count: rows.len(), files });
+        self.manifest.spaces.push(SpaceManifest {
+            spec: spec.clone(),
+            params: *params,
+            count: rows.len(),
+            files,
+        });
         Ok(())
     }
 
     /// Writes one space in the format before the flat graph (vector file + hnsw_rs dump), as
     /// older releases did: for tests of the migration on start, not for new generations.
     #[doc(hidden)]
-    pub fn add_space_legacy(&mut self, spec: &SpaceSpec, params: &HnswParams, rows: &[(u64, &[f32])]) -> Result<()> {
+    pub fn add_space_legacy(
+        &mut self,
+        spec: &SpaceSpec,
+        params: &HnswParams,
+        rows: &[(u64, &[f32])],
+    ) -> Result<()> {
         let mut files = Vec::new();
         let vec_path = self.tmp.join(vec_name(&spec.name));
         VectorFile::write(&vec_path, spec.dim, spec.metric, rows)?;
@@ -418,8 +497,16 @@ impl GenerationWriter {
             fs::File::open(&p).and_then(|f| f.sync_all()).at(&p)?;
             files.push(file_entry(&p)?);
         }
-        let params = HnswParams { builder: Builder::HnswRs, ..*params };
-        self.manifest.spaces.push(SpaceManifest { spec: spec.clone(), params, count: rows.len(), files });
+        let params = HnswParams {
+            builder: Builder::HnswRs,
+            ..*params
+        };
+        self.manifest.spaces.push(SpaceManifest {
+            spec: spec.clone(),
+            params,
+            count: rows.len(),
+            files,
+        });
         Ok(())
     }
 
@@ -429,7 +516,9 @@ impl GenerationWriter {
         let json = serde_json::to_vec_pretty(&self.manifest)
             .map_err(|e| IndexError::Parameter(format!("manifest encoding: {e}")))?;
         fs::write(&mpath, json).at(&mpath)?;
-        fs::File::open(&mpath).and_then(|f| f.sync_all()).at(&mpath)?;
+        fs::File::open(&mpath)
+            .and_then(|f| f.sync_all())
+            .at(&mpath)?;
         sync_dir(&self.tmp)?;
         let dest = generation_dir(&self.root, self.manifest.generation);
         fs::rename(&self.tmp, &dest).at(&dest)?;
@@ -456,14 +545,21 @@ fn write_graph(
         Builder::Native => {
             let refs: Vec<&[f32]> = rows.iter().map(|r| r.1).collect();
             let ids: Vec<u64> = rows.iter().map(|r| r.0).collect();
-            let bp = BuildParams { m: params.m, ef_construction: params.ef_construction, threads: 0, seed: 0x5eed };
+            let bp = BuildParams {
+                m: params.m,
+                ef_construction: params.ef_construction,
+                threads: 0,
+                seed: 0x5eed,
+            };
             // The caller's progress callback is not Sync: the workers count, this thread reports.
             let done = AtomicUsize::new(0);
             let finished = AtomicBool::new(false);
             let reporter = std::thread::current();
             let graph = std::thread::scope(|s| {
                 let worker = s.spawn(|| {
-                    let r = builder::build(spec.metric, spec.dim, &refs, &bp, &|d| done.store(d, Ordering::Relaxed));
+                    let r = builder::build(spec.metric, spec.dim, &refs, &bp, &|d| {
+                        done.store(d, Ordering::Relaxed)
+                    });
                     finished.store(true, Ordering::Release);
                     reporter.unpark();
                     r
@@ -472,7 +568,9 @@ fn write_graph(
                     std::thread::park_timeout(std::time::Duration::from_millis(200));
                     progress(done.load(Ordering::Relaxed));
                 }
-                worker.join().unwrap_or_else(|_| Err(IndexError::Parameter("graph build panicked".into())))
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err(IndexError::Parameter("graph build panicked".into())))
             })?;
             progress(rows.len());
             graph.write(path, &ids, &refs)

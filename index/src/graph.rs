@@ -37,7 +37,12 @@ fn legacy_builder() -> Builder {
 
 impl Default for HnswParams {
     fn default() -> Self {
-        HnswParams { m: 16, ef_construction: 200, max_layer: 16, builder: Builder::Native }
+        HnswParams {
+            m: 16,
+            ef_construction: 200,
+            max_layer: 16,
+            builder: Builder::Native,
+        }
     }
 }
 
@@ -45,7 +50,10 @@ impl HnswParams {
     pub fn validate(&self) -> Result<()> {
         // hnsw_rs calls process::exit on m > 256 instead of returning an error.
         if self.m < 2 || self.m > 256 {
-            return Err(IndexError::Parameter(format!("m must be in 2..=256, got {}", self.m)));
+            return Err(IndexError::Parameter(format!(
+                "m must be in 2..=256, got {}",
+                self.m
+            )));
         }
         if self.ef_construction < self.m {
             return Err(IndexError::Parameter(format!(
@@ -54,7 +62,10 @@ impl HnswParams {
             )));
         }
         if self.max_layer == 0 || self.max_layer > 16 {
-            return Err(IndexError::Parameter(format!("max_layer must be in 1..=16, got {}", self.max_layer)));
+            return Err(IndexError::Parameter(format!(
+                "max_layer must be in 1..=16, got {}",
+                self.max_layer
+            )));
         }
         Ok(())
     }
@@ -105,13 +116,26 @@ impl HnswGraph {
         params.validate()?;
         let n = rows.len().max(1);
         let graph = match metric {
-            Metric::Cosine => AnyHnsw::Dot(Hnsw::new(params.m, n, params.max_layer, params.ef_construction, DistDot {})),
-            Metric::L2 => AnyHnsw::L2(Hnsw::new(params.m, n, params.max_layer, params.ef_construction, DistL2 {})),
+            Metric::Cosine => AnyHnsw::Dot(Hnsw::new(
+                params.m,
+                n,
+                params.max_layer,
+                params.ef_construction,
+                DistDot {},
+            )),
+            Metric::L2 => AnyHnsw::L2(Hnsw::new(
+                params.m,
+                n,
+                params.max_layer,
+                params.ef_construction,
+                DistL2 {},
+            )),
         };
         const CHUNK: usize = 4096;
         let mut done = 0;
         for chunk in rows.chunks(CHUNK) {
-            let batch: Vec<(&[f32], usize)> = chunk.iter().map(|(id, v)| (*v, *id as usize)).collect();
+            let batch: Vec<(&[f32], usize)> =
+                chunk.iter().map(|(id, v)| (*v, *id as usize)).collect();
             match &graph {
                 AnyHnsw::Dot(h) => h.parallel_insert_slice(&batch),
                 AnyHnsw::L2(h) => h.parallel_insert_slice(&batch),
@@ -119,7 +143,12 @@ impl HnswGraph {
             done += chunk.len();
             progress(done);
         }
-        Ok(HnswGraph { metric, graph: ManuallyDrop::new(graph), loader: None, len: rows.len() })
+        Ok(HnswGraph {
+            metric,
+            graph: ManuallyDrop::new(graph),
+            loader: None,
+            len: rows.len(),
+        })
     }
 
     /// Writes `<dir>/<basename>.hnsw.graph` and `.hnsw.data`.
@@ -131,7 +160,9 @@ impl HnswGraph {
         .map_err(|e| IndexError::Hnsw(format!("dump failed: {e}")))?;
         // hnsw_rs picks a random name instead of overwriting when the graph itself is mapped.
         if written != basename {
-            return Err(IndexError::Hnsw(format!("dump wrote {written} instead of {basename}")));
+            return Err(IndexError::Hnsw(format!(
+                "dump wrote {written} instead of {basename}"
+            )));
         }
         Ok(())
     }
@@ -148,11 +179,18 @@ impl HnswGraph {
             Metric::L2 => io.load_hnsw::<f32, DistL2>().map(AnyHnsw::L2),
         };
         match graph {
-            Ok(graph) => Ok(HnswGraph { metric, graph: ManuallyDrop::new(graph), loader: Some(loader), len }),
+            Ok(graph) => Ok(HnswGraph {
+                metric,
+                graph: ManuallyDrop::new(graph),
+                loader: Some(loader),
+                len,
+            }),
             Err(e) => {
                 // SAFETY: no graph borrows the loader on this path.
                 drop(unsafe { Box::from_raw(loader) });
-                Err(IndexError::Hnsw(format!("reload of {basename} failed: {e}")))
+                Err(IndexError::Hnsw(format!(
+                    "reload of {basename} failed: {e}"
+                )))
             }
         }
     }
@@ -182,7 +220,13 @@ impl HnswGraph {
     ///
     /// `ef` must be at least k (the planner's rule). This strategy is internal to one graph;
     /// whether to widen the beam or give up on the graph is the planner's decision.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize, accept: &dyn Fn(u64) -> bool) -> Vec<Scored> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u64) -> bool,
+    ) -> Vec<Scored> {
         if k == 0 || self.len == 0 {
             return Vec::new();
         }
@@ -195,7 +239,10 @@ impl HnswGraph {
         let mut hits: Vec<Scored> = beam
             .into_iter()
             .filter(|n| accept(n.d_id as u64))
-            .map(|n| Scored { id: n.d_id as u64, score: self.metric.score_from_graph_distance(n.distance) })
+            .map(|n| Scored {
+                id: n.d_id as u64,
+                score: self.metric.score_from_graph_distance(n.distance),
+            })
             .collect();
         if hits.len() < k && beam_len < self.len {
             let filter = |id: &usize| accept(*id as u64);
@@ -205,7 +252,10 @@ impl HnswGraph {
             };
             hits = neighbours
                 .into_iter()
-                .map(|n| Scored { id: n.d_id as u64, score: self.metric.score_from_graph_distance(n.distance) })
+                .map(|n| Scored {
+                    id: n.d_id as u64,
+                    score: self.metric.score_from_graph_distance(n.distance),
+                })
                 .collect();
         }
         hits.sort_by(Scored::better_first);
@@ -338,7 +388,10 @@ mod dist {
             let mut i = 0;
             while i + 32 <= n {
                 for (j, s) in acc.iter_mut().enumerate() {
-                    let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j)));
+                    let d = _mm256_sub_ps(
+                        _mm256_loadu_ps(pa.add(i + 8 * j)),
+                        _mm256_loadu_ps(pb.add(i + 8 * j)),
+                    );
                     *s = _mm256_fmadd_ps(d, d, *s);
                 }
                 i += 32;
@@ -348,7 +401,10 @@ mod dist {
                 acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
                 i += 8;
             }
-            let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+            let mut s = hsum(_mm256_add_ps(
+                _mm256_add_ps(acc[0], acc[1]),
+                _mm256_add_ps(acc[2], acc[3]),
+            ));
             while i < n {
                 let d = *pa.add(i) - *pb.add(i);
                 s += d * d;
@@ -366,15 +422,26 @@ mod dist {
             let mut i = 0;
             while i + 32 <= n {
                 for (j, s) in acc.iter_mut().enumerate() {
-                    *s = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j)), *s);
+                    *s = _mm256_fmadd_ps(
+                        _mm256_loadu_ps(pa.add(i + 8 * j)),
+                        _mm256_loadu_ps(pb.add(i + 8 * j)),
+                        *s,
+                    );
                 }
                 i += 32;
             }
             while i + 8 <= n {
-                acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
+                acc[0] = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i)),
+                    _mm256_loadu_ps(pb.add(i)),
+                    acc[0],
+                );
                 i += 8;
             }
-            let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+            let mut s = hsum(_mm256_add_ps(
+                _mm256_add_ps(acc[0], acc[1]),
+                _mm256_add_ps(acc[2], acc[3]),
+            ));
             while i < n {
                 s += *pa.add(i) * *pb.add(i);
                 i += 1;
@@ -390,12 +457,26 @@ mod dist {
         #[test]
         fn kernels_match_scalar_on_many_lengths() {
             for n in [1usize, 7, 8, 9, 31, 32, 33, 50, 100, 784] {
-                let a: Vec<f32> = (0..n).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
-                let b: Vec<f32> = (0..n).map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5).collect();
-                let l2: f64 = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+                let a: Vec<f32> = (0..n)
+                    .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+                    .collect();
+                let b: Vec<f32> = (0..n)
+                    .map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5)
+                    .collect();
+                let l2: f64 = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| ((x - y) as f64).powi(2))
+                    .sum();
                 let ip: f64 = a.iter().zip(&b).map(|(x, y)| (x * y) as f64).sum();
-                assert!((l2_squared(&a, &b) as f64 - l2).abs() < 1e-3 * (1.0 + l2), "l2 n={n}");
-                assert!((dot(&a, &b) as f64 - ip).abs() < 1e-3 * (1.0 + ip.abs()), "dot n={n}");
+                assert!(
+                    (l2_squared(&a, &b) as f64 - l2).abs() < 1e-3 * (1.0 + l2),
+                    "l2 n={n}"
+                );
+                assert!(
+                    (dot(&a, &b) as f64 - ip).abs() < 1e-3 * (1.0 + ip.abs()),
+                    "dot n={n}"
+                );
                 assert_eq!(DistL2.eval(&a, &a), 0.0);
             }
         }
@@ -404,8 +485,14 @@ mod dist {
         fn type_names_end_like_anndists() {
             // hnsw_rs's reload compares the last `::` segment of the dumped distance type name.
             let last = |s: &'static str| s.rsplit("::").next().unwrap();
-            assert_eq!(last(std::any::type_name::<DistL2>()), last(std::any::type_name::<hnsw_rs::prelude::DistL2>()));
-            assert_eq!(last(std::any::type_name::<DistDot>()), last(std::any::type_name::<hnsw_rs::prelude::DistDot>()));
+            assert_eq!(
+                last(std::any::type_name::<DistL2>()),
+                last(std::any::type_name::<hnsw_rs::prelude::DistL2>())
+            );
+            assert_eq!(
+                last(std::any::type_name::<DistDot>()),
+                last(std::any::type_name::<hnsw_rs::prelude::DistDot>())
+            );
         }
     }
 }

@@ -130,11 +130,20 @@ fn layout(count: usize, row_floats: usize, m0: usize) -> Layout {
     let layer0_off = align(vectors_off + count * row_floats * 4);
     let rank_off = align(layer0_off + count * (1 + m0) * 4);
     let upper_off = align(rank_off + count * 4);
-    Layout { ids_off, vectors_off, layer0_off, rank_off, upper_off }
+    Layout {
+        ids_off,
+        vectors_off,
+        layer0_off,
+        rank_off,
+        upper_off,
+    }
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> IndexError {
-    IndexError::Corrupt { path: path.to_path_buf(), reason: reason.into() }
+    IndexError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// Writes `src` to `path` (fsynced). Returns the file's length.
@@ -151,27 +160,42 @@ pub fn write(path: &Path, src: &GraphSource<'_>) -> Result<u64> {
         return param("graph ids must be strictly ascending".into());
     }
     if src.dim == 0 || src.m == 0 || src.m0 < src.m || src.m0 > 1024 {
-        return param(format!("bad graph shape: dim {} m {} m0 {}", src.dim, src.m, src.m0));
+        return param(format!(
+            "bad graph shape: dim {} m {} m0 {}",
+            src.dim, src.m, src.m0
+        ));
     }
     let max_level = src.levels.iter().copied().max().unwrap_or(0) as usize;
     if max_level >= MAX_LEVELS {
-        return param(format!("level {max_level} above the format's {}", MAX_LEVELS - 1));
+        return param(format!(
+            "level {max_level} above the format's {}",
+            MAX_LEVELS - 1
+        ));
     }
     let entry = src.entry as usize;
     if entry >= count || src.levels[entry] as usize != max_level {
-        return param(format!("entry point {entry} is not a node of the top layer {max_level}"));
+        return param(format!(
+            "entry point {entry} is not a node of the top layer {max_level}"
+        ));
     }
     let rf = row_floats(src.dim);
     let lay = layout(count, rf, src.m0);
 
     // Ranks: nodes of level ≥ 1 by (level desc, node asc); n_l = nodes of level ≥ l.
-    let mut upper: Vec<u32> = (0..count as u32).filter(|&i| src.levels[i as usize] > 0).collect();
+    let mut upper: Vec<u32> = (0..count as u32)
+        .filter(|&i| src.levels[i as usize] > 0)
+        .collect();
     upper.sort_by_key(|&i| (std::cmp::Reverse(src.levels[i as usize]), i));
     let mut rank = vec![u32::MAX; count];
     for (r, &node) in upper.iter().enumerate() {
         rank[node as usize] = r as u32;
     }
-    let n_at = |l: usize| upper.iter().take_while(|&&i| src.levels[i as usize] as usize >= l).count();
+    let n_at = |l: usize| {
+        upper
+            .iter()
+            .take_while(|&&i| src.levels[i as usize] as usize >= l)
+            .count()
+    };
 
     // Upper section in memory (small: about count/m nodes), offsets absolute in the file.
     let dir_len = max_level * 24;
@@ -186,10 +210,19 @@ pub fn write(path: &Path, src: &GraphSource<'_>) -> Result<u64> {
             buf.clear();
             (src.neighbours)(node, l, &mut buf);
             if buf.len() > src.m {
-                return param(format!("node {node} has {} links on level {l}, capacity {}", buf.len(), src.m));
+                return param(format!(
+                    "node {node} has {} links on level {l}, capacity {}",
+                    buf.len(),
+                    src.m
+                ));
             }
-            if let Some(&bad) = buf.iter().find(|&&nb| nb as usize >= count || (src.levels[nb as usize] as usize) < l) {
-                return param(format!("node {node} links to {bad}, not a node of level {l}"));
+            if let Some(&bad) = buf
+                .iter()
+                .find(|&&nb| nb as usize >= count || (src.levels[nb as usize] as usize) < l)
+            {
+                return param(format!(
+                    "node {node} links to {bad}, not a node of level {l}"
+                ));
             }
             links.extend_from_slice(&buf);
             offsets.push(links.len() as u32);
@@ -209,7 +242,10 @@ pub fn write(path: &Path, src: &GraphSource<'_>) -> Result<u64> {
     let mut w = BufWriter::with_capacity(1 << 20, file);
     // The header goes last (its checksums follow the data): reserve it, then seek back.
     let mut pos = 0usize;
-    let mut put = |w: &mut BufWriter<File>, bytes: &[u8], crc: Option<&mut crc32fast::Hasher>| -> Result<()> {
+    let mut put = |w: &mut BufWriter<File>,
+                   bytes: &[u8],
+                   crc: Option<&mut crc32fast::Hasher>|
+     -> Result<()> {
         if let Some(h) = crc {
             h.update(bytes);
         }
@@ -226,20 +262,31 @@ pub fn write(path: &Path, src: &GraphSource<'_>) -> Result<u64> {
         put(&mut w, bytemuck::cast_slice(chunk), Some(&mut crc_ids))?;
     }
     let here = lay.ids_off + count * 8;
-    put(&mut w, &zeros[..pad_to(lay.vectors_off, here)], Some(&mut crc_ids))?;
+    put(
+        &mut w,
+        &zeros[..pad_to(lay.vectors_off, here)],
+        Some(&mut crc_ids),
+    )?;
 
     let mut crc_vec = crc32fast::Hasher::new();
     let mut row = vec![0f32; rf];
     for i in 0..count {
         let v = (src.vector)(i);
         if v.len() != src.dim {
-            return Err(IndexError::Dimension { expected: src.dim, got: v.len() });
+            return Err(IndexError::Dimension {
+                expected: src.dim,
+                got: v.len(),
+            });
         }
         row[..src.dim].copy_from_slice(v);
         put(&mut w, bytemuck::cast_slice(&row), Some(&mut crc_vec))?;
     }
     let here = lay.vectors_off + count * rf * 4;
-    put(&mut w, &zeros[..pad_to(lay.layer0_off, here)], Some(&mut crc_vec))?;
+    put(
+        &mut w,
+        &zeros[..pad_to(lay.layer0_off, here)],
+        Some(&mut crc_vec),
+    )?;
 
     let mut crc_l0 = crc32fast::Hasher::new();
     let mut slots = vec![0u32; 1 + src.m0];
@@ -247,7 +294,11 @@ pub fn write(path: &Path, src: &GraphSource<'_>) -> Result<u64> {
         buf.clear();
         (src.neighbours)(node, 0, &mut buf);
         if buf.len() > src.m0 {
-            return param(format!("node {node} has {} links on layer 0, capacity {}", buf.len(), src.m0));
+            return param(format!(
+                "node {node} has {} links on layer 0, capacity {}",
+                buf.len(),
+                src.m0
+            ));
         }
         if let Some(&bad) = buf.iter().find(|&&nb| nb as usize >= count) {
             return param(format!("node {node} links to {bad} of {count}"));
@@ -258,12 +309,20 @@ pub fn write(path: &Path, src: &GraphSource<'_>) -> Result<u64> {
         put(&mut w, bytemuck::cast_slice(&slots), Some(&mut crc_l0))?;
     }
     let here = lay.layer0_off + count * (1 + src.m0) * 4;
-    put(&mut w, &zeros[..pad_to(lay.rank_off, here)], Some(&mut crc_l0))?;
+    put(
+        &mut w,
+        &zeros[..pad_to(lay.rank_off, here)],
+        Some(&mut crc_l0),
+    )?;
 
     let mut crc_up = crc32fast::Hasher::new();
     put(&mut w, bytemuck::cast_slice(&rank), Some(&mut crc_up))?;
     let here = lay.rank_off + count * 4;
-    put(&mut w, &zeros[..pad_to(lay.upper_off, here)], Some(&mut crc_up))?;
+    put(
+        &mut w,
+        &zeros[..pad_to(lay.upper_off, here)],
+        Some(&mut crc_up),
+    )?;
     put(&mut w, &upper_bytes, Some(&mut crc_up))?;
     debug_assert_eq!(pos, file_len);
 
@@ -281,7 +340,17 @@ pub fn write(path: &Path, src: &GraphSource<'_>) -> Result<u64> {
     h[44..48].copy_from_slice(&(src.ef_construction as u32).to_le_bytes());
     h[48..52].copy_from_slice(&(rf as u32).to_le_bytes());
     h[52..56].copy_from_slice(&(upper.len() as u32).to_le_bytes());
-    for (i, off) in [lay.ids_off, lay.vectors_off, lay.layer0_off, lay.rank_off, lay.upper_off, file_len].iter().enumerate() {
+    for (i, off) in [
+        lay.ids_off,
+        lay.vectors_off,
+        lay.layer0_off,
+        lay.rank_off,
+        lay.upper_off,
+        file_len,
+    ]
+    .iter()
+    .enumerate()
+    {
         h[56 + 8 * i..64 + 8 * i].copy_from_slice(&(*off as u64).to_le_bytes());
     }
     for (i, c) in [crc_ids, crc_vec, crc_l0, crc_up].into_iter().enumerate() {
@@ -289,7 +358,10 @@ pub fn write(path: &Path, src: &GraphSource<'_>) -> Result<u64> {
     }
     let hcrc = crc32fast::hash(&h[..120]);
     h[120..124].copy_from_slice(&hcrc.to_le_bytes());
-    let mut file = w.into_inner().map_err(|e| IndexError::Io { path: path.into(), source: e.into_error() })?;
+    let mut file = w.into_inner().map_err(|e| IndexError::Io {
+        path: path.into(),
+        source: e.into_error(),
+    })?;
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::Start(0)).at(path)?;
     file.write_all(&h).at(path)?;
@@ -342,7 +414,10 @@ impl GraphFile {
         let file = File::open(path).at(path)?;
         let len = file.metadata().at(path)?.len() as usize;
         if len < HEADER {
-            return Err(corrupt(path, format!("{len} bytes is shorter than the {HEADER}-byte header")));
+            return Err(corrupt(
+                path,
+                format!("{len} bytes is shorter than the {HEADER}-byte header"),
+            ));
         }
         // SAFETY: generation files are written once, fsynced, renamed into place and never
         // modified while mapped; a truncated or rewritten file fails the checks below.
@@ -355,7 +430,10 @@ impl GraphFile {
         }
         let version = u32_at(h, 8);
         if version != VERSION {
-            return Err(corrupt(path, format!("format version {version}, this build reads {VERSION}")));
+            return Err(corrupt(
+                path,
+                format!("format version {version}, this build reads {VERSION}"),
+            ));
         }
         if crc32fast::hash(&h[..120]) != u32_at(h, 120) {
             return Err(corrupt(path, "header checksum mismatch"));
@@ -371,7 +449,11 @@ impl GraphFile {
             c => return Err(corrupt(path, format!("unknown builder code {c}"))),
         };
         let dim = u32_at(h, 16) as usize;
-        let (m, m0, max_level) = (u32_at(h, 20) as usize, u32_at(h, 24) as usize, u32_at(h, 28) as usize);
+        let (m, m0, max_level) = (
+            u32_at(h, 20) as usize,
+            u32_at(h, 24) as usize,
+            u32_at(h, 28) as usize,
+        );
         let count = u64_at(h, 32) as usize;
         let entry = u32_at(h, 40);
         let ef_construction = u32_at(h, 44) as usize;
@@ -380,24 +462,55 @@ impl GraphFile {
         if dim != expect_dim || metric != expect_metric {
             return Err(corrupt(
                 path,
-                format!("graph of {dim}-d {} vectors, space expects {expect_dim}-d {}", metric.as_str(), expect_metric.as_str()),
+                format!(
+                    "graph of {dim}-d {} vectors, space expects {expect_dim}-d {}",
+                    metric.as_str(),
+                    expect_metric.as_str()
+                ),
             ));
         }
-        if count == 0 || count >= u32::MAX as usize || m == 0 || m0 < m || m0 > 1024 || max_level >= MAX_LEVELS {
-            return Err(corrupt(path, format!("bad shape: count {count} m {m} m0 {m0} max_level {max_level}")));
+        if count == 0
+            || count >= u32::MAX as usize
+            || m == 0
+            || m0 < m
+            || m0 > 1024
+            || max_level >= MAX_LEVELS
+        {
+            return Err(corrupt(
+                path,
+                format!("bad shape: count {count} m {m} m0 {m0} max_level {max_level}"),
+            ));
         }
         if rf != row_floats(dim) || entry as usize >= count || upper_nodes > count {
-            return Err(corrupt(path, format!("bad header: row_floats {rf} entry {entry} upper {upper_nodes}")));
+            return Err(corrupt(
+                path,
+                format!("bad header: row_floats {rf} entry {entry} upper {upper_nodes}"),
+            ));
         }
         let lay = layout(count, rf, m0);
         let stored: Vec<usize> = (0..6).map(|i| u64_at(h, 56 + 8 * i) as usize).collect();
-        let want = [lay.ids_off, lay.vectors_off, lay.layer0_off, lay.rank_off, lay.upper_off];
+        let want = [
+            lay.ids_off,
+            lay.vectors_off,
+            lay.layer0_off,
+            lay.rank_off,
+            lay.upper_off,
+        ];
         if stored[..5] != want {
-            return Err(corrupt(path, format!("section offsets {:?} do not match the counts ({want:?})", &stored[..5])));
+            return Err(corrupt(
+                path,
+                format!(
+                    "section offsets {:?} do not match the counts ({want:?})",
+                    &stored[..5]
+                ),
+            ));
         }
         let file_len = stored[5];
         if file_len != len {
-            return Err(corrupt(path, format!("file is {len} bytes, header says {file_len} (truncated or extended)")));
+            return Err(corrupt(
+                path,
+                format!("file is {len} bytes, header says {file_len} (truncated or extended)"),
+            ));
         }
         let dir_end = lay.upper_off + max_level * 24;
         if dir_end > len {
@@ -414,21 +527,40 @@ impl GraphFile {
             if nodes == 0 || nodes > prev_nodes || offsets_off != expect_off {
                 return Err(corrupt(path, format!("level {l}: {nodes} nodes at {offsets_off}, expected ≤ {prev_nodes} at {expect_off}")));
             }
-            let offsets_end = offsets_off.checked_add((nodes + 1) * 4).filter(|&e| e <= len);
+            let offsets_end = offsets_off
+                .checked_add((nodes + 1) * 4)
+                .filter(|&e| e <= len);
             if offsets_end != Some(links_off) {
-                return Err(corrupt(path, format!("level {l}: links do not follow its offsets")));
+                return Err(corrupt(
+                    path,
+                    format!("level {l}: links do not follow its offsets"),
+                ));
             }
             let last = u32_at(&map, offsets_off + nodes * 4) as usize;
             let links_end = links_off.checked_add(last * 4).filter(|&e| e <= len);
             let Some(links_end) = links_end else {
-                return Err(corrupt(path, format!("level {l}: links past the end of the file")));
+                return Err(corrupt(
+                    path,
+                    format!("level {l}: links past the end of the file"),
+                ));
             };
-            *level = UpperLevel { nodes, offsets_off, links_off, links_len: last };
+            *level = UpperLevel {
+                nodes,
+                offsets_off,
+                links_off,
+                links_len: last,
+            };
             expect_off = links_end;
             prev_nodes = nodes;
         }
-        if expect_off != len || (max_level > 0 && levels[1].nodes != upper_nodes) || (max_level == 0 && upper_nodes != 0) {
-            return Err(corrupt(path, "upper layers do not fill the file as the directory says"));
+        if expect_off != len
+            || (max_level > 0 && levels[1].nodes != upper_nodes)
+            || (max_level == 0 && upper_nodes != 0)
+        {
+            return Err(corrupt(
+                path,
+                "upper layers do not fill the file as the directory says",
+            ));
         }
         let g = GraphFile {
             crc_vectors: u32_at(h, 108),
@@ -481,7 +613,11 @@ impl GraphFile {
             }
         }
         let ranks = self.ranks();
-        let upper_nodes = if self.max_level > 0 { self.levels[1].nodes } else { 0 };
+        let upper_nodes = if self.max_level > 0 {
+            self.levels[1].nodes
+        } else {
+            0
+        };
         let mut seen = 0usize;
         for &r in ranks {
             if r != u32::MAX {
@@ -492,21 +628,36 @@ impl GraphFile {
             }
         }
         if seen != upper_nodes {
-            return Err(corrupt(p, format!("{seen} ranked nodes, {upper_nodes} expected")));
+            return Err(corrupt(
+                p,
+                format!("{seen} ranked nodes, {upper_nodes} expected"),
+            ));
         }
         for l in 1..=self.max_level {
             let lv = self.levels[l];
             let offsets = self.u32s(lv.offsets_off, lv.nodes + 1);
-            if offsets[0] != 0 || offsets.windows(2).any(|w| w[0] > w[1] || (w[1] - w[0]) as usize > self.m) {
-                return Err(corrupt(p, format!("level {l}: offsets not ascending or a list above m")));
+            if offsets[0] != 0
+                || offsets
+                    .windows(2)
+                    .any(|w| w[0] > w[1] || (w[1] - w[0]) as usize > self.m)
+            {
+                return Err(corrupt(
+                    p,
+                    format!("level {l}: offsets not ascending or a list above m"),
+                ));
             }
             for &nb in self.u32s(lv.links_off, lv.links_len) {
                 if nb >= count || ranks[nb as usize] as usize >= lv.nodes {
-                    return Err(corrupt(p, format!("level {l}: link to {nb}, not a node of that level")));
+                    return Err(corrupt(
+                        p,
+                        format!("level {l}: link to {nb}, not a node of that level"),
+                    ));
                 }
             }
         }
-        if self.max_level > 0 && ranks[self.entry as usize] as usize >= self.levels[self.max_level].nodes {
+        if self.max_level > 0
+            && ranks[self.entry as usize] as usize >= self.levels[self.max_level].nodes
+        {
             return Err(corrupt(p, "entry point is not on the top layer"));
         }
         Ok(())
@@ -554,7 +705,10 @@ impl GraphFile {
     /// The whole padded vector section.
     #[inline]
     pub(crate) fn vectors_raw(&self) -> &[f32] {
-        bytemuck::cast_slice(&self.map[self.lay.vectors_off..self.lay.vectors_off + self.count * self.row_floats * 4])
+        bytemuck::cast_slice(
+            &self.map
+                [self.lay.vectors_off..self.lay.vectors_off + self.count * self.row_floats * 4],
+        )
     }
 
     #[inline]
@@ -592,7 +746,10 @@ impl GraphFile {
         if r == u32::MAX {
             return 0;
         }
-        (1..=self.max_level).take_while(|&l| (r as usize) < self.levels[l].nodes).last().unwrap_or(0)
+        (1..=self.max_level)
+            .take_while(|&l| (r as usize) < self.levels[l].nodes)
+            .last()
+            .unwrap_or(0)
     }
 
     /// Node's neighbours on `level` ≥ 1; empty when the node is not on that level.

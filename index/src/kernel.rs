@@ -32,7 +32,10 @@ pub struct Kernel {
 
 impl std::fmt::Debug for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kernel").field("metric", &self.metric).field("isa", &self.isa).finish()
+        f.debug_struct("Kernel")
+            .field("metric", &self.metric)
+            .field("isa", &self.isa)
+            .finish()
     }
 }
 
@@ -47,7 +50,11 @@ impl Kernel {
             Metric::L2 => portable_l2,
             Metric::Cosine => portable_cos,
         };
-        Kernel { metric, isa: Isa::Portable, dist }
+        Kernel {
+            metric,
+            isa: Isa::Portable,
+            dist,
+        }
     }
 
     /// The kernel for `isa`, or `None` when this CPU lacks it.
@@ -186,7 +193,10 @@ mod x86 {
         let mut i = 0;
         while i + 32 <= n {
             for (j, a) in acc.iter_mut().enumerate() {
-                let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j)));
+                let d = _mm256_sub_ps(
+                    _mm256_loadu_ps(pa.add(i + 8 * j)),
+                    _mm256_loadu_ps(pb.add(i + 8 * j)),
+                );
                 *a = _mm256_fmadd_ps(d, d, *a);
             }
             i += 32;
@@ -196,7 +206,10 @@ mod x86 {
             acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
             i += 8;
         }
-        let mut s = hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        let mut s = hsum256(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
         while i < n {
             let d = *pa.add(i) - *pb.add(i);
             s += d * d;
@@ -211,15 +224,26 @@ mod x86 {
         let mut i = 0;
         while i + 32 <= n {
             for (j, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8 * j)), _mm256_loadu_ps(pb.add(i + 8 * j)), *a);
+                *a = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(pa.add(i + 8 * j)),
+                    _mm256_loadu_ps(pb.add(i + 8 * j)),
+                    *a,
+                );
             }
             i += 32;
         }
         while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
+            acc[0] = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i)),
+                _mm256_loadu_ps(pb.add(i)),
+                acc[0],
+            );
             i += 8;
         }
-        let mut s = hsum256(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        let mut s = hsum256(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ));
         while i < n {
             s += *pa.add(i) * *pb.add(i);
             i += 1;
@@ -233,7 +257,10 @@ mod x86 {
         let mut i = 0;
         while i + 64 <= n {
             for (j, a) in acc.iter_mut().enumerate() {
-                let d = _mm512_sub_ps(_mm512_loadu_ps(pa.add(i + 16 * j)), _mm512_loadu_ps(pb.add(i + 16 * j)));
+                let d = _mm512_sub_ps(
+                    _mm512_loadu_ps(pa.add(i + 16 * j)),
+                    _mm512_loadu_ps(pb.add(i + 16 * j)),
+                );
                 *a = _mm512_fmadd_ps(d, d, *a);
             }
             i += 64;
@@ -246,10 +273,16 @@ mod x86 {
         if i < n {
             // Masked tail: lanes past n load as zero in both, so they add nothing.
             let m: __mmask16 = (1u32 << (n - i)) as u16 - 1;
-            let d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, pa.add(i)), _mm512_maskz_loadu_ps(m, pb.add(i)));
+            let d = _mm512_sub_ps(
+                _mm512_maskz_loadu_ps(m, pa.add(i)),
+                _mm512_maskz_loadu_ps(m, pb.add(i)),
+            );
             acc[1] = _mm512_fmadd_ps(d, d, acc[1]);
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
+        _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[1]),
+            _mm512_add_ps(acc[2], acc[3]),
+        ))
     }
 
     #[target_feature(enable = "avx512f")]
@@ -258,19 +291,34 @@ mod x86 {
         let mut i = 0;
         while i + 64 <= n {
             for (j, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i + 16 * j)), _mm512_loadu_ps(pb.add(i + 16 * j)), *a);
+                *a = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(pa.add(i + 16 * j)),
+                    _mm512_loadu_ps(pb.add(i + 16 * j)),
+                    *a,
+                );
             }
             i += 64;
         }
         while i + 16 <= n {
-            acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), acc[0]);
+            acc[0] = _mm512_fmadd_ps(
+                _mm512_loadu_ps(pa.add(i)),
+                _mm512_loadu_ps(pb.add(i)),
+                acc[0],
+            );
             i += 16;
         }
         if i < n {
             let m: __mmask16 = (1u32 << (n - i)) as u16 - 1;
-            acc[1] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, pa.add(i)), _mm512_maskz_loadu_ps(m, pb.add(i)), acc[1]);
+            acc[1] = _mm512_fmadd_ps(
+                _mm512_maskz_loadu_ps(m, pa.add(i)),
+                _mm512_maskz_loadu_ps(m, pb.add(i)),
+                acc[1],
+            );
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])))
+        _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[1]),
+            _mm512_add_ps(acc[2], acc[3]),
+        ))
     }
 }
 
@@ -279,23 +327,41 @@ mod tests {
     use super::*;
 
     fn pair(n: usize) -> (Vec<f32>, Vec<f32>) {
-        let a = (0..n).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
-        let b = (0..n).map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5).collect();
+        let a = (0..n)
+            .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        let b = (0..n)
+            .map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5)
+            .collect();
         (a, b)
     }
 
     #[test]
     fn every_available_isa_matches_f64_sums() {
         for isa in [Isa::Portable, Isa::Avx2Fma, Isa::Avx512] {
-            for n in [1usize, 7, 8, 9, 15, 16, 17, 31, 32, 33, 50, 63, 64, 65, 100, 384, 784] {
+            for n in [
+                1usize, 7, 8, 9, 15, 16, 17, 31, 32, 33, 50, 63, 64, 65, 100, 384, 784,
+            ] {
                 let (a, b) = pair(n);
-                let l2: f64 = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+                let l2: f64 = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| ((x - y) as f64).powi(2))
+                    .sum();
                 let ip: f64 = a.iter().zip(&b).map(|(x, y)| (x * y) as f64).sum();
-                let Some(kl) = Kernel::with_isa(Metric::L2, isa) else { continue };
+                let Some(kl) = Kernel::with_isa(Metric::L2, isa) else {
+                    continue;
+                };
                 let kc = Kernel::with_isa(Metric::Cosine, isa).unwrap();
                 assert_eq!(kl.isa, isa);
-                assert!((kl.distance(&a, &b) as f64 - l2).abs() < 1e-4 * (1.0 + l2), "{isa:?} l2 n={n}");
-                assert!((kc.distance(&a, &b) as f64 - (1.0 - ip)).abs() < 1e-4 * (1.0 + ip.abs()), "{isa:?} cos n={n}");
+                assert!(
+                    (kl.distance(&a, &b) as f64 - l2).abs() < 1e-4 * (1.0 + l2),
+                    "{isa:?} l2 n={n}"
+                );
+                assert!(
+                    (kc.distance(&a, &b) as f64 - (1.0 - ip)).abs() < 1e-4 * (1.0 + ip.abs()),
+                    "{isa:?} cos n={n}"
+                );
                 assert_eq!(kl.distance(&a, &a), 0.0);
             }
         }

@@ -12,7 +12,13 @@ use crate::topk::Scored;
 pub trait Layer {
     /// Up to k best hits among ids that pass `accept`, best first. `ef` is the beam width for
     /// layers that walk a graph (the planner guarantees ef ≥ k); exact layers ignore it.
-    fn search(&self, query: &[f32], k: usize, ef: usize, accept: &dyn Fn(u64) -> bool) -> Vec<Scored>;
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u64) -> bool,
+    ) -> Vec<Scored>;
 
     /// The prepared vector stored under `id`, if this layer holds it.
     fn vector(&self, id: u64) -> Option<&[f32]>;
@@ -26,7 +32,13 @@ pub trait Layer {
 }
 
 impl Layer for BaseSegment {
-    fn search(&self, query: &[f32], k: usize, ef: usize, accept: &dyn Fn(u64) -> bool) -> Vec<Scored> {
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u64) -> bool,
+    ) -> Vec<Scored> {
         BaseSegment::search(self, query, k, ef, accept)
     }
 
@@ -40,7 +52,13 @@ impl Layer for BaseSegment {
 }
 
 impl Layer for FlatLayer {
-    fn search(&self, query: &[f32], k: usize, _ef: usize, accept: &dyn Fn(u64) -> bool) -> Vec<Scored> {
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        _ef: usize,
+        accept: &dyn Fn(u64) -> bool,
+    ) -> Vec<Scored> {
         FlatLayer::search(self, query, k, accept)
     }
 

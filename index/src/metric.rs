@@ -34,7 +34,10 @@ impl Metric {
     /// Validates a vector and brings it into the form the index stores (unit length for cosine).
     pub fn prepare(self, dim: usize, v: &[f32]) -> Result<Vec<f32>> {
         if v.len() != dim {
-            return Err(IndexError::Dimension { expected: dim, got: v.len() });
+            return Err(IndexError::Dimension {
+                expected: dim,
+                got: v.len(),
+            });
         }
         if v.iter().any(|x| !x.is_finite()) {
             return Err(IndexError::NonFinite);
@@ -89,11 +92,16 @@ pub fn normalize(v: &mut [f32]) -> bool {
     // zeros) or fell into the subnormal range, where it keeps a few bits at best (the
     // request_validate fuzz target got a "unit" vector of norm 0.707). Redo it in f64, where
     // every finite f32 vector has an exact enough, non-zero norm unless it is all zeros.
-    let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    let norm = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
     if norm == 0.0 {
         return false;
     }
-    v.iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32);
+    v.iter_mut()
+        .for_each(|x| *x = (f64::from(*x) / norm) as f32);
     true
 }
 
@@ -151,9 +159,18 @@ mod tests {
     fn cosine_prepare_normalises_and_rejects_bad_vectors() {
         let v = Metric::Cosine.prepare(3, &[3.0, 0.0, 4.0]).unwrap();
         assert!((dot(&v, &v) - 1.0).abs() < 1e-6);
-        assert!(matches!(Metric::Cosine.prepare(3, &[0.0; 3]), Err(IndexError::ZeroVector)));
-        assert!(matches!(Metric::Cosine.prepare(2, &[1.0; 3]), Err(IndexError::Dimension { .. })));
-        assert!(matches!(Metric::L2.prepare(2, &[1.0, f32::NAN]), Err(IndexError::NonFinite)));
+        assert!(matches!(
+            Metric::Cosine.prepare(3, &[0.0; 3]),
+            Err(IndexError::ZeroVector)
+        ));
+        assert!(matches!(
+            Metric::Cosine.prepare(2, &[1.0; 3]),
+            Err(IndexError::Dimension { .. })
+        ));
+        assert!(matches!(
+            Metric::L2.prepare(2, &[1.0, f32::NAN]),
+            Err(IndexError::NonFinite)
+        ));
     }
 
     #[test]
@@ -161,16 +178,36 @@ mod tests {
         // |x|² overflows f32 past ~1.8e19: the f32 norm is inf and x/inf used to give all zeros
         // fuzz/regressions/request_validate/cosine-subnormal-norm: its f32 sum of squares is
         // subnormal, and it used to come out with norm 0.707
-        let fuzz = [f32::from_bits(0x0006_0000), 0.0, f32::from_bits(0x1a00_0000), f32::from_bits(0x0000_2200)];
+        let fuzz = [
+            f32::from_bits(0x0006_0000),
+            0.0,
+            f32::from_bits(0x1a00_0000),
+            f32::from_bits(0x0000_2200),
+        ];
         let p = Metric::Cosine.prepare(4, &fuzz).unwrap();
-        assert!((p.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt() - 1.0).abs() < 1e-6, "{p:?}");
-        for v in [[3e30f32, 0.0, -4e30], [f32::MAX, f32::MAX, 1.0], [3e-40, 0.0, 4e-40], [1e-20, 0.0, 2e-21]] {
+        assert!(
+            (p.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt() - 1.0).abs() < 1e-6,
+            "{p:?}"
+        );
+        for v in [
+            [3e30f32, 0.0, -4e30],
+            [f32::MAX, f32::MAX, 1.0],
+            [3e-40, 0.0, 4e-40],
+            [1e-20, 0.0, 2e-21],
+        ] {
             let p = Metric::Cosine.prepare(3, &v).unwrap();
-            let n: f64 = p.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+            let n: f64 = p
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum::<f64>()
+                .sqrt();
             assert!((n - 1.0).abs() < 1e-6, "{v:?} -> {p:?}");
         }
         let p = Metric::Cosine.prepare(3, &[3e30, 0.0, -4e30]).unwrap();
-        assert!((p[0] - 0.6).abs() < 1e-6 && (p[2] + 0.8).abs() < 1e-6, "{p:?}");
+        assert!(
+            (p[0] - 0.6).abs() < 1e-6 && (p[2] + 0.8).abs() < 1e-6,
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -43,7 +43,12 @@ pub struct PlannerConfig {
 
 impl Default for PlannerConfig {
     fn default() -> Self {
-        PlannerConfig { ef_search: 64, max_ef: 10_000, exact_scan_threshold: 2_000, widen_factor: 8 }
+        PlannerConfig {
+            ef_search: 64,
+            max_ef: 10_000,
+            exact_scan_threshold: 2_000,
+            widen_factor: 8,
+        }
     }
 }
 
@@ -59,7 +64,9 @@ impl PlannerConfig {
             )));
         }
         if self.widen_factor == 0 {
-            return Err(IndexError::Parameter("widen_factor must be at least 1 (1 disables widening)".into()));
+            return Err(IndexError::Parameter(
+                "widen_factor must be at least 1 (1 disables widening)".into(),
+            ));
         }
         Ok(())
     }
@@ -74,7 +81,9 @@ impl PlannerConfig {
     /// `max_ef` but never narrower than `ef` itself. Since ef ≥ k this is also ≥ k·widen_factor
     /// whenever the cap allows it.
     pub fn widened_ef(&self, ef: usize) -> usize {
-        ef.saturating_mul(self.widen_factor).min(self.max_ef).max(ef)
+        ef.saturating_mul(self.widen_factor)
+            .min(self.max_ef)
+            .max(ef)
     }
 }
 
@@ -187,7 +196,11 @@ pub fn plan(config: &PlannerConfig, input: &PlanInput) -> Plan {
             Matching::All => {
                 let wide = config.widened_ef(ef);
                 if wide > ef {
-                    vec![Step::Graph { ef }, Step::GraphWidened { ef: wide }, Step::Exact]
+                    vec![
+                        Step::Graph { ef },
+                        Step::GraphWidened { ef: wide },
+                        Step::Exact,
+                    ]
                 } else {
                     // At the cap a retry would walk the same beam again.
                     vec![Step::Graph { ef }, Step::Exact]
@@ -204,7 +217,12 @@ pub fn plan(config: &PlannerConfig, input: &PlanInput) -> Plan {
             }
         }
     };
-    Plan { k, ef, estimated_matches, steps }
+    Plan {
+        k,
+        ef,
+        estimated_matches,
+        steps,
+    }
 }
 
 #[cfg(test)]
@@ -216,29 +234,73 @@ mod tests {
     }
 
     fn input(k: usize, live: usize, matching: Matching) -> PlanInput {
-        PlanInput { k, ef: None, live, matching }
+        PlanInput {
+            k,
+            ef: None,
+            live,
+            matching,
+        }
     }
 
     #[test]
     fn defaults_are_todays_server_defaults_and_valid() {
         let c = cfg();
-        assert_eq!((c.ef_search, c.max_ef, c.exact_scan_threshold, c.widen_factor), (64, 10_000, 2_000, 8));
+        assert_eq!(
+            (
+                c.ef_search,
+                c.max_ef,
+                c.exact_scan_threshold,
+                c.widen_factor
+            ),
+            (64, 10_000, 2_000, 8)
+        );
         assert!(c.validate().is_ok());
     }
 
     #[test]
     fn validate_rejects_unusable_configs() {
-        assert!(PlannerConfig { ef_search: 0, ..cfg() }.validate().is_err());
-        assert!(PlannerConfig { max_ef: 63, ..cfg() }.validate().is_err());
-        assert!(PlannerConfig { max_ef: 64, ..cfg() }.validate().is_ok());
-        assert!(PlannerConfig { widen_factor: 0, ..cfg() }.validate().is_err());
-        assert!(PlannerConfig { exact_scan_threshold: 0, ..cfg() }.validate().is_ok());
+        assert!(PlannerConfig {
+            ef_search: 0,
+            ..cfg()
+        }
+        .validate()
+        .is_err());
+        assert!(PlannerConfig {
+            max_ef: 63,
+            ..cfg()
+        }
+        .validate()
+        .is_err());
+        assert!(PlannerConfig {
+            max_ef: 64,
+            ..cfg()
+        }
+        .validate()
+        .is_ok());
+        assert!(PlannerConfig {
+            widen_factor: 0,
+            ..cfg()
+        }
+        .validate()
+        .is_err());
+        assert!(PlannerConfig {
+            exact_scan_threshold: 0,
+            ..cfg()
+        }
+        .validate()
+        .is_ok());
     }
 
     #[test]
     fn config_deserializes_with_defaults_and_rejects_typos() {
         let c: PlannerConfig = serde_json::from_str(r#"{"ef_search": 100}"#).unwrap();
-        assert_eq!(c, PlannerConfig { ef_search: 100, ..cfg() });
+        assert_eq!(
+            c,
+            PlannerConfig {
+                ef_search: 100,
+                ..cfg()
+            }
+        );
         assert!(serde_json::from_str::<PlannerConfig>(r#"{"ef_serch": 100}"#).is_err());
     }
 
@@ -249,12 +311,28 @@ mod tests {
         assert_eq!(c.ef(10, Some(200)), 200, "request overrides the default");
         assert_eq!(c.ef(10, Some(16)), 16, "a request may also narrow it");
         assert_eq!(c.ef(100, None), 100, "never below k");
-        assert_eq!(c.ef(100, Some(16)), 100, "never below k, even when requested");
+        assert_eq!(
+            c.ef(100, Some(16)),
+            100,
+            "never below k, even when requested"
+        );
         assert_eq!(c.ef(10, Some(0)), 10);
         assert_eq!(c.ef(10, Some(50_000)), 10_000, "capped at max_ef");
-        assert_eq!(c.ef(20_000, None), 20_000, "k beats the cap: a narrower beam cannot return k");
+        assert_eq!(
+            c.ef(20_000, None),
+            20_000,
+            "k beats the cap: a narrower beam cannot return k"
+        );
         // The plan carries the same number.
-        let p = plan(&c, &PlanInput { k: 10, ef: Some(200), live: 1_000_000, matching: Matching::All });
+        let p = plan(
+            &c,
+            &PlanInput {
+                k: 10,
+                ef: Some(200),
+                live: 1_000_000,
+                matching: Matching::All,
+            },
+        );
         assert_eq!(p.ef, 200);
         assert_eq!(p.steps[0], Step::Graph { ef: 200 });
     }
@@ -265,19 +343,44 @@ mod tests {
         assert_eq!(c.widened_ef(64), 512);
         assert_eq!(c.widened_ef(2_000), 10_000, "capped at max_ef");
         assert_eq!(c.widened_ef(10_000), 10_000);
-        assert_eq!(c.widened_ef(20_000), 20_000, "never narrower than the first beam");
+        assert_eq!(
+            c.widened_ef(20_000),
+            20_000,
+            "never narrower than the first beam"
+        );
         assert_eq!(c.widened_ef(usize::MAX / 2), usize::MAX / 2, "no overflow");
-        assert_eq!(PlannerConfig { widen_factor: 1, ..c }.widened_ef(64), 64);
+        assert_eq!(
+            PlannerConfig {
+                widen_factor: 1,
+                ..c
+            }
+            .widened_ef(64),
+            64
+        );
     }
 
     #[test]
     fn no_filter_walks_graph_then_wider_graph_then_exact() {
         let p = plan(&cfg(), &input(10, 1_000_000, Matching::All));
-        assert_eq!(p.steps, vec![Step::Graph { ef: 64 }, Step::GraphWidened { ef: 512 }, Step::Exact]);
+        assert_eq!(
+            p.steps,
+            vec![
+                Step::Graph { ef: 64 },
+                Step::GraphWidened { ef: 512 },
+                Step::Exact
+            ]
+        );
         assert_eq!(p.estimated_matches, 1_000_000);
         // k above ef: both beams start from k (today's max(ef·8, k·8)).
         let p = plan(&cfg(), &input(100, 1_000_000, Matching::All));
-        assert_eq!(p.steps, vec![Step::Graph { ef: 100 }, Step::GraphWidened { ef: 800 }, Step::Exact]);
+        assert_eq!(
+            p.steps,
+            vec![
+                Step::Graph { ef: 100 },
+                Step::GraphWidened { ef: 800 },
+                Step::Exact
+            ]
+        );
         // Even a tiny space goes to the graph first: it has none below min_graph_size and
         // its segment scans exactly anyway.
         let p = plan(&cfg(), &input(10, 5, Matching::All));
@@ -286,12 +389,34 @@ mod tests {
 
     #[test]
     fn no_filter_skips_a_widening_that_the_cap_makes_pointless() {
-        let p = plan(&cfg(), &PlanInput { k: 10, ef: Some(10_000), live: 1_000_000, matching: Matching::All });
+        let p = plan(
+            &cfg(),
+            &PlanInput {
+                k: 10,
+                ef: Some(10_000),
+                live: 1_000_000,
+                matching: Matching::All,
+            },
+        );
         assert_eq!(p.steps, vec![Step::Graph { ef: 10_000 }, Step::Exact]);
-        let c = PlannerConfig { widen_factor: 1, ..cfg() };
-        assert_eq!(plan(&c, &input(10, 1_000, Matching::All)).steps, vec![Step::Graph { ef: 64 }, Step::Exact]);
+        let c = PlannerConfig {
+            widen_factor: 1,
+            ..cfg()
+        };
+        assert_eq!(
+            plan(&c, &input(10, 1_000, Matching::All)).steps,
+            vec![Step::Graph { ef: 64 }, Step::Exact]
+        );
         // Partly capped: widened as far as allowed.
-        let p = plan(&cfg(), &PlanInput { k: 10, ef: Some(5_000), live: 1_000_000, matching: Matching::All });
+        let p = plan(
+            &cfg(),
+            &PlanInput {
+                k: 10,
+                ef: Some(5_000),
+                live: 1_000_000,
+                matching: Matching::All,
+            },
+        );
         assert_eq!(p.steps[1], Step::GraphWidened { ef: 10_000 });
     }
 
@@ -299,7 +424,11 @@ mod tests {
     fn selective_filter_goes_exact_broad_filter_goes_graph_first() {
         let c = cfg();
         for n in [0, 1, 1_999, 2_000] {
-            assert_eq!(plan(&c, &input(10, 1_000_000, Matching::Exact(n))).steps, vec![Step::Exact], "{n} matches");
+            assert_eq!(
+                plan(&c, &input(10, 1_000_000, Matching::Exact(n))).steps,
+                vec![Step::Exact],
+                "{n} matches"
+            );
         }
         for n in [2_001, 500_000, 1_000_000] {
             assert_eq!(
@@ -314,15 +443,30 @@ mod tests {
     fn k_larger_than_the_threshold_raises_it() {
         // Needing 5000 hits out of 3000 matches: scoring them all is the only complete answer.
         let c = cfg();
-        assert_eq!(plan(&c, &input(5_000, 1_000_000, Matching::Exact(3_000))).steps, vec![Step::Exact]);
-        assert_eq!(plan(&c, &input(5_000, 1_000_000, Matching::Exact(5_000))).steps, vec![Step::Exact]);
+        assert_eq!(
+            plan(&c, &input(5_000, 1_000_000, Matching::Exact(3_000))).steps,
+            vec![Step::Exact]
+        );
+        assert_eq!(
+            plan(&c, &input(5_000, 1_000_000, Matching::Exact(5_000))).steps,
+            vec![Step::Exact]
+        );
         assert_eq!(
             plan(&c, &input(5_000, 1_000_000, Matching::Exact(5_001))).steps,
             vec![Step::Graph { ef: 5_000 }, Step::Exact]
         );
-        let c = PlannerConfig { exact_scan_threshold: 0, ..cfg() };
-        assert_eq!(plan(&c, &input(10, 100, Matching::Exact(10))).steps, vec![Step::Exact]);
-        assert_eq!(plan(&c, &input(10, 100, Matching::Exact(11))).steps[0], Step::Graph { ef: 64 });
+        let c = PlannerConfig {
+            exact_scan_threshold: 0,
+            ..cfg()
+        };
+        assert_eq!(
+            plan(&c, &input(10, 100, Matching::Exact(10))).steps,
+            vec![Step::Exact]
+        );
+        assert_eq!(
+            plan(&c, &input(10, 100, Matching::Exact(11))).steps[0],
+            Step::Graph { ef: 64 }
+        );
     }
 
     #[test]
@@ -334,35 +478,92 @@ mod tests {
 
     #[test]
     fn sampled_estimate_scales_and_rounds_to_nearest() {
-        let est = |live, matched, sampled| input(10, live, Matching::Sampled { matched, sampled }).estimated_matches();
+        let est = |live, matched, sampled| {
+            input(10, live, Matching::Sampled { matched, sampled }).estimated_matches()
+        };
         assert_eq!(est(1_000_000, 1, 1_000), 1_000);
         assert_eq!(est(10, 1, 3), 3, "3.33 rounds down");
         assert_eq!(est(10, 2, 3), 7, "6.67 rounds up");
         assert_eq!(est(5, 1, 2), 3, "2.5 rounds half up");
         assert_eq!(est(1_000, 0, 500), 0);
         assert_eq!(est(1_000, 500, 500), 1_000);
-        assert_eq!(est(1_000, 900, 500), 1_000, "matched above sampled is clamped");
-        assert_eq!(est(1_000, 0, 0), 1_000, "an empty sample assumes everything matches");
+        assert_eq!(
+            est(1_000, 900, 500),
+            1_000,
+            "matched above sampled is clamped"
+        );
+        assert_eq!(
+            est(1_000, 0, 0),
+            1_000,
+            "an empty sample assumes everything matches"
+        );
         assert_eq!(est(0, 0, 0), 0);
-        assert_eq!(est(usize::MAX, usize::MAX - 1, usize::MAX), usize::MAX - 1, "no overflow");
+        assert_eq!(
+            est(usize::MAX, usize::MAX - 1, usize::MAX),
+            usize::MAX - 1,
+            "no overflow"
+        );
     }
 
     #[test]
     fn sampled_estimate_drives_the_same_threshold() {
         let c = cfg();
         // 1M live, 2 of 1000 sampled match → 2000: exact. 3 of 1000 → 3000: graph first.
-        let p = plan(&c, &input(10, 1_000_000, Matching::Sampled { matched: 2, sampled: 1_000 }));
-        assert_eq!((p.estimated_matches, p.steps.clone()), (2_000, vec![Step::Exact]));
-        let p = plan(&c, &input(10, 1_000_000, Matching::Sampled { matched: 3, sampled: 1_000 }));
-        assert_eq!((p.estimated_matches, p.steps), (3_000, vec![Step::Graph { ef: 64 }, Step::Exact]));
+        let p = plan(
+            &c,
+            &input(
+                10,
+                1_000_000,
+                Matching::Sampled {
+                    matched: 2,
+                    sampled: 1_000,
+                },
+            ),
+        );
+        assert_eq!(
+            (p.estimated_matches, p.steps.clone()),
+            (2_000, vec![Step::Exact])
+        );
+        let p = plan(
+            &c,
+            &input(
+                10,
+                1_000_000,
+                Matching::Sampled {
+                    matched: 3,
+                    sampled: 1_000,
+                },
+            ),
+        );
+        assert_eq!(
+            (p.estimated_matches, p.steps),
+            (3_000, vec![Step::Graph { ef: 64 }, Step::Exact])
+        );
         // An empty sample of a non-empty space: graph first, exact if that comes back short.
-        let p = plan(&c, &input(10, 1_000_000, Matching::Sampled { matched: 0, sampled: 0 }));
+        let p = plan(
+            &c,
+            &input(
+                10,
+                1_000_000,
+                Matching::Sampled {
+                    matched: 0,
+                    sampled: 0,
+                },
+            ),
+        );
         assert_eq!(p.steps, vec![Step::Graph { ef: 64 }, Step::Exact]);
     }
 
     #[test]
     fn k_zero_plans_one_exact_step() {
-        for m in [Matching::All, Matching::Exact(10), Matching::Sampled { matched: 1, sampled: 2 }] {
+        for m in [
+            Matching::All,
+            Matching::Exact(10),
+            Matching::Sampled {
+                matched: 1,
+                sampled: 2,
+            },
+        ] {
             assert_eq!(plan(&cfg(), &input(0, 100, m)).steps, vec![Step::Exact]);
         }
     }
@@ -370,7 +571,10 @@ mod tests {
     #[test]
     fn paths_name_their_steps() {
         assert_eq!(Step::Graph { ef: 1 }.path().as_str(), "graph");
-        assert_eq!(Step::GraphWidened { ef: 1 }.path().as_str(), "graph_widened");
+        assert_eq!(
+            Step::GraphWidened { ef: 1 }.path().as_str(),
+            "graph_widened"
+        );
         assert_eq!(Step::Exact.path().as_str(), "exact");
     }
 }

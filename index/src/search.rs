@@ -29,7 +29,10 @@ pub struct VisitedList {
 
 impl VisitedList {
     pub fn new() -> Self {
-        VisitedList { tags: Vec::new(), epoch: 0 }
+        VisitedList {
+            tags: Vec::new(),
+            epoch: 0,
+        }
     }
 
     /// Starts a new search over `n` nodes: O(1) except when growing or once per 65,535 resets.
@@ -55,7 +58,10 @@ impl VisitedList {
 
     #[inline(always)]
     fn prefetch(&self, node: u32) {
-        prefetch(self.tags.as_ptr().wrapping_add(node as usize) as *const u8, 1);
+        prefetch(
+            self.tags.as_ptr().wrapping_add(node as usize) as *const u8,
+            1,
+        );
     }
 }
 
@@ -183,7 +189,10 @@ impl FlatGraph {
         while results.len() > k {
             results.pop();
         }
-        out.extend(results.drain().map(|Far(d, n)| Scored { id: ids[n as usize], score: kern.score(d) }));
+        out.extend(results.drain().map(|Far(d, n)| Scored {
+            id: ids[n as usize],
+            score: kern.score(d),
+        }));
         out.sort_by(Scored::better_first);
         work
     }
@@ -211,7 +220,11 @@ impl FlatGraph {
         // The first lines of a row: the hardware prefetcher streams the rest once the kernel
         // starts reading it (a prefetch per line of a 3 KB row cost more than it saved).
         let row_bytes = (dim * 4).min(PREFETCH_ROW_BYTES);
-        let Scratch { visited, candidates, results } = scratch;
+        let Scratch {
+            visited,
+            candidates,
+            results,
+        } = scratch;
         visited.reset(g.len());
         candidates.clear();
         results.clear();
@@ -222,24 +235,37 @@ impl FlatGraph {
         if ok(ep) {
             results.push(Far(d_ep, ep));
         }
-        let mut bound = if results.len() >= ef { results.peek().map_or(f32::INFINITY, |f| f.0) } else { f32::INFINITY };
+        let mut bound = if results.len() >= ef {
+            results.peek().map_or(f32::INFINITY, |f| f.0)
+        } else {
+            f32::INFINITY
+        };
         while let Some(Near(Far(d_c, c))) = candidates.pop() {
             if d_c > bound {
                 break;
             }
             if let Some(Near(Far(_, next))) = candidates.peek() {
-                prefetch(table.as_ptr().wrapping_add(*next as usize * stride) as *const u8, stride * 4);
+                prefetch(
+                    table.as_ptr().wrapping_add(*next as usize * stride) as *const u8,
+                    stride * 4,
+                );
             }
             let row = &table[c as usize * stride..(c as usize + 1) * stride];
             let links = &row[1..1 + row[0] as usize];
             if let Some(&first) = links.first() {
                 visited.prefetch(first);
-                prefetch(vectors.as_ptr().wrapping_add(first as usize * rf) as *const u8, row_bytes);
+                prefetch(
+                    vectors.as_ptr().wrapping_add(first as usize * rf) as *const u8,
+                    row_bytes,
+                );
             }
             for (j, &nb) in links.iter().enumerate() {
                 if let Some(&next) = links.get(j + 1) {
                     visited.prefetch(next);
-                    prefetch(vectors.as_ptr().wrapping_add(next as usize * rf) as *const u8, row_bytes);
+                    prefetch(
+                        vectors.as_ptr().wrapping_add(next as usize * rf) as *const u8,
+                        row_bytes,
+                    );
                 }
                 if visited.check_and_mark(nb) {
                     continue;
@@ -265,18 +291,33 @@ impl FlatGraph {
     }
 
     /// [`FlatGraph::search_into`] with this thread's scratch, returning a fresh vector.
-    pub fn search(&self, query: &[f32], k: usize, ef: usize, accept: Option<&dyn Fn(u64) -> bool>) -> Vec<Scored> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: Option<&dyn Fn(u64) -> bool>,
+    ) -> Vec<Scored> {
         let mut out = Vec::with_capacity(k);
         with_scratch(|s| self.search_into(s, query, k, ef, accept, &mut out));
         out
     }
 
     /// Exact top k among nodes whose id passes `accept` (every node scored).
-    pub fn exact(&self, query: &[f32], k: usize, accept: Option<&dyn Fn(u64) -> bool>) -> Vec<Scored> {
+    pub fn exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        accept: Option<&dyn Fn(u64) -> bool>,
+    ) -> Vec<Scored> {
         let mut top = crate::topk::TopK::new(k);
         for (i, &id) in self.file.ids().iter().enumerate() {
             if accept.is_none_or(|f| f(id)) {
-                top.push(id, self.kernel.score(self.kernel.distance(query, self.file.vector(i as u32))));
+                top.push(
+                    id,
+                    self.kernel
+                        .score(self.kernel.distance(query, self.file.vector(i as u32))),
+                );
             }
         }
         top.into_sorted()

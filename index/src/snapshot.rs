@@ -78,7 +78,9 @@ impl<'a> SpaceView<'a> {
         candidates: &mut dyn FnMut() -> Vec<u64>,
     ) -> Vec<Scored> {
         match step {
-            Step::Graph { ef } | Step::GraphWidened { ef } => self.approximate(query, k, ef, accept),
+            Step::Graph { ef } | Step::GraphWidened { ef } => {
+                self.approximate(query, k, ef, accept)
+            }
             Step::Exact if k == 0 => Vec::new(),
             Step::Exact => {
                 let ids = pool.take().unwrap_or_else(candidates);
@@ -88,7 +90,13 @@ impl<'a> SpaceView<'a> {
     }
 
     /// Searches every layer with beam `ef` and merges: best first, one entry per id, at most k.
-    pub fn approximate(&self, query: &[f32], k: usize, ef: usize, accept: &dyn Fn(u64) -> bool) -> Vec<Scored> {
+    pub fn approximate(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u64) -> bool,
+    ) -> Vec<Scored> {
         let mut merged = Vec::new();
         for layer in self.layers.iter().filter(|l| !l.is_empty()) {
             merged.extend(layer.search(query, k, ef, accept));
@@ -120,7 +128,11 @@ impl<'a> SpaceView<'a> {
 }
 
 fn outcome(step: Step, hits: Vec<Scored>) -> Outcome {
-    Outcome { hits, exact: step == Step::Exact, path: step.path() }
+    Outcome {
+        hits,
+        exact: step == Step::Exact,
+        path: step.path(),
+    }
 }
 
 #[cfg(test)]
@@ -139,16 +151,31 @@ mod tests {
     impl BeamLayer {
         /// Points (id, 0) on a line for ids in `ids`.
         fn line(ids: impl Iterator<Item = u64>) -> Self {
-            BeamLayer { rows: ids.map(|i| (i, vec![i as f32, 0.0])).collect(), efs: RefCell::new(Vec::new()) }
+            BeamLayer {
+                rows: ids.map(|i| (i, vec![i as f32, 0.0])).collect(),
+                efs: RefCell::new(Vec::new()),
+            }
         }
     }
 
     impl Layer for BeamLayer {
-        fn search(&self, query: &[f32], k: usize, ef: usize, accept: &dyn Fn(u64) -> bool) -> Vec<Scored> {
+        fn search(
+            &self,
+            query: &[f32],
+            k: usize,
+            ef: usize,
+            accept: &dyn Fn(u64) -> bool,
+        ) -> Vec<Scored> {
             assert!(ef >= k, "the planner guarantees ef >= k");
             self.efs.borrow_mut().push(ef);
-            let mut all: Vec<Scored> =
-                self.rows.iter().map(|(id, v)| Scored { id: *id, score: Metric::L2.score(query, v) }).collect();
+            let mut all: Vec<Scored> = self
+                .rows
+                .iter()
+                .map(|(id, v)| Scored {
+                    id: *id,
+                    score: Metric::L2.score(query, v),
+                })
+                .collect();
             all.sort_by(Scored::better_first);
             all.truncate(ef);
             all.retain(|s| accept(s.id));
@@ -157,7 +184,10 @@ mod tests {
         }
 
         fn vector(&self, id: u64) -> Option<&[f32]> {
-            self.rows.iter().find(|(i, _)| *i == id).map(|(_, v)| v.as_slice())
+            self.rows
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, v)| v.as_slice())
         }
 
         fn len(&self) -> usize {
@@ -168,7 +198,15 @@ mod tests {
     const ORIGIN: [f32; 2] = [0.0, 0.0];
 
     fn unfiltered(k: usize, live: usize) -> Plan {
-        plan(&PlannerConfig::default(), &PlanInput { k, ef: None, live, matching: Matching::All })
+        plan(
+            &PlannerConfig::default(),
+            &PlanInput {
+                k,
+                ef: None,
+                live,
+                matching: Matching::All,
+            },
+        )
     }
 
     fn ids(hits: &[Scored]) -> Vec<u64> {
@@ -180,7 +218,12 @@ mod tests {
     fn run_with_tombstones(layer: &BeamLayer, plan: &Plan, dead: u64) -> (Outcome, usize) {
         let view = SpaceView::new(Metric::L2, vec![layer]);
         let calls = Cell::new(0);
-        let live: Vec<u64> = layer.rows.iter().map(|(id, _)| *id).filter(|&id| id >= dead).collect();
+        let live: Vec<u64> = layer
+            .rows
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|&id| id >= dead)
+            .collect();
         let out = view.execute(plan, &ORIGIN, &|id| id >= dead, &mut || {
             calls.set(calls.get() + 1);
             live.clone()
@@ -221,10 +264,15 @@ mod tests {
         let layer = BeamLayer::line(0..1_000);
         let view = SpaceView::new(Metric::L2, vec![&layer]);
         let mut calls = 0;
-        let out = view.execute(&unfiltered(10, 5), &ORIGIN, &|id| id % 200 == 0, &mut || {
-            calls += 1;
-            vec![0, 200, 400, 600, 800]
-        });
+        let out = view.execute(
+            &unfiltered(10, 5),
+            &ORIGIN,
+            &|id| id % 200 == 0,
+            &mut || {
+                calls += 1;
+                vec![0, 200, 400, 600, 800]
+            },
+        );
         // ids 0..64 hold only id 0 live: 1 hit < 5 possible → widen; 0..512 holds 3.
         assert_eq!(out.path, Path::Exact);
         assert_eq!(ids(&out.hits), vec![0, 200, 400, 600, 800]);
@@ -236,16 +284,28 @@ mod tests {
             calls += 1;
             vec![0, 1, 2]
         });
-        assert_eq!((out.path, ids(&out.hits), calls), (Path::Graph, vec![0, 1, 2], 1));
+        assert_eq!(
+            (out.path, ids(&out.hits), calls),
+            (Path::Graph, vec![0, 1, 2], 1)
+        );
     }
 
     #[test]
     fn selective_filter_never_touches_the_graph() {
         let layer = BeamLayer::line(0..1_000);
         let view = SpaceView::new(Metric::L2, vec![&layer]);
-        let p =
-            plan(&PlannerConfig::default(), &PlanInput { k: 3, ef: None, live: 1_000, matching: Matching::Exact(4) });
-        let out = view.execute(&p, &[500.0, 0.0], &|id| id % 250 == 0, &mut || vec![0, 250, 500, 750]);
+        let p = plan(
+            &PlannerConfig::default(),
+            &PlanInput {
+                k: 3,
+                ef: None,
+                live: 1_000,
+                matching: Matching::Exact(4),
+            },
+        );
+        let out = view.execute(&p, &[500.0, 0.0], &|id| id % 250 == 0, &mut || {
+            vec![0, 250, 500, 750]
+        });
         assert_eq!((out.path, out.exact), (Path::Exact, true));
         assert_eq!(ids(&out.hits), vec![500, 250, 750]);
         assert!(layer.efs.borrow().is_empty());
@@ -258,9 +318,16 @@ mod tests {
         // 5000 odd ids match, but the beam near the origin only holds ids below 64: 32 odd.
         let p = plan(
             &PlannerConfig::default(),
-            &PlanInput { k: 40, ef: None, live: 10_000, matching: Matching::Exact(5_000) },
+            &PlanInput {
+                k: 40,
+                ef: None,
+                live: 10_000,
+                matching: Matching::Exact(5_000),
+            },
         );
-        let out = view.execute(&p, &ORIGIN, &|id| id % 2 == 1, &mut || (1..10_000).step_by(2).collect());
+        let out = view.execute(&p, &ORIGIN, &|id| id % 2 == 1, &mut || {
+            (1..10_000).step_by(2).collect()
+        });
         assert_eq!(out.path, Path::Exact);
         assert_eq!(ids(&out.hits), (1..80).step_by(2).collect::<Vec<_>>());
         assert_eq!(*layer.efs.borrow(), vec![64]);
@@ -271,10 +338,22 @@ mod tests {
         let base = BeamLayer::line((0..100).step_by(2));
         let fresh = BeamLayer::line([1, 3, 4].into_iter()); // 4 is also in the base
         let view = SpaceView::new(Metric::L2, vec![&fresh, &base]);
-        let out = view.execute(&unfiltered(5, 53), &ORIGIN, &|_| true, &mut || unreachable!());
+        let out = view.execute(
+            &unfiltered(5, 53),
+            &ORIGIN,
+            &|_| true,
+            &mut || unreachable!(),
+        );
         assert_eq!(ids(&out.hits), vec![0, 1, 2, 3, 4]);
-        assert_eq!(*fresh.efs.borrow(), vec![64], "every layer is searched with the plan's ef");
-        assert_eq!(view.exact(&ORIGIN, 3, &[4, 99, 3]), view.approximate(&ORIGIN, 3, 64, &|id| id == 3 || id == 4));
+        assert_eq!(
+            *fresh.efs.borrow(),
+            vec![64],
+            "every layer is searched with the plan's ef"
+        );
+        assert_eq!(
+            view.exact(&ORIGIN, 3, &[4, 99, 3]),
+            view.approximate(&ORIGIN, 3, 64, &|id| id == 3 || id == 4)
+        );
         assert_eq!(view.vector(3), Some(&[3.0f32, 0.0][..]));
         assert_eq!(view.vector(99), None);
     }
@@ -293,9 +372,22 @@ mod tests {
     fn k_zero_and_empty_plans() {
         let layer = BeamLayer::line(0..10);
         let view = SpaceView::new(Metric::L2, vec![&layer]);
-        let out = view.execute(&unfiltered(0, 10), &ORIGIN, &|_| true, &mut || unreachable!());
-        assert_eq!((out.hits.len(), out.exact, out.path), (0, true, Path::Exact));
-        let bare = Plan { k: 2, ef: 2, estimated_matches: 10, steps: Vec::new() };
+        let out = view.execute(
+            &unfiltered(0, 10),
+            &ORIGIN,
+            &|_| true,
+            &mut || unreachable!(),
+        );
+        assert_eq!(
+            (out.hits.len(), out.exact, out.path),
+            (0, true, Path::Exact)
+        );
+        let bare = Plan {
+            k: 2,
+            ef: 2,
+            estimated_matches: 10,
+            steps: Vec::new(),
+        };
         let out = view.execute(&bare, &ORIGIN, &|_| true, &mut || (0..10).collect());
         assert_eq!((ids(&out.hits), out.path), (vec![0, 1], Path::Exact));
     }

@@ -15,7 +15,12 @@ pub struct Clustered {
 
 impl Clustered {
     pub fn new(dim: usize, clusters: usize, seed: u64) -> Clustered {
-        let mut c = Clustered { centres: Vec::new(), state: seed.max(1), dim, seed };
+        let mut c = Clustered {
+            centres: Vec::new(),
+            state: seed.max(1),
+            dim,
+            seed,
+        };
         for _ in 0..clusters.max(1) {
             let v: Vec<f32> = (0..dim).map(|_| c.gauss()).collect();
             c.centres.push(normalise(v));
@@ -51,7 +56,8 @@ impl Clustered {
     /// Row `row` of the catalogue: blob `row % clusters`, noise seeded by `(seed, row)` only.
     /// `salt` gives an independent point near the same blob (queries use salt 1, items 0).
     pub fn row(&mut self, row: u64, salt: u64, spread: f32) -> Vec<f32> {
-        self.state = splitmix64(self.seed ^ splitmix64(row.wrapping_mul(2).wrapping_add(salt))).max(1);
+        self.state =
+            splitmix64(self.seed ^ splitmix64(row.wrapping_mul(2).wrapping_add(salt))).max(1);
         self.sample((row % self.centres.len() as u64) as usize, spread)
     }
 }

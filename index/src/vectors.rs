@@ -46,7 +46,9 @@ impl VectorFile {
     /// Writes `(id, prepared vector)` pairs; `rows` must be sorted by id with no duplicates.
     pub fn write(path: &Path, dim: usize, metric: Metric, rows: &[(u64, &[f32])]) -> Result<()> {
         if rows.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return Err(IndexError::Parameter("vector rows must be sorted by unique id".into()));
+            return Err(IndexError::Parameter(
+                "vector rows must be sorted by unique id".into(),
+            ));
         }
         let mut crc = crc32fast::Hasher::new();
         for (id, _) in rows {
@@ -54,7 +56,10 @@ impl VectorFile {
         }
         for (_, v) in rows {
             if v.len() != dim {
-                return Err(IndexError::Dimension { expected: dim, got: v.len() });
+                return Err(IndexError::Dimension {
+                    expected: dim,
+                    got: v.len(),
+                });
             }
             crc.update(bytemuck::cast_slice(v));
         }
@@ -73,14 +78,20 @@ impl VectorFile {
         for (_, v) in rows {
             w.write_all(bytemuck::cast_slice(v)).at(path)?;
         }
-        let file = w.into_inner().map_err(|e| IndexError::Io { path: path.into(), source: e.into_error() })?;
+        let file = w.into_inner().map_err(|e| IndexError::Io {
+            path: path.into(),
+            source: e.into_error(),
+        })?;
         file.sync_all().at(path)?;
         Ok(())
     }
 
     /// Maps the file and verifies header, size and checksum before anything trusts it.
     pub fn open(path: &Path, expect_dim: usize, expect_metric: Metric) -> Result<VectorFile> {
-        let corrupt = |reason: String| IndexError::Corrupt { path: path.to_path_buf(), reason };
+        let corrupt = |reason: String| IndexError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
         let file = File::open(path).at(path)?;
         let len = file.metadata().at(path)?.len() as usize;
         if len < HEADER {
@@ -109,18 +120,32 @@ impl VectorFile {
         }
         let want = HEADER + count * 8 + count * dim * 4;
         if len != want {
-            return Err(corrupt(format!("size {len} does not match {count} rows of dim {dim} ({want})")));
+            return Err(corrupt(format!(
+                "size {len} does not match {count} rows of dim {dim} ({want})"
+            )));
         }
         let crc = crc32fast::hash(&map[HEADER..]);
         if crc != stored_crc {
             return Err(corrupt("checksum mismatch".into()));
         }
-        Ok(VectorFile { map: Some(map), dim, count, metric, path: path.to_path_buf() })
+        Ok(VectorFile {
+            map: Some(map),
+            dim,
+            count,
+            metric,
+            path: path.to_path_buf(),
+        })
     }
 
     /// An empty file stand-in for spaces that had no vectors at build time.
     pub fn empty(dim: usize, metric: Metric) -> VectorFile {
-        VectorFile { map: None, dim, count: 0, metric, path: PathBuf::new() }
+        VectorFile {
+            map: None,
+            dim,
+            count: 0,
+            metric,
+            path: PathBuf::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -206,6 +231,9 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&p, &bytes).unwrap();
-        assert!(matches!(VectorFile::open(&p, 2, Metric::Cosine), Err(IndexError::Corrupt { .. })));
+        assert!(matches!(
+            VectorFile::open(&p, 2, Metric::Cosine),
+            Err(IndexError::Corrupt { .. })
+        ));
     }
 }

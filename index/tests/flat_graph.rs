@@ -4,7 +4,9 @@
 
 use mmsearch_index::builder::{self, BuildParams};
 use mmsearch_index::synthetic::Clustered;
-use mmsearch_index::{export, FlatGraph, GraphFile, HnswGraph, HnswParams, IndexError, Kernel, Metric};
+use mmsearch_index::{
+    export, FlatGraph, GraphFile, HnswGraph, HnswParams, IndexError, Kernel, Metric,
+};
 use std::path::Path;
 
 const DIM: usize = 32;
@@ -22,12 +24,22 @@ fn data(n: usize, seed: u64) -> (Vec<u64>, Vec<f32>) {
 
 fn queries(n: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut c = Clustered::new(DIM, 20, seed);
-    (0..n).map(|i| c.row(1_000_000 + i as u64, 7, 0.35)).collect()
+    (0..n)
+        .map(|i| c.row(1_000_000 + i as u64, 7, 0.35))
+        .collect()
 }
 
 fn hnsw_rs_file(path: &Path, ids: &[u64], rows: &[f32], metric: Metric) -> HnswParams {
-    let params = HnswParams { m: 16, ef_construction: 100, ..HnswParams::default() };
-    let refs: Vec<(u64, &[f32])> = ids.iter().zip(rows.chunks_exact(DIM)).map(|(i, r)| (*i, r)).collect();
+    let params = HnswParams {
+        m: 16,
+        ef_construction: 100,
+        ..HnswParams::default()
+    };
+    let refs: Vec<(u64, &[f32])> = ids
+        .iter()
+        .zip(rows.chunks_exact(DIM))
+        .map(|(i, r)| (*i, r))
+        .collect();
     let g = HnswGraph::build(metric, &params, &refs, &mut |_| {}).unwrap();
     export::write(path, &g, &params, DIM, &refs).unwrap();
     params
@@ -35,20 +47,34 @@ fn hnsw_rs_file(path: &Path, ids: &[u64], rows: &[f32], metric: Metric) -> HnswP
 
 fn native_file(path: &Path, ids: &[u64], rows: &[f32], metric: Metric) {
     // One thread: the build is then deterministic (seeded levels, fixed insertion order).
-    let p = BuildParams { m: 16, ef_construction: 100, threads: 1, seed: 7 };
+    let p = BuildParams {
+        m: 16,
+        ef_construction: 100,
+        threads: 1,
+        seed: 7,
+    };
     let refs: Vec<&[f32]> = rows.chunks_exact(DIM).collect();
     let g = builder::build(metric, DIM, &refs, &p, &|_| {}).unwrap();
     g.write(path, ids, &refs).unwrap();
 }
 
 /// Mean recall@k of `g` against exact search, filter applied to both.
-fn recall(g: &FlatGraph, qs: &[Vec<f32>], k: usize, ef: usize, accept: Option<&dyn Fn(u64) -> bool>) -> f64 {
+fn recall(
+    g: &FlatGraph,
+    qs: &[Vec<f32>],
+    k: usize,
+    ef: usize,
+    accept: Option<&dyn Fn(u64) -> bool>,
+) -> f64 {
     let mut hit = 0usize;
     let mut want = 0usize;
     for q in qs {
         let truth: Vec<u64> = g.exact(q, k, accept).iter().map(|s| s.id).collect();
         let got = g.search(q, k, ef, accept);
-        assert!(got.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+        assert!(
+            got.windows(2).all(|w| w[0].score >= w[1].score),
+            "best first"
+        );
         if let Some(f) = accept {
             assert!(got.iter().all(|s| f(s.id)), "a rejected id came back");
         }
@@ -69,7 +95,10 @@ fn exported_hnsw_rs_graph_finds_the_exact_neighbours() {
         assert_eq!(g.len(), 5_000);
         assert_eq!(g.file.ids(), &ids[..]);
         assert_eq!(g.file.vector(17), &rows[17 * DIM..18 * DIM]);
-        assert!(g.file.layer_counts().len() > 1, "a 5k graph has upper layers");
+        assert!(
+            g.file.layer_counts().len() > 1,
+            "a 5k graph has upper layers"
+        );
         g.file.verify_vectors().unwrap();
         let r = recall(&g, &queries(200, 5), 10, 64, None);
         assert!(r >= 0.95, "{metric:?}: recall {r}");
@@ -90,7 +119,10 @@ fn recall_and_work(g: &FlatGraph, qs: &[Vec<f32>], truth: &[Vec<u64>], ef: usize
         work += g.search_into(&mut scratch, q, 10, ef, None, &mut out);
         hit += out.iter().filter(|s| t.contains(&s.id)).count();
     }
-    (hit as f64 / (10 * qs.len()) as f64, work as f64 / qs.len() as f64)
+    (
+        hit as f64 / (10 * qs.len()) as f64,
+        work as f64 / qs.len() as f64,
+    )
 }
 
 /// Recall of a (work, recall) sweep at `work`, interpolated linearly between the two sweep
@@ -122,17 +154,28 @@ fn native_builder_matches_hnsw_rs_recall_at_equal_work() {
     let ga = FlatGraph::new(GraphFile::open(&a, DIM, Metric::Cosine).unwrap());
     let gb = FlatGraph::new(GraphFile::open(&b, DIM, Metric::Cosine).unwrap());
     assert_eq!(gb.file.builder, mmsearch_index::graph_file::Builder::Native);
-    let truth: Vec<Vec<u64>> = qs.iter().map(|q| ga.exact(q, 10, None).iter().map(|s| s.id).collect()).collect();
+    let truth: Vec<Vec<u64>> = qs
+        .iter()
+        .map(|q| ga.exact(q, 10, None).iter().map(|s| s.id).collect())
+        .collect();
     // The heuristic prunes back-links (hnswlib) where hnsw_rs keeps the nearest 2·m, so the
     // native graph is sparser and needs a wider beam for the same recall; parity is judged at
     // equal work: at each hnsw_rs operating point's number of distance computations, the
     // native sweep (interpolated) must reach its recall within 0.01.
-    let native: Vec<(f64, f64)> = (10..=200).step_by(2).map(|ef| recall_and_work(&gb, &qs, &truth, ef)).collect();
+    let native: Vec<(f64, f64)> = (10..=200)
+        .step_by(2)
+        .map(|ef| recall_and_work(&gb, &qs, &truth, ef))
+        .collect();
     for ef in [16, 32, 64] {
         let (ra, wa) = recall_and_work(&ga, &qs, &truth, ef);
         let rb = recall_at_work(&native, wa);
-        eprintln!("hnsw_rs ef {ef}: recall {ra:.4} with {wa:.0} distances; native at that work: {rb:.4}");
-        assert!(rb >= ra - 0.01, "hnsw_rs ef {ef}: {ra} at {wa} distances, native {rb}");
+        eprintln!(
+            "hnsw_rs ef {ef}: recall {ra:.4} with {wa:.0} distances; native at that work: {rb:.4}"
+        );
+        assert!(
+            rb >= ra - 0.01,
+            "hnsw_rs ef {ef}: {ra} at {wa} distances, native {rb}"
+        );
     }
     assert!(recall_and_work(&gb, &qs, &truth, 64).0 >= 0.9);
 }
@@ -162,7 +205,10 @@ fn forced_portable_kernel_gives_the_same_answers() {
     let path = dir.path().join("g.graph");
     native_file(&path, &ids, &rows, Metric::L2);
     let fast = FlatGraph::new(GraphFile::open(&path, DIM, Metric::L2).unwrap());
-    let slow = FlatGraph::with_kernel(GraphFile::open(&path, DIM, Metric::L2).unwrap(), Kernel::portable(Metric::L2));
+    let slow = FlatGraph::with_kernel(
+        GraphFile::open(&path, DIM, Metric::L2).unwrap(),
+        Kernel::portable(Metric::L2),
+    );
     assert_eq!(slow.kernel.isa, mmsearch_index::Isa::Portable);
     for q in queries(50, 3) {
         let a: Vec<u64> = fast.search(&q, 10, 64, None).iter().map(|s| s.id).collect();
@@ -181,15 +227,30 @@ fn corrupt_and_truncated_files_are_errors_not_crashes() {
     native_file(&path, &ids, &rows, Metric::Cosine);
     let good = std::fs::read(&path).unwrap();
     GraphFile::open(&path, DIM, Metric::Cosine).unwrap();
-    assert!(matches!(GraphFile::open(&path, DIM + 1, Metric::Cosine), Err(IndexError::Corrupt { .. })));
-    assert!(matches!(GraphFile::open(&path, DIM, Metric::L2), Err(IndexError::Corrupt { .. })));
-    assert!(matches!(GraphFile::open(&dir.path().join("missing"), DIM, Metric::Cosine), Err(IndexError::Io { .. })));
+    assert!(matches!(
+        GraphFile::open(&path, DIM + 1, Metric::Cosine),
+        Err(IndexError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        GraphFile::open(&path, DIM, Metric::L2),
+        Err(IndexError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        GraphFile::open(&dir.path().join("missing"), DIM, Metric::Cosine),
+        Err(IndexError::Io { .. })
+    ));
     let bad = dir.path().join("bad.graph");
     let q = queries(1, 2).remove(0);
     // Every truncation is rejected.
     for len in (0..good.len()).step_by(97).chain([good.len() - 1]) {
         std::fs::write(&bad, &good[..len]).unwrap();
-        assert!(matches!(GraphFile::open(&bad, DIM, Metric::Cosine), Err(IndexError::Corrupt { .. })), "len {len}");
+        assert!(
+            matches!(
+                GraphFile::open(&bad, DIM, Metric::Cosine),
+                Err(IndexError::Corrupt { .. })
+            ),
+            "len {len}"
+        );
     }
     // A flipped byte anywhere is rejected, except in the vectors, where it opens (the vectors'
     // checksum is for full verification) and a search over it still completes.

@@ -11,13 +11,18 @@ fn rows(n: usize, dim: usize, seed: u64) -> Vec<(u64, Vec<f32>)> {
 }
 
 fn spec() -> SpaceSpec {
-    SpaceSpec { name: "shared".into(), dim: 16, metric: Metric::Cosine }
+    SpaceSpec {
+        name: "shared".into(),
+        dim: 16,
+        metric: Metric::Cosine,
+    }
 }
 
 fn write(root: &std::path::Path, id: u64, data: &[(u64, Vec<f32>)]) -> std::path::PathBuf {
     let mut w = GenerationWriter::create(root, id, 1000 + id).unwrap();
     let refs: Vec<(u64, &[f32])> = data.iter().map(|(i, v)| (*i, v.as_slice())).collect();
-    w.add_space(&spec(), &HnswParams::default(), &refs, 10, &mut |_| {}).unwrap();
+    w.add_space(&spec(), &HnswParams::default(), &refs, 10, &mut |_| {})
+        .unwrap();
     w.commit().unwrap()
 }
 
@@ -29,7 +34,10 @@ fn reload_gives_identical_answers_and_exact_lookups() {
     let g = Generation::open(&path, &[spec()]).unwrap();
     assert_eq!((g.id, g.snapshot_seq), (1, 1001));
     let seg = g.segment("shared").unwrap();
-    assert!(seg.flat.is_some() && seg.graph.is_none() && seg.vectors.is_empty(), "one copy of the vectors: the graph file");
+    assert!(
+        seg.flat.is_some() && seg.graph.is_none() && seg.vectors.is_empty(),
+        "one copy of the vectors: the graph file"
+    );
     assert!(!g.is_legacy());
     assert_eq!(seg.len(), 2_000);
     assert_eq!(seg.get(data[5].0), Some(data[5].1.as_slice()));
@@ -38,11 +46,18 @@ fn reload_gives_identical_answers_and_exact_lookups() {
     let mut recall = 0.0;
     for (id, q) in data.iter().step_by(100) {
         let a = seg.search(q, 10, 64, &|_| true);
-        let b = again.segment("shared").unwrap().search(q, 10, 64, &|_| true);
+        let b = again
+            .segment("shared")
+            .unwrap()
+            .search(q, 10, 64, &|_| true);
         assert_eq!(a, b, "two loads of one generation must answer identically");
         assert_eq!(a[0].id, *id, "a stored vector finds itself first");
         let exact = seg.flat.as_ref().unwrap().exact(q, 10, None);
-        recall += a.iter().filter(|h| exact.iter().any(|e| e.id == h.id)).count() as f64 / 10.0;
+        recall += a
+            .iter()
+            .filter(|h| exact.iter().any(|e| e.id == h.id))
+            .count() as f64
+            / 10.0;
         // A filter inside the traversal only returns accepted ids.
         let odd = seg.search(q, 10, 64, &|id| id % 2 == 1);
         assert!(odd.iter().all(|h| h.id % 2 == 1));
@@ -59,7 +74,10 @@ fn incomplete_and_corrupt_generations_are_skipped() {
     // A build that crashed before its rename.
     let crashed = GenerationWriter::create(dir.path(), 3, 2000).unwrap();
     std::mem::forget(crashed);
-    assert_eq!(generation::list_generations(dir.path()).unwrap(), vec![1, 2]);
+    assert_eq!(
+        generation::list_generations(dir.path()).unwrap(),
+        vec![1, 2]
+    );
     let (g, skipped) = generation::open_newest(dir.path(), &[spec()]).unwrap();
     assert_eq!(g.unwrap().id, 2);
     assert!(skipped.is_empty());
@@ -67,7 +85,10 @@ fn incomplete_and_corrupt_generations_are_skipped() {
 
     // Flip a byte in generation 2's graph links: opening rejects it.
     assert_eq!(generation::verify(&second).unwrap().generation, 2);
-    assert_eq!(second.file_name().unwrap().to_string_lossy(), generation::dir_name(2));
+    assert_eq!(
+        second.file_name().unwrap().to_string_lossy(),
+        generation::dir_name(2)
+    );
     let graph = second.join("shared.graph");
     let mut bytes = std::fs::read(&graph).unwrap();
     let in_links = bytes.len() * 3 / 4;
@@ -76,7 +97,10 @@ fn incomplete_and_corrupt_generations_are_skipped() {
     let (g, skipped) = generation::open_newest(dir.path(), &[spec()]).unwrap();
     assert_eq!(g.unwrap().id, 1);
     assert_eq!(skipped.len(), 1);
-    assert!(generation::verify(&second).is_err(), "verify checks without loading");
+    assert!(
+        generation::verify(&second).is_err(),
+        "verify checks without loading"
+    );
 
     // A config whose dimension changed cannot use the generation.
     let other = SpaceSpec { dim: 32, ..spec() };
@@ -91,15 +115,27 @@ fn incomplete_and_corrupt_generations_are_skipped() {
 #[test]
 fn l2_space_scores_are_negative_distances() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = SpaceSpec { name: "raw".into(), dim: 2, metric: Metric::L2 };
+    let spec = SpaceSpec {
+        name: "raw".into(),
+        dim: 2,
+        metric: Metric::L2,
+    };
     let data: Vec<(u64, Vec<f32>)> = (0..300).map(|i| (i as u64, vec![i as f32, 0.0])).collect();
     let refs: Vec<(u64, &[f32])> = data.iter().map(|(i, v)| (*i, v.as_slice())).collect();
     let mut w = GenerationWriter::create(dir.path(), 1, 300).unwrap();
-    w.add_space(&spec, &HnswParams::default(), &refs, 10, &mut |_| {}).unwrap();
+    w.add_space(&spec, &HnswParams::default(), &refs, 10, &mut |_| {})
+        .unwrap();
     let g = Generation::open(&w.commit().unwrap(), &[spec]).unwrap();
-    let hits = g.segment("raw").unwrap().search(&[10.2, 0.0], 3, 32, &|_| true);
+    let hits = g
+        .segment("raw")
+        .unwrap()
+        .search(&[10.2, 0.0], 3, 32, &|_| true);
     assert_eq!(hits[0].id, 10);
-    assert!((hits[0].score + 0.2).abs() < 1e-4, "score {}", hits[0].score);
+    assert!(
+        (hits[0].score + 0.2).abs() < 1e-4,
+        "score {}",
+        hits[0].score
+    );
 }
 
 #[test]
@@ -128,12 +164,17 @@ fn legacy_hnsw_rs_generations_still_open_and_report_it() {
     let data = rows(600, 16, 13);
     let refs: Vec<(u64, &[f32])> = data.iter().map(|(i, v)| (*i, v.as_slice())).collect();
     let mut w = GenerationWriter::create(dir.path(), 4, 900).unwrap();
-    w.add_space_legacy(&spec(), &HnswParams::default(), &refs).unwrap();
+    w.add_space_legacy(&spec(), &HnswParams::default(), &refs)
+        .unwrap();
     let path = w.commit().unwrap();
     let g = Generation::open(&path, &[spec()]).unwrap();
     assert!(g.is_legacy());
     let seg = g.segment("shared").unwrap();
     assert!(seg.graph.as_ref().unwrap().is_mapped() && seg.flat.is_none());
     assert_eq!(seg.search(&data[3].1, 1, 32, &|_| true)[0].id, data[3].0);
-    assert_eq!(seg.layer_counts().iter().sum::<usize>(), 600, "hnsw_rs counts each point on its own level");
+    assert_eq!(
+        seg.layer_counts().iter().sum::<usize>(),
+        600,
+        "hnsw_rs counts each point on its own level"
+    );
 }

@@ -46,7 +46,19 @@ fn search_allocates_nothing_after_warm_up() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.graph");
     let refs: Vec<&[f32]> = rows.chunks_exact(DIM).collect();
-    let g = builder::build(Metric::Cosine, DIM, &refs, &BuildParams { m: 12, ef_construction: 64, threads: 1, seed: 1 }, &|_| {}).unwrap();
+    let g = builder::build(
+        Metric::Cosine,
+        DIM,
+        &refs,
+        &BuildParams {
+            m: 12,
+            ef_construction: 64,
+            threads: 1,
+            seed: 1,
+        },
+        &|_| {},
+    )
+    .unwrap();
     g.write(&path, &ids, &refs).unwrap();
     let graph = FlatGraph::new(GraphFile::open(&path, DIM, Metric::Cosine).unwrap());
     let queries: Vec<Vec<f32>> = (0..200u64).map(|i| c.row(10_000 + i, 1, 0.3)).collect();
@@ -70,7 +82,12 @@ fn search_allocates_nothing_after_warm_up() {
     }
     let during = allocations() - before;
     assert_eq!(found, queries.len() * 6 * 10);
-    assert_eq!(during, 0, "{during} allocations in {} searches", queries.len() * 6);
+    assert_eq!(
+        during,
+        0,
+        "{during} allocations in {} searches",
+        queries.len() * 6
+    );
     // The counter works: a plain search returns a fresh Vec.
     let before = allocations();
     let _ = graph.search(&queries[0], 10, 16, None);

@@ -52,8 +52,12 @@ pub fn parse_line(line: &str, base_dir: &Path) -> Result<pb::Item, String> {
 
 /// [`parse_line`] with the photo (and video) loader supplied by the caller: the parsing and validation
 /// are the same, without touching the file system.
-pub fn parse_line_with(line: &str, mut load_image: impl FnMut(&str) -> Result<Vec<u8>, String>) -> Result<pb::Item, String> {
-    let parsed: CatalogLine = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+pub fn parse_line_with(
+    line: &str,
+    mut load_image: impl FnMut(&str) -> Result<Vec<u8>, String>,
+) -> Result<pb::Item, String> {
+    let parsed: CatalogLine =
+        serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     if parsed.id.trim().is_empty() {
         return Err("missing id".into());
     }
@@ -82,7 +86,11 @@ pub fn parse_line_with(line: &str, mut load_image: impl FnMut(&str) -> Result<Ve
         attributes: parsed.attributes.into_iter().collect::<HashMap<_, _>>(),
         images,
         image_uris: uris,
-        vectors: parsed.vectors.into_iter().map(|(space, values)| pb::Vector { space, values }).collect(),
+        vectors: parsed
+            .vectors
+            .into_iter()
+            .map(|(space, values)| pb::Vector { space, values })
+            .collect(),
         text_weight: parsed.text_weight,
         image_weight: parsed.image_weight,
         version: 0,
@@ -100,9 +108,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let item = parse_line(r#"{"id":"a","title":"T","price":2.5,"attributes":{"k":"v"},"vectors":{"shared":[1,0]}}"#, dir.path()).unwrap();
         assert_eq!(item.vectors[0].values, vec![1.0, 0.0]);
-        assert!(parse_line("{", dir.path()).unwrap_err().contains("invalid JSON"));
-        assert!(parse_line(r#"{"id":" "}"#, dir.path()).unwrap_err().contains("missing id"));
-        assert!(parse_line(r#"{"id":"a","images":["nope.jpg"]}"#, dir.path()).unwrap_err().contains("nope.jpg"));
+        assert!(parse_line("{", dir.path())
+            .unwrap_err()
+            .contains("invalid JSON"));
+        assert!(parse_line(r#"{"id":" "}"#, dir.path())
+            .unwrap_err()
+            .contains("missing id"));
+        assert!(
+            parse_line(r#"{"id":"a","images":["nope.jpg"]}"#, dir.path())
+                .unwrap_err()
+                .contains("nope.jpg")
+        );
         assert!(parse_line(r#"{"id":"a","colour":"red"}"#, dir.path()).is_err());
     }
 }

@@ -2,8 +2,8 @@
 
 pub mod catalog;
 mod client;
-mod reembed;
 mod recommend;
+mod reembed;
 mod restore;
 mod serve;
 
@@ -71,7 +71,9 @@ fn parse_role(s: &str) -> Result<crate::server::auth::Role, String> {
         "search" => Ok(Role::Search),
         "ingest" => Ok(Role::Ingest),
         "admin" => Ok(Role::Admin),
-        other => Err(format!("unknown role {other:?}: use search, ingest or admin")),
+        other => Err(format!(
+            "unknown role {other:?}: use search, ingest or admin"
+        )),
     }
 }
 
@@ -160,6 +162,18 @@ pub struct SearchArgs {
     /// Weight of the user's interests in a personalised ranking (0..1).
     #[arg(long, default_value_t = 0.3)]
     pub personalization: f32,
+    /// vector, lexical or hybrid (default: hybrid for --text and --voice, vector otherwise).
+    #[arg(long, value_parser = ["vector", "lexical", "hybrid"])]
+    pub mode: Option<String>,
+    /// Fusion of a hybrid query: rrf or convex (default: the server's).
+    #[arg(long, value_parser = ["rrf", "convex"])]
+    pub fusion: Option<String>,
+    /// Weight of the lexical list in a hybrid query, 0..1 (default: the server's).
+    #[arg(long)]
+    pub lexical_weight: Option<f32>,
+    /// Without a query: browse the filtered items sorted by newest, price-asc or price-desc.
+    #[arg(long, value_parser = ["newest", "price-asc", "price-desc"])]
+    pub sort: Option<String>,
     #[arg(long, short = 'k', default_value_t = 10)]
     pub top_k: u32,
     #[arg(long, default_value_t = 0)]
@@ -226,14 +240,24 @@ pub enum AdminCommand {
 
 /// Runs one command; builds the tokio runtime it needs (the server's from its config).
 pub fn main(cli: Cli) -> anyhow::Result<()> {
-    let client_runtime = || tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let client_runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     match cli.command {
         Command::Serve(a) => serve::main(a),
         Command::Ingest(a) => client_runtime()?.block_on(client::ingest(a)),
         Command::Search(a) => client_runtime()?.block_on(client::search(a)),
-        Command::Admin(AdminArgs { command: AdminCommand::Reembed { config, data_dir, models }, .. }) => {
-            client_runtime()?.block_on(reembed::run(config, data_dir, models))
-        }
+        Command::Admin(AdminArgs {
+            command:
+                AdminCommand::Reembed {
+                    config,
+                    data_dir,
+                    models,
+                },
+            ..
+        }) => client_runtime()?.block_on(reembed::run(config, data_dir, models)),
         Command::Admin(a) => client_runtime()?.block_on(client::admin(a)),
         Command::Events(a) => client_runtime()?.block_on(recommend::events(a)),
         Command::Recommend(a) => client_runtime()?.block_on(recommend::recommend(a)),
@@ -248,8 +272,15 @@ pub fn main(cli: Cli) -> anyhow::Result<()> {
 fn keygen(args: KeygenArgs) {
     let key = crate::server::auth::generate_key();
     // Debug of the role name gives the quoted TOML string.
-    let roles: Vec<String> = args.roles.iter().map(|r| format!("{:?}", r.to_string())).collect();
-    println!("# API key for {} (give this to the client; it is not stored anywhere):", args.name);
+    let roles: Vec<String> = args
+        .roles
+        .iter()
+        .map(|r| format!("{:?}", r.to_string()))
+        .collect();
+    println!(
+        "# API key for {} (give this to the client; it is not stored anywhere):",
+        args.name
+    );
     println!("# {key}");
     println!("# Server config entry:");
     println!("[[auth.keys]]");

@@ -88,8 +88,11 @@ fn status(s: tonic::Status) -> anyhow::Error {
 }
 
 pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
-    let file = std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
-    let lines: Vec<String> = std::io::BufReader::new(file).lines().collect::<Result<_, _>>()?;
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("opening {}", args.file.display()))?;
+    let lines: Vec<String> = std::io::BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()?;
     let mut client = args.addr.connect().await?.recommend();
     let bar = ProgressBar::new(lines.len() as u64);
     bar.set_style(
@@ -99,7 +102,11 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
     let (mut accepted, mut duplicates) = (0u64, 0u64);
     let mut rejected: Vec<(usize, String)> = Vec::new();
     let started = std::time::Instant::now();
-    let numbered: Vec<(usize, &String)> = lines.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    let numbered: Vec<(usize, &String)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
     for chunk in numbered.chunks(args.batch.max(1)) {
         let mut batch = Vec::with_capacity(chunk.len());
         let mut line_numbers = Vec::with_capacity(chunk.len());
@@ -113,11 +120,18 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
             }
         }
         if !batch.is_empty() {
-            let s = client.record_interactions(tokio_stream::iter(batch)).await.map_err(status)?.into_inner();
+            let s = client
+                .record_interactions(tokio_stream::iter(batch))
+                .await
+                .map_err(status)?
+                .into_inner();
             accepted += s.accepted;
             duplicates += s.duplicates;
             for r in s.rejected {
-                rejected.push((line_numbers.get(r.index as usize).copied().unwrap_or(0), r.reason));
+                rejected.push((
+                    line_numbers.get(r.index as usize).copied().unwrap_or(0),
+                    r.reason,
+                ));
             }
         }
         bar.inc(chunk.len() as u64);
@@ -139,7 +153,10 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
 
 pub async fn recommend(args: RecommendArgs) -> anyhow::Result<()> {
     let mut client = args.addr.connect().await?.recommend();
-    let filter = (!args.category.is_empty()).then(|| pb::Filter { categories: args.category.clone(), ..Default::default() });
+    let filter = (!args.category.is_empty()).then(|| pb::Filter {
+        categories: args.category.clone(),
+        ..Default::default()
+    });
     let resp = if let Some(user) = &args.user {
         let req = pb::RecommendForUserRequest {
             user_id: user.clone(),
@@ -148,15 +165,24 @@ pub async fn recommend(args: RecommendArgs) -> anyhow::Result<()> {
             exclude_seen: Some(!args.include_seen),
             offset: 0,
         };
-        client.recommend_for_user(req).await.map_err(status)?.into_inner()
+        client
+            .recommend_for_user(req)
+            .await
+            .map_err(status)?
+            .into_inner()
     } else {
         let strategy = match args.strategy.as_str() {
             "average-vector" => pb::RecommendStrategy::AverageVector,
             "best-score" => pb::RecommendStrategy::BestScore,
             "collaborative" => pb::RecommendStrategy::Collaborative,
-            other => anyhow::bail!("unknown strategy {other:?}: average-vector, best-score or collaborative"),
+            other => anyhow::bail!(
+                "unknown strategy {other:?}: average-vector, best-score or collaborative"
+            ),
         };
-        let example = |id: &String| pb::Example { example: Some(pb::example::Example::ItemId(id.clone())), weight: None };
+        let example = |id: &String| pb::Example {
+            example: Some(pb::example::Example::ItemId(id.clone())),
+            weight: None,
+        };
         let req = pb::RecommendRequest {
             positive: args.like.iter().map(example).collect(),
             negative: args.dislike.iter().map(example).collect(),
@@ -184,7 +210,10 @@ pub async fn recommend(args: RecommendArgs) -> anyhow::Result<()> {
                 serde_json::json!({"id": h.id, "score": h.score, "title": h.item.as_ref().map(|i| i.title.clone()), "reasons": reasons})
             })
             .collect();
-        println!("{}", serde_json::json!({"model_version": resp.model_version, "hits": hits}));
+        println!(
+            "{}",
+            serde_json::json!({"model_version": resp.model_version, "hits": hits})
+        );
         return Ok(());
     }
     for (rank, h) in resp.hits.iter().enumerate() {
@@ -194,9 +223,19 @@ pub async fn recommend(args: RecommendArgs) -> anyhow::Result<()> {
             let because: Vec<String> = r
                 .because
                 .iter()
-                .map(|c| if c.kind.is_empty() { format!("{} {:.0}%", c.item_id, 100.0 * c.share) } else { format!("{} {} {:.0}%", c.kind, c.item_id, 100.0 * c.share) })
+                .map(|c| {
+                    if c.kind.is_empty() {
+                        format!("{} {:.0}%", c.item_id, 100.0 * c.share)
+                    } else {
+                        format!("{} {} {:.0}%", c.kind, c.item_id, 100.0 * c.share)
+                    }
+                })
                 .collect();
-            let tail = if because.is_empty() { String::new() } else { format!(": because of {}", because.join(", ")) };
+            let tail = if because.is_empty() {
+                String::new()
+            } else {
+                format!(": because of {}", because.join(", "))
+            };
             println!("       {} +{:.4}{tail}", r.source, r.contribution);
         }
     }
@@ -204,12 +243,22 @@ pub async fn recommend(args: RecommendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn admin(mut client: pb::admin_service_client::AdminServiceClient<AuthChannel>, command: AdminCommand) -> anyhow::Result<()> {
+pub async fn admin(
+    mut client: pb::admin_service_client::AdminServiceClient<AuthChannel>,
+    command: AdminCommand,
+) -> anyhow::Result<()> {
     match command {
         AdminCommand::Train => {
-            let mut stream = client.train(pb::TrainRequest {}).await.map_err(status)?.into_inner();
+            let mut stream = client
+                .train(pb::TrainRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
             while let Some(p) = stream.message().await.map_err(status)? {
-                println!("{:<9} {:>8}/{:<8} {:.1}s", p.phase, p.done, p.total, p.seconds);
+                println!(
+                    "{:<9} {:>8}/{:<8} {:.1}s",
+                    p.phase, p.done, p.total, p.seconds
+                );
                 if p.phase == "done" {
                     println!(
                         "model version {}: {} over {} items, {} users, {} interactions",
@@ -219,13 +268,23 @@ pub async fn admin(mut client: pb::admin_service_client::AdminServiceClient<Auth
             }
         }
         AdminCommand::DeleteUser { user } => {
-            let r = client.delete_user_data(pb::UserDataRequest { user_id: user }).await.map_err(status)?.into_inner();
+            let r = client
+                .delete_user_data(pb::UserDataRequest { user_id: user })
+                .await
+                .map_err(status)?
+                .into_inner();
             println!("erased {} interactions", r.deleted);
         }
         AdminCommand::ExportUser { user } => {
-            let r = client.export_user_data(pb::UserDataRequest { user_id: user }).await.map_err(status)?.into_inner();
+            let r = client
+                .export_user_data(pb::UserDataRequest { user_id: user })
+                .await
+                .map_err(status)?
+                .into_inner();
             for i in r.interactions {
-                let kind = pb::InteractionKind::try_from(i.kind).map(|k| k.as_str_name().to_ascii_lowercase()).unwrap_or_default();
+                let kind = pb::InteractionKind::try_from(i.kind)
+                    .map(|k| k.as_str_name().to_ascii_lowercase())
+                    .unwrap_or_default();
                 println!(
                     "{}",
                     serde_json::json!({"user_id": i.user_id, "item_id": i.item_id, "kind": kind, "dwell_ms": i.dwell_ms,

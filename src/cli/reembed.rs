@@ -9,7 +9,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub async fn run(config: Option<PathBuf>, data_dir: Option<PathBuf>, models: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    models: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let mut config = Config::load(config.as_deref())?;
     if let Some(d) = data_dir {
         config.data_dir = d;
@@ -23,9 +27,18 @@ pub async fn run(config: Option<PathBuf>, data_dir: Option<PathBuf>, models: Opt
     engine_config.validate()?;
     let started = Instant::now();
     let engine = Engine::start(engine_config).await?;
-    let loaded = engine.encoders().map(|e| e.vector_models()).unwrap_or_default();
-    let stored = engine.collection().vector_models()?.unwrap_or_else(|| "not recorded".into());
-    println!("re-encoding {} with [{loaded}] (its vectors were made by [{stored}])", config.data_dir.display());
+    let loaded = engine
+        .encoders()
+        .map(|e| e.vector_models())
+        .unwrap_or_default();
+    let stored = engine
+        .collection()
+        .vector_models()?
+        .unwrap_or_else(|| "not recorded".into());
+    println!(
+        "re-encoding {} with [{loaded}] (its vectors were made by [{stored}])",
+        config.data_dir.display()
+    );
     let report = engine
         .reembed(|done, total| {
             print!("\rreembed: {done}/{total} items");
@@ -57,9 +70,16 @@ pub async fn run(config: Option<PathBuf>, data_dir: Option<PathBuf>, models: Opt
         let p = rx.borrow_and_update().clone();
         match p.phase {
             RebuildPhase::Done => break,
-            RebuildPhase::Failed => anyhow::bail!("rebuild failed: {}", p.error.unwrap_or_default()),
+            RebuildPhase::Failed => {
+                anyhow::bail!("rebuild failed: {}", p.error.unwrap_or_default())
+            }
             phase => {
-                print!("\rrebuild: {} {}/{}        ", phase.as_str(), p.done, p.total);
+                print!(
+                    "\rrebuild: {} {}/{}        ",
+                    phase.as_str(),
+                    p.done,
+                    p.total
+                );
                 let _ = std::io::stdout().flush();
             }
         }

@@ -27,12 +27,20 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<()> {
         report.bytes,
         report.seconds
     );
-    let spaces: Vec<String> = m.spaces.iter().map(|s| format!("{} ({}-d {})", s.name, s.dim, s.metric.as_str())).collect();
+    let spaces: Vec<String> = m
+        .spaces
+        .iter()
+        .map(|s| format!("{} ({}-d {})", s.name, s.dim, s.metric.as_str()))
+        .collect();
     println!("spaces: {}", spaces.join(", "));
     if m.models.is_empty() {
         println!("the snapshot was taken without models");
     } else {
-        let models: Vec<String> = m.models.iter().map(|x| format!("{} ({})", x.id, x.kind)).collect();
+        let models: Vec<String> = m
+            .models
+            .iter()
+            .map(|x| format!("{} ({})", x.id, x.kind))
+            .collect();
         println!("serve it with the same models: {}", models.join(", "));
     }
     Ok(())

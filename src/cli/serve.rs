@@ -8,7 +8,10 @@ use std::sync::Arc;
 pub fn main(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_json);
     let config = load(args)?;
-    let rt = config.runtime.build().context("starting the tokio runtime")?;
+    let rt = config
+        .runtime
+        .build()
+        .context("starting the tokio runtime")?;
     tracing::info!(
         worker_threads = config.runtime.effective_worker_threads(),
         max_blocking_threads = config.runtime.effective_max_blocking_threads(),
@@ -42,7 +45,11 @@ fn load(args: ServeArgs) -> anyhow::Result<Config> {
         config.metrics_listen = m;
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
-        config.tls = Some(crate::server::tls::TlsConfig { cert, key, client_ca: args.tls_client_ca });
+        config.tls = Some(crate::server::tls::TlsConfig {
+            cert,
+            key,
+            client_ca: args.tls_client_ca,
+        });
     }
     config.validate()?;
     Ok(config)
@@ -75,11 +82,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let ops_addr = ops.local_addr()?;
         println!("mmsearch metrics on {ops_addr}");
         // Keeps serving while draining (so /readyz can say 503) until the process exits.
-        tokio::spawn(crate::telemetry::http::serve(ops, probe.clone(), std::future::pending()));
+        tokio::spawn(crate::telemetry::http::serve(
+            ops,
+            probe.clone(),
+            std::future::pending(),
+        ));
     }
 
     if config.no_models {
-        tracing::warn!("serving without models: text, image and voice queries answer UNIMPLEMENTED");
+        tracing::warn!("serving without models: only vector, item and LEXICAL text queries work; the others answer UNIMPLEMENTED");
     }
     let engine = Arc::new(Engine::start(config.engine()).await?);
     let server_config = config.server();
@@ -96,7 +107,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     println!("mmsearch listening on {addr}");
 
     let grace = std::time::Duration::from_millis(server_config.shutdown_grace_ms);
-    let server = crate::server::serve(listener, engine.clone(), &server_config, stopped(stop_rx.clone()));
+    let server = crate::server::serve(
+        listener,
+        engine.clone(),
+        &server_config,
+        stopped(stop_rx.clone()),
+    );
     let grace_over = async {
         stopped(stop_rx).await;
         tokio::time::sleep(grace).await;
@@ -126,13 +142,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -146,7 +163,9 @@ async fn shutdown_signal() {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn,hnsw_rs=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {

@@ -102,7 +102,11 @@ impl Catalog {
     /// sampled). Hash order is unrelated to an entry's fields, so the first `n` are a fair
     /// sample of them for the planner's estimate.
     pub fn sample(&self, bit: u64, n: usize, pred: impl Fn(&Entry) -> bool) -> (usize, usize) {
-        self.by_seq.values().filter(|e| e.spaces & bit != 0).take(n).fold((0, 0), |(m, s), e| (m + usize::from(pred(e)), s + 1))
+        self.by_seq
+            .values()
+            .filter(|e| e.spaces & bit != 0)
+            .take(n)
+            .fold((0, 0), |(m, s), e| (m + usize::from(pred(e)), s + 1))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Entry)> {
@@ -124,5 +128,8 @@ impl Catalog {
 fn entry_string_bytes(e: &Entry) -> usize {
     16 + e.id.len()
         + e.attributes.capacity() * std::mem::size_of::<(String, String)>()
-        + e.attributes.iter().map(|(k, v)| k.capacity() + v.capacity()).sum::<usize>()
+        + e.attributes
+            .iter()
+            .map(|(k, v)| k.capacity() + v.capacity())
+            .sum::<usize>()
 }

@@ -9,7 +9,10 @@ impl Collection {
     /// Checks each interaction (fields, and that its item is in the catalogue), then writes the
     /// good ones in one WAL-synced batch. One entry per input: what became of it, or why it
     /// was rejected.
-    pub fn record_interactions(&self, batch: &[Interaction]) -> Result<Vec<std::result::Result<Recorded, String>>> {
+    pub fn record_interactions(
+        &self,
+        batch: &[Interaction],
+    ) -> Result<Vec<std::result::Result<Recorded, String>>> {
         let checked: Vec<std::result::Result<(), String>> = {
             let state = self.state.read();
             batch
@@ -23,9 +26,17 @@ impl Collection {
                 })
                 .collect()
         };
-        let good: Vec<Interaction> = batch.iter().zip(&checked).filter(|(_, c)| c.is_ok()).map(|(i, _)| i.clone()).collect();
+        let good: Vec<Interaction> = batch
+            .iter()
+            .zip(&checked)
+            .filter(|(_, c)| c.is_ok())
+            .map(|(i, _)| i.clone())
+            .collect();
         let mut written = self.store.record_interactions(&good)?.into_iter();
-        Ok(checked.into_iter().map(|c| c.map(|()| written.next().unwrap_or(Recorded::Stored))).collect())
+        Ok(checked
+            .into_iter()
+            .map(|c| c.map(|()| written.next().unwrap_or(Recorded::Stored)))
+            .collect())
     }
 
     /// One user's interactions, oldest first.
@@ -61,6 +72,11 @@ impl Collection {
 
     /// Ids of every live item.
     pub fn live_ids(&self) -> Vec<String> {
-        self.state.read().catalog.iter().map(|(_, e)| e.id.to_string()).collect()
+        self.state
+            .read()
+            .catalog
+            .iter()
+            .map(|(_, e)| e.id.to_string())
+            .collect()
     }
 }

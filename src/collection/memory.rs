@@ -33,24 +33,38 @@ pub struct MemoryConfig {
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        MemoryConfig { limit_bytes: 0, reserve: 0.1, rebuild_factor: 9.0 }
+        MemoryConfig {
+            limit_bytes: 0,
+            reserve: 0.1,
+            rebuild_factor: 9.0,
+        }
     }
 }
 
 impl MemoryConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..0.9).contains(&self.reserve) {
-            return Err(format!("memory.reserve must be in [0, 0.9), got {}", self.reserve));
+            return Err(format!(
+                "memory.reserve must be in [0, 0.9), got {}",
+                self.reserve
+            ));
         }
         if !(0.0..=100.0).contains(&self.rebuild_factor) {
-            return Err(format!("memory.rebuild_factor must be in [0, 100], got {}", self.rebuild_factor));
+            return Err(format!(
+                "memory.rebuild_factor must be in [0, 100], got {}",
+                self.rebuild_factor
+            ));
         }
         Ok(())
     }
 
     /// The limit in force: the configured one, else the cgroup's.
     pub fn effective_limit(&self) -> Option<u64> {
-        if self.limit_bytes > 0 { Some(self.limit_bytes) } else { cgroup_limit() }
+        if self.limit_bytes > 0 {
+            Some(self.limit_bytes)
+        } else {
+            cgroup_limit()
+        }
     }
 }
 
@@ -72,7 +86,7 @@ pub fn cgroup_limit() -> Option<u64> {
 fn read_limit(file: &str) -> Option<u64> {
     let text = std::fs::read_to_string(file).ok()?;
     let v: u64 = text.trim().parse().ok()?; // "max" (unlimited) does not parse
-    // cgroup v1 writes "unlimited" as a page-rounded i64::MAX.
+                                            // cgroup v1 writes "unlimited" as a page-rounded i64::MAX.
     (v < 1 << 60).then_some(v)
 }
 
@@ -101,15 +115,25 @@ pub struct MemoryUse {
 impl MemoryUse {
     /// Parts held now that the baseline does not include.
     pub fn counted(&self) -> u64 {
-        self.rocksdb.block_cache + self.rocksdb.memtables_total() + self.rocksdb.table_readers + self.mutable_layers + self.catalogue
+        self.rocksdb.block_cache
+            + self.rocksdb.memtables_total()
+            + self.rocksdb.table_readers
+            + self.mutable_layers
+            + self.catalogue
     }
 
     /// What writes are admitted against: the baseline, RocksDB at its caps (or above them, as
     /// memtables may briefly be), table readers, mutable layers, catalogue and the rebuild
     /// reserve.
     pub fn accounted(&self) -> u64 {
-        let rocksdb = (self.rocksdb.block_cache + self.rocksdb.memtables_total()).max(self.rocksdb_caps);
-        self.baseline + rocksdb + self.rocksdb.table_readers + self.mutable_layers + self.catalogue + self.rebuild_reserve
+        let rocksdb =
+            (self.rocksdb.block_cache + self.rocksdb.memtables_total()).max(self.rocksdb_caps);
+        self.baseline
+            + rocksdb
+            + self.rocksdb.table_readers
+            + self.mutable_layers
+            + self.catalogue
+            + self.rebuild_reserve
     }
 }
 
@@ -156,15 +180,23 @@ impl MemoryBudget {
 
     /// Re-measures what is not counted: RSS now minus the counted parts now.
     pub fn set_baseline(&self, rss: u64, counted: u64) {
-        self.baseline.store(rss.saturating_sub(counted), Ordering::Relaxed);
+        self.baseline
+            .store(rss.saturating_sub(counted), Ordering::Relaxed);
     }
 
     /// Whether a write adding about `incoming` bytes fits.
     pub fn admit(&self, accounted: u64, incoming: u64) -> Result<(), OverBudget> {
-        let Some(limit) = self.limit else { return Ok(()) };
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
         let allowed = (limit as f64 * (1.0 - self.reserve)) as u64;
         if accounted.saturating_add(incoming) > allowed {
-            return Err(OverBudget { accounted, incoming, allowed, limit });
+            return Err(OverBudget {
+                accounted,
+                incoming,
+                allowed,
+                limit,
+            });
         }
         Ok(())
     }
@@ -176,18 +208,31 @@ mod tests {
 
     #[test]
     fn writes_past_the_limit_less_the_reserve_are_refused() {
-        let b = MemoryBudget::new(&MemoryConfig { limit_bytes: 1000, reserve: 0.2, rebuild_factor: 2.0 });
+        let b = MemoryBudget::new(&MemoryConfig {
+            limit_bytes: 1000,
+            reserve: 0.2,
+            rebuild_factor: 2.0,
+        });
         assert!(b.admit(700, 100).is_ok());
         let e = b.admit(700, 101).unwrap_err();
         assert_eq!((e.allowed, e.limit), (800, 1000));
         assert_eq!(b.rebuild_reserve(50), 100);
-        let none = MemoryBudget { limit: None, reserve: 0.2, rebuild_factor: 2.0, baseline: AtomicU64::new(0) };
+        let none = MemoryBudget {
+            limit: None,
+            reserve: 0.2,
+            rebuild_factor: 2.0,
+            baseline: AtomicU64::new(0),
+        };
         assert!(none.admit(u64::MAX / 2, u64::MAX / 2).is_ok());
     }
 
     #[test]
     fn the_baseline_is_rss_less_the_counted_parts() {
-        let b = MemoryBudget::new(&MemoryConfig { limit_bytes: 1000, reserve: 0.0, rebuild_factor: 0.0 });
+        let b = MemoryBudget::new(&MemoryConfig {
+            limit_bytes: 1000,
+            reserve: 0.0,
+            rebuild_factor: 0.0,
+        });
         b.set_baseline(300, 120);
         assert_eq!(b.baseline(), 180);
         b.set_baseline(100, 120);
@@ -196,8 +241,18 @@ mod tests {
 
     #[test]
     fn bad_reserve_is_refused() {
-        assert!(MemoryConfig { reserve: 0.95, ..MemoryConfig::default() }.validate().is_err());
-        assert!(MemoryConfig { rebuild_factor: -1.0, ..MemoryConfig::default() }.validate().is_err());
+        assert!(MemoryConfig {
+            reserve: 0.95,
+            ..MemoryConfig::default()
+        }
+        .validate()
+        .is_err());
+        assert!(MemoryConfig {
+            rebuild_factor: -1.0,
+            ..MemoryConfig::default()
+        }
+        .validate()
+        .is_err());
         assert!(MemoryConfig::default().validate().is_ok());
         assert_eq!(read_limit("/nonexistent"), None);
     }

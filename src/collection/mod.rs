@@ -27,6 +27,9 @@ pub use rebuild::{RebuildPhase, RebuildProgress};
 pub use snapshot::{ModelRef, SnapshotError, SnapshotInfo};
 pub use write::PreparedItem;
 
+/// The lexical settings, re-exported so the modules above need not know the lexical module.
+pub use crate::lexical::LexicalConfig;
+use crate::lexical::{self, LexicalError};
 use crate::model::{Entry, Version};
 use crate::store::{Store, StoreError};
 /// The store's own settings and report, re-exported so the modules above need not know it.
@@ -59,6 +62,8 @@ pub enum CollectionError {
         .0.accounted >> 20, .0.incoming >> 20, .0.allowed >> 20, .0.limit >> 20
     )]
     OverBudget(OverBudget),
+    #[error(transparent)]
+    Lexical(#[from] LexicalError),
 }
 
 pub type Result<T> = std::result::Result<T, CollectionError>;
@@ -79,6 +84,8 @@ pub struct CollectionConfig {
     pub store: StoreConfig,
     /// The process's memory budget (`[memory]`), which writes are admitted against.
     pub memory: MemoryConfig,
+    /// How text is matched (`[lexical]`).
+    pub lexical: LexicalConfig,
 }
 
 /// `[index]`: how generations are built and searched.
@@ -120,7 +127,12 @@ impl Default for IndexConfig {
 
 impl IndexConfig {
     pub fn hnsw_params(&self) -> HnswParams {
-        HnswParams { m: self.m, ef_construction: self.ef_construction, max_layer: 16, builder: self.builder }
+        HnswParams {
+            m: self.m,
+            ef_construction: self.ef_construction,
+            max_layer: 16,
+            builder: self.builder,
+        }
     }
 
     /// The query planner's settings (the index crate owns the rules): this section's beam and
@@ -139,7 +151,9 @@ impl IndexConfig {
     /// Checks this section with the `max_ef` its planner will get.
     pub fn validate(&self, max_ef: usize) -> std::result::Result<(), String> {
         self.hnsw_params().validate().map_err(|e| e.to_string())?;
-        self.planner(max_ef).validate().map_err(|e| format!("index.ef_search / limits.max_ef: {e}"))
+        self.planner(max_ef)
+            .validate()
+            .map_err(|e| format!("index.ef_search / limits.max_ef: {e}"))
     }
 }
 
@@ -160,6 +174,10 @@ impl CollectionConfig {
 pub(crate) struct State {
     pub base: Arc<Generation>,
     pub fresh: HashMap<String, FlatLayer>,
+    /// The generation's lexical index (its `lexical/` folder) and the RAM index of newer
+    /// writes: swapped and trimmed together with `base` and `fresh`.
+    pub lexical_base: Arc<lexical::Segment>,
+    pub lexical_fresh: Arc<lexical::Fresh>,
     pub catalog: Catalog,
 }
 
@@ -207,7 +225,10 @@ impl Collection {
         }
         let store = Store::open(&config.store_dir(), &config.store)?;
         let index_dir = config.index_dir();
-        std::fs::create_dir_all(&index_dir).map_err(|source| StoreError::Io { path: index_dir.clone(), source })?;
+        std::fs::create_dir_all(&index_dir).map_err(|source| StoreError::Io {
+            path: index_dir.clone(),
+            source,
+        })?;
         for removed in generation::remove_incomplete(&index_dir)? {
             tracing::warn!(path = %removed.display(), "removed an incomplete generation left by an interrupted rebuild");
         }
@@ -216,42 +237,99 @@ impl Collection {
             tracing::error!(generation = id, error = %err, "skipping unusable generation");
         }
         let base = base.unwrap_or_else(|| Generation::empty(&specs));
-        tracing::info!(generation = base.id, snapshot_seq = base.snapshot_seq, "index generation mapped");
+        tracing::info!(
+            generation = base.id,
+            snapshot_seq = base.snapshot_seq,
+            "index generation mapped"
+        );
         let migrate = base.is_legacy();
 
+        // A generation written before lexical search (or restored from a snapshot without its
+        // `lexical/` folder) has no lexical part: then every item is replayed into the RAM part.
+        let (lexical_base, lexical_from) = match base
+            .dir
+            .as_ref()
+            .map(|d| lexical::Segment::open(&d.join(LEXICAL_DIR)))
+        {
+            Some(Ok(segment)) => (segment, base.snapshot_seq),
+            Some(Err(e)) => {
+                tracing::warn!(generation = base.id, error = %e, "no usable lexical index in the generation; indexing every item's text in memory until the next rebuild");
+                (lexical::Segment::empty()?, 0)
+            }
+            None => (lexical::Segment::empty()?, 0),
+        };
+        let lexical_fresh = lexical::Fresh::new()?;
         let mut catalog = Catalog::default();
+        let mut pending: Vec<(u64, crate::model::Item)> = Vec::new();
+        let mut lexical_err = None;
         store.for_each_item(|v| {
             let spaces = space_bits(&specs, &v.spaces);
             let category = catalog.intern_category(&v.item.category);
             catalog.insert(v.seq, Entry::new(&v.item, category, spaces));
+            if v.seq > lexical_from && lexical_err.is_none() {
+                pending.push((v.seq, v.item));
+                if pending.len() >= 10_000 {
+                    lexical_err = lexical_fresh
+                        .add(pending.iter().map(|(s, i)| (*s, i)))
+                        .err();
+                    pending.clear();
+                }
+            }
         })?;
-        let mut fresh: HashMap<String, FlatLayer> =
-            specs.iter().map(|s| (s.name.clone(), FlatLayer::new(s.dim, s.metric))).collect();
+        if let Some(e) = lexical_err {
+            return Err(e.into());
+        }
+        lexical_fresh.add(pending.iter().map(|(s, i)| (*s, i)))?;
+        drop(pending);
+        let mut fresh: HashMap<String, FlatLayer> = specs
+            .iter()
+            .map(|s| (s.name.clone(), FlatLayer::new(s.dim, s.metric)))
+            .collect();
         let mut replayed = 0usize;
         let mut load_err = None;
         store.for_each_vector_after(base.snapshot_seq, |seq, space, row| {
             if !catalog.is_live(seq) {
                 return;
             }
-            let (Some(layer), Some(spec)) = (fresh.get_mut(&space), specs.iter().find(|s| s.name == space)) else { return };
+            let (Some(layer), Some(spec)) = (
+                fresh.get_mut(&space),
+                specs.iter().find(|s| s.name == space),
+            ) else {
+                return;
+            };
             if row.len() == spec.dim {
                 layer.insert(seq, &row);
                 replayed += 1;
             } else if load_err.is_none() {
-                load_err = Some(format!("stored vector seq {seq} in {space} has dim {}", row.len()));
+                load_err = Some(format!(
+                    "stored vector seq {seq} in {space} has dim {}",
+                    row.len()
+                ));
             }
         })?;
         if let Some(e) = load_err {
             tracing::error!("{e}; the space's config changed since it was written — rebuild after fixing the config");
         }
         let next_seq = store.next_seq()?;
-        tracing::info!(items = catalog.len(), replayed, next_seq, "store replayed");
+        tracing::info!(
+            items = catalog.len(),
+            replayed,
+            lexical_replayed = lexical_fresh.docs(),
+            next_seq,
+            "store replayed"
+        );
         let config_memory = config.memory.clone();
         let collection = Arc::new(Collection {
             store,
             specs,
             config,
-            state: RwLock::new(State { base: Arc::new(base), fresh, catalog }),
+            state: RwLock::new(State {
+                base: Arc::new(base),
+                fresh,
+                lexical_base: Arc::new(lexical_base),
+                lexical_fresh: Arc::new(lexical_fresh),
+                catalog,
+            }),
             writer: Mutex::new(next_seq),
             rebuild: rebuild::Coordinator::default(),
             generation_files: Mutex::new(()),
@@ -276,11 +354,17 @@ impl Collection {
     }
 
     pub fn spec(&self, space: &str) -> Result<&SpaceSpec> {
-        self.specs.iter().find(|s| s.name == space).ok_or_else(|| CollectionError::UnknownSpace(space.to_string()))
+        self.specs
+            .iter()
+            .find(|s| s.name == space)
+            .ok_or_else(|| CollectionError::UnknownSpace(space.to_string()))
     }
 
     fn space_index(&self, space: &str) -> Result<usize> {
-        self.specs.iter().position(|s| s.name == space).ok_or_else(|| CollectionError::UnknownSpace(space.to_string()))
+        self.specs
+            .iter()
+            .position(|s| s.name == space)
+            .ok_or_else(|| CollectionError::UnknownSpace(space.to_string()))
     }
 
     pub fn config(&self) -> &CollectionConfig {
@@ -305,13 +389,22 @@ impl Collection {
     pub fn memory_use(&self) -> MemoryUse {
         let (mutable_layers, catalogue, live_vector_bytes) = {
             let state = self.state.read();
-            let live: u64 =
-                self.specs.iter().enumerate().map(|(i, s)| (state.catalog.live_in(i) * s.dim * 4) as u64).sum();
-            (state.fresh.values().map(|l| l.heap_bytes() as u64).sum(), state.catalog.heap_bytes() as u64, live)
+            let live: u64 = self
+                .specs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (state.catalog.live_in(i) * s.dim * 4) as u64)
+                .sum();
+            (
+                state.fresh.values().map(|l| l.heap_bytes() as u64).sum(),
+                state.catalog.heap_bytes() as u64,
+                live,
+            )
         };
         let rocksdb = self.store.memory();
         MemoryUse {
-            rocksdb_caps: rocksdb.block_cache_capacity + self.config.store.memtable_budget_bytes as u64,
+            rocksdb_caps: rocksdb.block_cache_capacity
+                + self.config.store.memtable_budget_bytes as u64,
             rocksdb,
             mutable_layers,
             catalogue,
@@ -335,8 +428,13 @@ impl Collection {
         }
         let accounted = self.memory_use().accounted();
         self.memory.admit(accounted, incoming).map_err(|e| {
-            if !self.rebuild.is_running() && self.state.read().fresh.values().any(|l| !l.is_empty()) {
-                tracing::warn!(accounted, incoming, "memory budget reached; rebuilding to fold the mutable layer into a generation");
+            if !self.rebuild.is_running() && self.state.read().fresh.values().any(|l| !l.is_empty())
+            {
+                tracing::warn!(
+                    accounted,
+                    incoming,
+                    "memory budget reached; rebuilding to fold the mutable layer into a generation"
+                );
                 let _ = self.rebuild();
             }
             CollectionError::OverBudget(e)
@@ -365,9 +463,16 @@ impl Collection {
     /// Folds the mutable layer into a new generation once it grows past `max_fresh`.
     fn maybe_compact(self: &Arc<Self>) {
         let max_fresh = self.config.index.max_fresh;
-        let over = self.state.read().fresh.values().any(|l| l.len() >= max_fresh);
+        let over = self
+            .state
+            .read()
+            .fresh
+            .values()
+            .any(|l| l.len() >= max_fresh);
         if over && !self.rebuild.is_running() {
-            tracing::info!("mutable layer reached {max_fresh} vectors; starting a background rebuild");
+            tracing::info!(
+                "mutable layer reached {max_fresh} vectors; starting a background rebuild"
+            );
             let _ = self.rebuild(); // progress is observable through Status
         }
     }
@@ -384,8 +489,12 @@ impl Collection {
             .map(|spec| {
                 let seg = base.segment(&spec.name);
                 let base_vectors = seg.map_or(0, |s| s.len());
-                let live_in_base =
-                    seg.map_or(0, |s| s.ids().iter().filter(|&&id| state.catalog.is_live(id)).count());
+                let live_in_base = seg.map_or(0, |s| {
+                    s.ids()
+                        .iter()
+                        .filter(|&&id| state.catalog.is_live(id))
+                        .count()
+                });
                 mapped += seg.map_or(0, |s| s.mapped_bytes());
                 SpaceStats {
                     spec: spec.clone(),
@@ -400,7 +509,8 @@ impl Collection {
             items: state.catalog.len(),
             generation: base.id,
             snapshot_seq: base.snapshot_seq,
-            generations_on_disk: generation::list_generations(&self.config.index_dir()).unwrap_or_default(),
+            generations_on_disk: generation::list_generations(&self.config.index_dir())
+                .unwrap_or_default(),
             spaces,
             last_seq,
             rebuilding: self.rebuild.is_running(),
@@ -416,7 +526,13 @@ impl Collection {
     }
 }
 
+/// The lexical index's folder inside a generation folder.
+const LEXICAL_DIR: &str = "lexical";
+
 /// The catalogue's bitmask of the configured spaces among `names`.
 fn space_bits(specs: &[SpaceSpec], names: &[String]) -> u64 {
-    names.iter().filter_map(|n| specs.iter().position(|s| &s.name == n)).fold(0, |acc, i| acc | (1u64 << i))
+    names
+        .iter()
+        .filter_map(|n| specs.iter().position(|s| &s.name == n))
+        .fold(0, |acc, i| acc | (1u64 << i))
 }

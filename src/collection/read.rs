@@ -2,7 +2,7 @@
 //! vector lookups, and hydration of hits from the store.
 
 use super::{Collection, CollectionError, Result};
-use crate::model::{Entry, Version};
+use crate::model::{Entry, Item, SortBy, Version};
 use mmsearch_index::{plan, Layer, Matching, PlanInput, Scored, SpaceView};
 
 pub struct SearchOutcome {
@@ -24,7 +24,9 @@ pub type EntryFilter<'a> = &'a (dyn Fn(&Entry) -> bool + Sync);
 
 impl Collection {
     pub fn get(&self, id: &str) -> Result<Version> {
-        self.store.get(id)?.ok_or_else(|| CollectionError::NotFound(id.to_string()))
+        self.store
+            .get(id)?
+            .ok_or_else(|| CollectionError::NotFound(id.to_string()))
     }
 
     /// The live seq of an item.
@@ -37,7 +39,10 @@ impl Collection {
         self.spec(space)?;
         let seq = {
             let state = self.state.read();
-            let seq = state.catalog.seq_of(id).ok_or_else(|| CollectionError::NotFound(id.to_string()))?;
+            let seq = state
+                .catalog
+                .seq_of(id)
+                .ok_or_else(|| CollectionError::NotFound(id.to_string()))?;
             if let Some(v) = state.fresh.get(space).and_then(|l| l.get(seq)) {
                 return Ok((seq, v.to_vec()));
             }
@@ -48,7 +53,10 @@ impl Collection {
         };
         match self.store.vector(seq, space)? {
             Some(v) => Ok((seq, v)),
-            None => Err(CollectionError::NoVector { id: id.to_string(), space: space.to_string() }),
+            None => Err(CollectionError::NoVector {
+                id: id.to_string(),
+                space: space.to_string(),
+            }),
         }
     }
 
@@ -57,7 +65,9 @@ impl Collection {
     pub fn hydrate(&self, page: &[Scored]) -> Result<Vec<Hydrated>> {
         let named: Vec<(Scored, std::sync::Arc<str>)> = {
             let state = self.state.read();
-            page.iter().filter_map(|s| state.catalog.entry(s.id).map(|e| (*s, e.id.clone()))).collect()
+            page.iter()
+                .filter_map(|s| state.catalog.entry(s.id).map(|e| (*s, e.id.clone())))
+                .collect()
         };
         let keys: Vec<&str> = named.iter().map(|(_, id)| &**id).collect();
         let versions = self.store.multi_get(&keys)?;
@@ -89,7 +99,10 @@ impl Collection {
         let bit = 1u64 << index;
         let state = self.state.read();
         let catalog = &state.catalog;
-        let fresh = state.fresh.get(space).ok_or_else(|| CollectionError::UnknownSpace(space.to_string()))?;
+        let fresh = state
+            .fresh
+            .get(space)
+            .ok_or_else(|| CollectionError::UnknownSpace(space.to_string()))?;
         let passes = |seq: u64, e: &Entry| Some(seq) != exclude && filter.is_none_or(|f| f(e));
         let accept = |seq: u64| catalog.entry(seq).is_some_and(|e| passes(seq, e));
         let live = catalog.live_in(index);
@@ -102,16 +115,107 @@ impl Collection {
                 Matching::Sampled { matched, sampled }
             }
         };
-        let plan = plan(&self.config.planner, &PlanInput { k, ef, live, matching });
+        let plan = plan(
+            &self.config.planner,
+            &PlanInput {
+                k,
+                ef,
+                live,
+                matching,
+            },
+        );
         let mut layers: Vec<&dyn Layer> = vec![fresh];
         if let Some(base) = state.base.segment(space) {
             layers.push(base);
         }
         let view = SpaceView::new(spec.metric, layers);
-        let mut candidates =
-            || catalog.iter().filter(|(seq, e)| e.spaces & bit != 0 && passes(*seq, e)).map(|(seq, _)| seq).collect();
+        let mut candidates = || {
+            catalog
+                .iter()
+                .filter(|(seq, e)| e.spaces & bit != 0 && passes(*seq, e))
+                .map(|(seq, _)| seq)
+                .collect()
+        };
         let out = view.execute(&plan, query, &accept, &mut candidates);
-        Ok(SearchOutcome { hits: out.hits, exact: out.exact, path: out.path.as_str() })
+        Ok(SearchOutcome {
+            hits: out.hits,
+            exact: out.exact,
+            path: out.path.as_str(),
+        })
+    }
+}
+
+impl Collection {
+    /// The `k` best live items for `text` by BM25 over the generation's and the fresh writes'
+    /// lexical parts, honouring `filter`.
+    /// Also returns the score of a full match of `text` (see `lexical::View::full_match`), the
+    /// scale that makes BM25 scores comparable across queries.
+    pub fn search_text(
+        &self,
+        text: &str,
+        k: usize,
+        filter: Option<EntryFilter<'_>>,
+    ) -> Result<(Vec<Scored>, f32)> {
+        let state = self.state.read();
+        let view = crate::lexical::View::new(&state.lexical_base, &state.lexical_fresh);
+        let catalog = &state.catalog;
+        let accept = |seq: u64| {
+            catalog
+                .entry(seq)
+                .is_some_and(|e| filter.is_none_or(|f| f(e)))
+        };
+        let hits = view.search(&self.config.lexical, text, k, &accept)?;
+        Ok((hits, view.full_match(&self.config.lexical, text)?))
+    }
+
+    /// The highlighted fragment of `item` that matches `text` (see [`crate::lexical::snippet`]).
+    pub fn snippet(&self, text: &str, item: &Item) -> Option<String> {
+        crate::lexical::snippet(&self.config.lexical, text, item)
+    }
+
+    /// Browsing: the live items passing `filter`, ordered by `sort`, as the page
+    /// `offset..offset + limit` and the total count. Scores are 0.
+    pub fn browse(
+        &self,
+        filter: Option<EntryFilter<'_>>,
+        sort: SortBy,
+        offset: usize,
+        limit: usize,
+    ) -> (Vec<Scored>, u64) {
+        let state = self.state.read();
+        let mut matching: Vec<(u64, f64)> = state
+            .catalog
+            .iter()
+            .filter(|(_, e)| filter.is_none_or(|f| f(e)))
+            .map(|(seq, e)| (seq, e.price))
+            .collect();
+        let total = matching.len() as u64;
+        // seq orders writes, so the highest seq is the newest version; ties on price by seq
+        // keep pages stable.
+        let by = |a: &(u64, f64), b: &(u64, f64)| match sort {
+            SortBy::Newest => b.0.cmp(&a.0),
+            SortBy::PriceAsc => a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)),
+            SortBy::PriceDesc => b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)),
+        };
+        let end = (offset + limit).min(matching.len());
+        if offset >= end {
+            return (Vec::new(), total);
+        }
+        if end < matching.len() {
+            matching.select_nth_unstable_by(end - 1, by);
+            matching.truncate(end);
+        }
+        matching.sort_unstable_by(by);
+        (
+            matching[offset..]
+                .iter()
+                .map(|(seq, _)| Scored {
+                    id: *seq,
+                    score: 0.0,
+                })
+                .collect(),
+            total,
+        )
     }
 }
 

@@ -118,15 +118,21 @@ pub(super) fn start(collection: &Arc<Collection>) -> watch::Receiver<RebuildProg
 fn run(c: &Arc<Collection>, tx: &watch::Sender<RebuildProgress>) -> super::Result<u64> {
     let root = c.config.index_dir();
     let generation_id = {
-        let on_disk = generation::list_generations(&root)?.last().copied().unwrap_or(0);
+        let on_disk = generation::list_generations(&root)?
+            .last()
+            .copied()
+            .unwrap_or(0);
         on_disk.max(c.state.read().base.id) + 1
     };
     tx.send_modify(|p| {
         p.phase = RebuildPhase::Scanning;
         p.generation = generation_id;
     });
-    let mut by_space: BTreeMap<String, Vec<(u64, Vec<f32>)>> =
-        c.specs.iter().map(|s| (s.name.clone(), Vec::new())).collect();
+    let mut by_space: BTreeMap<String, Vec<(u64, Vec<f32>)>> = c
+        .specs
+        .iter()
+        .map(|s| (s.name.clone(), Vec::new()))
+        .collect();
     let mut scanned = 0u64;
     let snapshot_seq = c.store.snapshot_vectors(|seq, space, row| {
         if let Some(rows) = by_space.get_mut(&space) {
@@ -156,13 +162,23 @@ fn run(c: &Arc<Collection>, tx: &watch::Sender<RebuildProgress>) -> super::Resul
         let mut report = |n: usize| {
             let done = done_before + n as u64;
             let elapsed = build_started.elapsed().as_secs_f64();
-            let eta = if done > 0 { elapsed / done as f64 * (total.saturating_sub(done)) as f64 } else { 0.0 };
+            let eta = if done > 0 {
+                elapsed / done as f64 * (total.saturating_sub(done)) as f64
+            } else {
+                0.0
+            };
             tx.send_modify(|p| {
                 p.done = done;
                 p.eta_seconds = eta;
             });
         };
-        if let Err(e) = writer.add_space(spec, &params, &refs, c.config.index.min_graph_size, &mut report) {
+        if let Err(e) = writer.add_space(
+            spec,
+            &params,
+            &refs,
+            c.config.index.min_graph_size,
+            &mut report,
+        ) {
             writer.abandon();
             return Err(e.into());
         }
@@ -173,17 +189,28 @@ fn run(c: &Arc<Collection>, tx: &watch::Sender<RebuildProgress>) -> super::Resul
         p.phase = RebuildPhase::Writing;
         p.eta_seconds = 0.0;
     });
+    // The lexical part of the same versions: the live items the snapshot covers. An item
+    // replaced or deleted since is a newer seq (in the RAM part) or filtered as a tombstone.
+    if let Err(e) = build_lexical(c, &writer.dir().join(super::LEXICAL_DIR), snapshot_seq) {
+        writer.abandon();
+        return Err(e);
+    }
     let dir = writer.commit()?;
 
     tx.send_modify(|p| p.phase = RebuildPhase::Swapping);
     // Reopen from disk so the generation in use is exactly what a restart would load.
     let generation = Arc::new(Generation::open(&dir, &c.specs)?);
+    let lexical = Arc::new(crate::lexical::Segment::open(
+        &dir.join(super::LEXICAL_DIR),
+    )?);
     {
         let mut state = c.state.write();
         state.base = generation;
+        state.lexical_base = lexical;
         for layer in state.fresh.values_mut() {
             layer.retain_newer_than(snapshot_seq);
         }
+        state.lexical_fresh.retain_newer_than(snapshot_seq)?;
     }
     let pruned = {
         let _no_snapshot_linking = c.generation_files.lock();
@@ -200,4 +227,20 @@ fn run(c: &Arc<Collection>, tx: &watch::Sender<RebuildProgress>) -> super::Resul
         p.eta_seconds = 0.0;
     });
     Ok(generation_id)
+}
+
+fn build_lexical(c: &Collection, dir: &std::path::Path, snapshot_seq: u64) -> super::Result<()> {
+    let mut builder = crate::lexical::SegmentBuilder::create(dir)?;
+    let mut failed = None;
+    c.store.for_each_item(|v| {
+        if v.seq <= snapshot_seq && failed.is_none() {
+            failed = builder.add(v.seq, &v.item).err();
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let n = builder.finish()?;
+    tracing::info!(documents = n, "lexical index built");
+    Ok(())
 }

@@ -57,7 +57,9 @@ pub enum SnapshotError {
     InsideDataDir(PathBuf),
     #[error("snapshot target {0} already exists and is not empty")]
     TargetExists(PathBuf),
-    #[error("{0} exists: another snapshot into it is running or was interrupted (remove it to retry)")]
+    #[error(
+        "{0} exists: another snapshot into it is running or was interrupted (remove it to retry)"
+    )]
     TmpExists(PathBuf),
     #[error("cannot write snapshot target {path}: {source}")]
     Target {
@@ -90,10 +92,16 @@ trait At<T> {
 
 impl<T> At<T> for io::Result<T> {
     fn at(self, path: &Path) -> SResult<T> {
-        self.map_err(|source| SnapshotError::Io { path: path.to_path_buf(), source })
+        self.map_err(|source| SnapshotError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
     fn target(self, path: &Path) -> SResult<T> {
-        self.map_err(|source| SnapshotError::Target { path: path.to_path_buf(), source })
+        self.map_err(|source| SnapshotError::Target {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -169,7 +177,11 @@ impl Collection {
                 // The version is only known once the store is checkpointed, so the folder is
                 // staged under the time alone and gets its full name when it is published.
                 let stem = format!("snapshot-{}", utc_stamp(unix_now()));
-                self.snapshot_into(&root.join(&stem), |m| root.join(format!("{stem}-v{}", m.last_seq)), models)
+                self.snapshot_into(
+                    &root.join(&stem),
+                    |m| root.join(format!("{stem}-v{}", m.last_seq)),
+                    models,
+                )
             }
         }
     }
@@ -198,8 +210,18 @@ impl Collection {
                     sync_dir(parent)?;
                 }
                 let (bytes, linked_bytes) = sizes(&target, &manifest)?;
-                let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                Ok(SnapshotInfo { name, dir: target, manifest, bytes, linked_bytes, seconds: started.elapsed().as_secs_f64() })
+                let name = target
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Ok(SnapshotInfo {
+                    name,
+                    dir: target,
+                    manifest,
+                    bytes,
+                    linked_bytes,
+                    seconds: started.elapsed().as_secs_f64(),
+                })
             }
             Err(e) => {
                 if let Err(rm) = fs::remove_dir_all(&tmp) {
@@ -240,7 +262,10 @@ impl Collection {
         if last_seq < base.snapshot_seq {
             return Err(SnapshotError::Invalid {
                 path: tmp.to_path_buf(),
-                reason: format!("store seq {last_seq} is older than generation seq {}", base.snapshot_seq),
+                reason: format!(
+                    "store seq {last_seq} is older than generation seq {}",
+                    base.snapshot_seq
+                ),
             }
             .into());
         }
@@ -249,7 +274,11 @@ impl Collection {
         for rel in list_files(tmp)? {
             let path = tmp.join(&rel);
             let (bytes, crc32) = checksum(&path, true).at(&path)?;
-            files.push(SnapshotFile { path: rel, bytes, crc32 });
+            files.push(SnapshotFile {
+                path: rel,
+                bytes,
+                crc32,
+            });
         }
         for dir in dirs_under(tmp)? {
             sync_dir(&dir)?;
@@ -257,7 +286,10 @@ impl Collection {
         let manifest = SnapshotManifest {
             format: FORMAT,
             mmsearch_version: env!("CARGO_PKG_VERSION").to_string(),
-            created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
             last_seq,
             generation: base.id,
             generation_snapshot_seq: base.snapshot_seq,
@@ -266,7 +298,10 @@ impl Collection {
             files,
         };
         let mpath = tmp.join(MANIFEST_FILE);
-        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| SnapshotError::Io { path: mpath.clone(), source: io::Error::other(e) })?;
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| SnapshotError::Io {
+            path: mpath.clone(),
+            source: io::Error::other(e),
+        })?;
         write_synced(&mpath, &json).target(&mpath)?;
         sync_dir(tmp)?;
         Ok(manifest)
@@ -277,14 +312,18 @@ impl Collection {
 /// `[A-Za-z0-9._-]`, so it cannot climb out of the snapshot directory or shadow a staging folder.
 pub fn check_name(name: &str) -> SResult<()> {
     let ok = (1..=MAX_NAME_LEN).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         && !name.starts_with('.')
         && !name.contains("..");
     if ok {
         Ok(())
     } else {
         // The name is echoed to the client; a few characters past the limit show enough.
-        Err(SnapshotError::BadName(name.chars().take(MAX_NAME_LEN + 8).collect()))
+        Err(SnapshotError::BadName(
+            name.chars().take(MAX_NAME_LEN + 8).collect(),
+        ))
     }
 }
 
@@ -301,11 +340,19 @@ fn utc_stamp(unix_secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", secs / 3_600, secs % 3_600 / 60, secs % 60)
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        secs / 3_600,
+        secs % 3_600 / 60,
+        secs % 60
+    )
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Refuses a target that exists, unless it is an empty directory.
@@ -319,7 +366,10 @@ fn check_free(target: &Path) -> SResult<()> {
         }
         Ok(_) => Err(SnapshotError::TargetExists(target.to_path_buf())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SnapshotError::Target { path: target.to_path_buf(), source: e }),
+        Err(e) => Err(SnapshotError::Target {
+            path: target.to_path_buf(),
+            source: e,
+        }),
     }
 }
 
@@ -340,7 +390,10 @@ fn prepare_target(target: &Path, data_dir: &Path) -> SResult<PathBuf> {
     match fs::create_dir(&tmp) {
         Ok(()) => Ok(tmp),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(SnapshotError::TmpExists(tmp)),
-        Err(e) => Err(SnapshotError::Target { path: tmp, source: e }),
+        Err(e) => Err(SnapshotError::Target {
+            path: tmp,
+            source: e,
+        }),
     }
 }
 
@@ -397,7 +450,12 @@ fn list_files(root: &Path) -> SResult<Vec<String>> {
                 walk(root, &path, out)?;
             } else {
                 let rel = path.strip_prefix(root).unwrap_or(&path);
-                out.push(rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"));
+                out.push(
+                    rel.components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                );
             }
         }
         Ok(())
@@ -450,7 +508,10 @@ fn sync_dir(dir: &Path) -> SResult<()> {
 }
 
 fn invalid(path: &Path, reason: impl Into<String>) -> SnapshotError {
-    SnapshotError::Invalid { path: path.to_path_buf(), reason: reason.into() }
+    SnapshotError::Invalid {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// Reads and checks a snapshot folder: the manifest, the exact set of files with their sizes
@@ -460,65 +521,127 @@ pub fn verify(snapshot: &Path) -> SResult<SnapshotManifest> {
     let bytes = match fs::read(&mpath) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(invalid(snapshot, format!("no {MANIFEST_FILE} (an incomplete or foreign folder)")))
+            return Err(invalid(
+                snapshot,
+                format!("no {MANIFEST_FILE} (an incomplete or foreign folder)"),
+            ))
         }
-        Err(e) => return Err(SnapshotError::Io { path: mpath, source: e }),
+        Err(e) => {
+            return Err(SnapshotError::Io {
+                path: mpath,
+                source: e,
+            })
+        }
     };
-    let manifest: SnapshotManifest =
-        serde_json::from_slice(&bytes).map_err(|e| invalid(&mpath, format!("manifest does not parse: {e}")))?;
+    let manifest: SnapshotManifest = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(&mpath, format!("manifest does not parse: {e}")))?;
     if manifest.format != FORMAT {
-        return Err(invalid(&mpath, format!("format {} (this mmsearch reads format {FORMAT})", manifest.format)));
+        return Err(invalid(
+            &mpath,
+            format!(
+                "format {} (this mmsearch reads format {FORMAT})",
+                manifest.format
+            ),
+        ));
     }
     // The folder must hold exactly the listed files, each intact.
-    let on_disk: Vec<String> = list_files(snapshot)?.into_iter().filter(|p| p != MANIFEST_FILE).collect();
+    let on_disk: Vec<String> = list_files(snapshot)?
+        .into_iter()
+        .filter(|p| p != MANIFEST_FILE)
+        .collect();
     let mut listed: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
     listed.sort_unstable();
-    if let Some(extra) = on_disk.iter().find(|p| listed.binary_search(&p.as_str()).is_err()) {
+    if let Some(extra) = on_disk
+        .iter()
+        .find(|p| listed.binary_search(&p.as_str()).is_err())
+    {
         return Err(invalid(snapshot, format!("unlisted file {extra}")));
     }
     for f in &manifest.files {
         let rel = Path::new(&f.path);
-        let top = rel.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned());
-        let safe = rel.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        let top = rel
+            .components()
+            .next()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let safe = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
         if !safe || !matches!(top.as_deref(), Some(STORE_DIR) | Some(INDEX_DIR)) {
-            return Err(invalid(snapshot, format!("manifest lists an unexpected path {:?}", f.path)));
+            return Err(invalid(
+                snapshot,
+                format!("manifest lists an unexpected path {:?}", f.path),
+            ));
         }
         let path = snapshot.join(rel);
         let (bytes, crc32) = match checksum(&path, false) {
             Ok(c) => c,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(invalid(snapshot, format!("missing file {}", f.path))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(invalid(snapshot, format!("missing file {}", f.path)))
+            }
             Err(e) => return Err(SnapshotError::Io { path, source: e }),
         };
         if bytes != f.bytes || crc32 != f.crc32 {
             return Err(invalid(
                 snapshot,
-                format!("{}: expected {} bytes crc {:08x}, found {bytes} bytes crc {crc32:08x}", f.path, f.bytes, f.crc32),
+                format!(
+                    "{}: expected {} bytes crc {:08x}, found {bytes} bytes crc {crc32:08x}",
+                    f.path, f.bytes, f.crc32
+                ),
             ));
         }
     }
-    let generations = generation::list_generations(&snapshot.join(INDEX_DIR)).map_err(|e| invalid(snapshot, e.to_string()))?;
+    let generations = generation::list_generations(&snapshot.join(INDEX_DIR))
+        .map_err(|e| invalid(snapshot, e.to_string()))?;
     if manifest.generation == 0 {
         if !generations.is_empty() {
-            return Err(invalid(snapshot, format!("manifest says no generation, found {generations:?}")));
+            return Err(invalid(
+                snapshot,
+                format!("manifest says no generation, found {generations:?}"),
+            ));
         }
     } else {
         if generations != [manifest.generation] {
-            return Err(invalid(snapshot, format!("manifest says generation {}, found {generations:?}", manifest.generation)));
+            return Err(invalid(
+                snapshot,
+                format!(
+                    "manifest says generation {}, found {generations:?}",
+                    manifest.generation
+                ),
+            ));
         }
-        let gdir = snapshot.join(INDEX_DIR).join(generation::dir_name(manifest.generation));
+        let gdir = snapshot
+            .join(INDEX_DIR)
+            .join(generation::dir_name(manifest.generation));
         let gm = generation::verify(&gdir).map_err(|e| invalid(snapshot, e.to_string()))?;
-        if gm.generation != manifest.generation || gm.snapshot_seq != manifest.generation_snapshot_seq {
+        if gm.generation != manifest.generation
+            || gm.snapshot_seq != manifest.generation_snapshot_seq
+        {
             return Err(invalid(
                 &gdir,
-                format!("generation manifest says id {} seq {}, snapshot says {} {}", gm.generation, gm.snapshot_seq, manifest.generation, manifest.generation_snapshot_seq),
+                format!(
+                    "generation manifest says id {} seq {}, snapshot says {} {}",
+                    gm.generation,
+                    gm.snapshot_seq,
+                    manifest.generation,
+                    manifest.generation_snapshot_seq
+                ),
             ));
         }
         if gm.snapshot_seq > manifest.last_seq {
-            return Err(invalid(&gdir, format!("generation covers seq {} beyond the store's {}", gm.snapshot_seq, manifest.last_seq)));
+            return Err(invalid(
+                &gdir,
+                format!(
+                    "generation covers seq {} beyond the store's {}",
+                    gm.snapshot_seq, manifest.last_seq
+                ),
+            ));
         }
     }
     if !snapshot.join(STORE_DIR).join("CURRENT").is_file() {
-        return Err(invalid(snapshot, "store/ is not a RocksDB checkpoint (no CURRENT)"));
+        return Err(invalid(
+            snapshot,
+            "store/ is not a RocksDB checkpoint (no CURRENT)",
+        ));
     }
     Ok(manifest)
 }
@@ -529,14 +652,22 @@ pub fn verify(snapshot: &Path) -> SResult<SnapshotManifest> {
 /// running server holds. The copy is staged inside the data directory (so the final renames
 /// stay on one file system even when it is a mount point) under a marker file that stops a
 /// server from opening a half-restored directory; the marker goes last.
-pub fn restore(snapshot: &Path, data_dir: &Path, force: bool, expect_spaces: Option<&[SpaceSpec]>) -> SResult<RestoreReport> {
+pub fn restore(
+    snapshot: &Path,
+    data_dir: &Path,
+    force: bool,
+    expect_spaces: Option<&[SpaceSpec]>,
+) -> SResult<RestoreReport> {
     let started = Instant::now();
     let manifest = verify(snapshot)?;
     if let Some(specs) = expect_spaces {
         if specs != manifest.spaces.as_slice() {
             return Err(invalid(
                 snapshot,
-                format!("its spaces {:?} differ from the config's {:?}", manifest.spaces, specs),
+                format!(
+                    "its spaces {:?} differ from the config's {:?}",
+                    manifest.spaces, specs
+                ),
             ));
         }
     }
@@ -553,14 +684,23 @@ pub fn restore(snapshot: &Path, data_dir: &Path, force: bool, expect_spaces: Opt
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(SnapshotError::Io { path: data_dir.to_path_buf(), source: e }),
+        Err(e) => {
+            return Err(SnapshotError::Io {
+                path: data_dir.to_path_buf(),
+                source: e,
+            })
+        }
     }
     let store = data_dir.join(STORE_DIR);
     if store_locked(&store).at(&store)? {
         return Err(SnapshotError::DataDirInUse(data_dir.to_path_buf()));
     }
     fs::create_dir_all(data_dir).at(data_dir)?;
-    write_synced(&marker, b"mmsearch restore in progress; rerun it to finish\n").at(&marker)?;
+    write_synced(
+        &marker,
+        b"mmsearch restore in progress; rerun it to finish\n",
+    )
+    .at(&marker)?;
     sync_dir(data_dir)?;
 
     let staging = data_dir.join(STAGING_DIR);
@@ -593,13 +733,22 @@ pub fn restore(snapshot: &Path, data_dir: &Path, force: bool, expect_spaces: Opt
             tracing::warn!(path = %leftover.display(), error = %e, "could not remove restore leftovers");
         }
     }
-    Ok(RestoreReport { bytes: manifest.bytes(), manifest, seconds: started.elapsed().as_secs_f64() })
+    Ok(RestoreReport {
+        bytes: manifest.bytes(),
+        manifest,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Copies the snapshot's files into `staging` and checks the copy. Copies, not links:
 /// RocksDB may rewrite its MANIFEST/WAL files in the restored store, and the snapshot must stay
 /// intact for the next restore.
-fn stage(snapshot: &Path, manifest: &SnapshotManifest, staging: &Path, replaced: &Path) -> SResult<()> {
+fn stage(
+    snapshot: &Path,
+    manifest: &SnapshotManifest,
+    staging: &Path,
+    replaced: &Path,
+) -> SResult<()> {
     for leftover in [staging, replaced] {
         if leftover.exists() {
             fs::remove_dir_all(leftover).at(leftover)?;
@@ -615,7 +764,10 @@ fn stage(snapshot: &Path, manifest: &SnapshotManifest, staging: &Path, replaced:
         fs::copy(&src, &dst).at(&dst)?;
         let (bytes, crc32) = checksum(&dst, true).at(&dst)?;
         if bytes != f.bytes || crc32 != f.crc32 {
-            return Err(SnapshotError::Io { path: dst, source: io::Error::other("copy does not match the snapshot") });
+            return Err(SnapshotError::Io {
+                path: dst,
+                source: io::Error::other("copy does not match the snapshot"),
+            });
         }
     }
     fs::create_dir_all(staging.join(INDEX_DIR)).at(staging)?;
@@ -625,7 +777,13 @@ fn stage(snapshot: &Path, manifest: &SnapshotManifest, staging: &Path, replaced:
     let last_seq = crate::store::last_seq_at(&staging.join(STORE_DIR))
         .map_err(|e| invalid(snapshot, format!("store checkpoint does not open: {e}")))?;
     if last_seq != manifest.last_seq {
-        return Err(invalid(snapshot, format!("store holds seq {last_seq}, manifest says {}", manifest.last_seq)));
+        return Err(invalid(
+            snapshot,
+            format!(
+                "store holds seq {last_seq}, manifest says {}",
+                manifest.last_seq
+            ),
+        ));
     }
     Ok(())
 }
@@ -683,33 +841,74 @@ mod tests {
         fs::create_dir_all(data.join("index")).unwrap();
         let inside = super::prepare_target(&data.join("index/../snap"), &data);
         assert!(matches!(inside, Err(SnapshotError::InsideDataDir(_))));
-        assert!(matches!(super::prepare_target(&data.join("new/deeper"), &data), Err(SnapshotError::InsideDataDir(_))));
-        assert!(matches!(prepare_target(Path::new("relative/snap")), Err(SnapshotError::BadTarget(_))));
+        assert!(matches!(
+            super::prepare_target(&data.join("new/deeper"), &data),
+            Err(SnapshotError::InsideDataDir(_))
+        ));
+        assert!(matches!(
+            prepare_target(Path::new("relative/snap")),
+            Err(SnapshotError::BadTarget(_))
+        ));
         let full = tmp.path().join("full");
         fs::create_dir(&full).unwrap();
         fs::write(full.join("x"), b"x").unwrap();
-        assert!(matches!(prepare_target(&full), Err(SnapshotError::TargetExists(_))));
+        assert!(matches!(
+            prepare_target(&full),
+            Err(SnapshotError::TargetExists(_))
+        ));
         let file = tmp.path().join("file");
         fs::write(&file, b"x").unwrap();
-        assert!(matches!(prepare_target(&file), Err(SnapshotError::TargetExists(_))));
+        assert!(matches!(
+            prepare_target(&file),
+            Err(SnapshotError::TargetExists(_))
+        ));
         // Under a regular file: the parent cannot be created.
         match prepare_target(&file.join("snap")) {
-            Err(SnapshotError::Target { source, .. }) => assert_eq!(source.kind(), io::ErrorKind::NotADirectory),
-            other => panic!("expected a target error, got {:?}", other.map(|p| p.display().to_string())),
+            Err(SnapshotError::Target { source, .. }) => {
+                assert_eq!(source.kind(), io::ErrorKind::NotADirectory)
+            }
+            other => panic!(
+                "expected a target error, got {:?}",
+                other.map(|p| p.display().to_string())
+            ),
         }
         let empty = tmp.path().join("a/b/empty");
         let made = prepare_target(&empty).unwrap();
         assert_eq!(made, tmp.path().join("a/b/.empty.tmp"));
-        assert!(matches!(prepare_target(&empty), Err(SnapshotError::TmpExists(_))));
+        assert!(matches!(
+            prepare_target(&empty),
+            Err(SnapshotError::TmpExists(_))
+        ));
     }
 
     #[test]
     fn names() {
-        for good in ["s1", "nightly-2026.11.28", "A_b-c.d", "x".repeat(MAX_NAME_LEN).as_str()] {
+        for good in [
+            "s1",
+            "nightly-2026.11.28",
+            "A_b-c.d",
+            "x".repeat(MAX_NAME_LEN).as_str(),
+        ] {
             assert!(check_name(good).is_ok(), "{good:?}");
         }
-        for bad in ["", ".hidden", ".", "..", "a..b", "a/b", "/abs", "a\\b", "sp ace", "é", "a\0", "x".repeat(MAX_NAME_LEN + 1).as_str()] {
-            assert!(matches!(check_name(bad), Err(SnapshotError::BadName(_))), "{bad:?}");
+        for bad in [
+            "",
+            ".hidden",
+            ".",
+            "..",
+            "a..b",
+            "a/b",
+            "/abs",
+            "a\\b",
+            "sp ace",
+            "é",
+            "a\0",
+            "x".repeat(MAX_NAME_LEN + 1).as_str(),
+        ] {
+            assert!(
+                matches!(check_name(bad), Err(SnapshotError::BadName(_))),
+                "{bad:?}"
+            );
         }
     }
 
@@ -737,5 +936,4 @@ mod tests {
         std::os::unix::fs::symlink(&data, &link).unwrap();
         assert!(is_inside(&link.join("snaps"), &data));
     }
-
 }

@@ -19,8 +19,16 @@ impl PreparedItem {
     /// memtable (twice), its metadata in the memtable and the catalogue.
     fn memory_estimate(&self) -> u64 {
         let rows: usize = self.vectors.iter().map(|(_, v)| v.len() * 4 + 32).sum();
-        let meta = self.item.id.len() + self.item.title.len() + self.item.description.len() + self.item.category.len()
-            + self.item.attributes.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>();
+        let meta = self.item.id.len()
+            + self.item.title.len()
+            + self.item.description.len()
+            + self.item.category.len()
+            + self
+                .item
+                .attributes
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 48)
+                .sum::<usize>();
         (2 * rows + 2 * meta + 256) as u64
     }
 }
@@ -40,7 +48,14 @@ impl Collection {
                 .zip(*next_seq..)
                 .map(|(p, seq)| {
                     let spaces = p.vectors.iter().map(|(s, _)| s.clone()).collect();
-                    (Version { item: p.item, seq, spaces }, p.vectors)
+                    (
+                        Version {
+                            item: p.item,
+                            seq,
+                            spaces,
+                        },
+                        p.vectors,
+                    )
                 })
                 .collect();
             // Within one group the same id may appear twice; the later one wins.
@@ -49,23 +64,39 @@ impl Collection {
                 let mut in_group: HashMap<&str, u64> = HashMap::new();
                 versions
                     .iter()
-                    .map(|(v, _)| in_group.insert(&v.item.id, v.seq).or_else(|| state.catalog.seq_of(&v.item.id)))
+                    .map(|(v, _)| {
+                        in_group
+                            .insert(&v.item.id, v.seq)
+                            .or_else(|| state.catalog.seq_of(&v.item.id))
+                    })
                     .collect()
             };
             let new_next = *next_seq + versions.len() as u64;
             let ops: Vec<WriteOp<'_>> = versions
                 .iter()
                 .zip(&replaced)
-                .map(|((version, vectors), r)| WriteOp::Put { version, vectors, replaces_seq: *r })
+                .map(|((version, vectors), r)| WriteOp::Put {
+                    version,
+                    vectors,
+                    replaces_seq: *r,
+                })
                 .collect();
             self.store.write(&ops, new_next)?;
             *next_seq = new_next;
+            // Searchable lexically before the catalogue makes the versions live (a search
+            // filters by liveness), so an acknowledged write is found both ways.
+            let lexical_fresh = self.state.read().lexical_fresh.clone();
+            lexical_fresh.add(versions.iter().map(|(v, _)| (v.seq, &v.item)))?;
 
             let mut state = self.state.write();
             let mut assigned = Vec::with_capacity(versions.len());
             for (version, vectors) in versions {
                 let category = state.catalog.intern_category(&version.item.category);
-                let entry = Entry::new(&version.item, category, space_bits(&self.specs, &version.spaces));
+                let entry = Entry::new(
+                    &version.item,
+                    category,
+                    space_bits(&self.specs, &version.spaces),
+                );
                 if let Some(old) = state.catalog.insert(version.seq, entry) {
                     for layer in state.fresh.values_mut() {
                         layer.remove(old);
@@ -103,7 +134,10 @@ impl Collection {
             }
         }
         if !found.is_empty() {
-            let ops: Vec<WriteOp<'_>> = found.iter().map(|(id, seq)| WriteOp::Delete { id, seq: *seq }).collect();
+            let ops: Vec<WriteOp<'_>> = found
+                .iter()
+                .map(|(id, seq)| WriteOp::Delete { id, seq: *seq })
+                .collect();
             self.store.write(&ops, *next_seq)?;
             let mut state = self.state.write();
             for (id, seq) in &found {

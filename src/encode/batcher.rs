@@ -29,7 +29,11 @@ pub struct BatcherConfig {
 
 impl Default for BatcherConfig {
     fn default() -> Self {
-        Self { max_batch: 32, max_wait_ms: 5, queue: 1024 }
+        Self {
+            max_batch: 32,
+            max_wait_ms: 5,
+            queue: 1024,
+        }
     }
 }
 
@@ -42,7 +46,9 @@ pub struct Batcher<I, O> {
 
 impl<I, O> Clone for Batcher<I, O> {
     fn clone(&self) -> Self {
-        Self { tx: self.tx.clone() }
+        Self {
+            tx: self.tx.clone(),
+        }
     }
 }
 
@@ -53,19 +59,34 @@ fn is_per_item(e: &EncodeError) -> bool {
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Spawns the worker on the current tokio runtime. Every batch's size is reported to
     /// `observer` under `modality`.
-    pub fn spawn<F>(cfg: &BatcherConfig, modality: Modality, observer: Arc<dyn EncodeObserver>, f: F) -> Self
+    pub fn spawn<F>(
+        cfg: &BatcherConfig,
+        modality: Modality,
+        observer: Arc<dyn EncodeObserver>,
+        f: F,
+    ) -> Self
     where
         F: Fn(&[I]) -> Result<Vec<O>> + Send + Sync + 'static,
     {
         let (tx, rx) = mpsc::channel(cfg.queue.max(1));
         let max_wait = Duration::from_millis(cfg.max_wait_ms);
-        tokio::spawn(run_worker(rx, Arc::new(f), modality, observer, cfg.max_batch.max(1), max_wait));
+        tokio::spawn(run_worker(
+            rx,
+            Arc::new(f),
+            modality,
+            observer,
+            cfg.max_batch.max(1),
+            max_wait,
+        ));
         Self { tx }
     }
 
     pub async fn submit(&self, item: I) -> Result<O> {
         let (otx, orx) = oneshot::channel();
-        self.tx.send((item, otx)).await.map_err(|_| EncodeError::Shutdown)?;
+        self.tx
+            .send((item, otx))
+            .await
+            .map_err(|_| EncodeError::Shutdown)?;
         orx.await.map_err(|_| EncodeError::Shutdown)?
     }
 }
@@ -77,8 +98,7 @@ async fn run_worker<I, O, F>(
     observer: Arc<dyn EncodeObserver>,
     max_batch: usize,
     max_wait: Duration,
-)
-where
+) where
     I: Send + 'static,
     O: Send + 'static,
     F: Fn(&[I]) -> Result<Vec<O>> + Send + Sync + 'static,
@@ -101,11 +121,18 @@ where
                 Ok(v) if v.len() == items.len() => v.into_iter().map(Ok).collect::<Vec<_>>(),
                 Ok(v) => {
                     let msg = format!("batch of {} returned {} results", items.len(), v.len());
-                    items.iter().map(|_| Err(EncodeError::Runtime(msg.clone()))).collect()
+                    items
+                        .iter()
+                        .map(|_| Err(EncodeError::Runtime(msg.clone())))
+                        .collect()
                 }
                 Err(e) if is_per_item(&e) && items.len() > 1 => items
                     .iter()
-                    .map(|it| f2(std::slice::from_ref(it)).and_then(|mut v| v.pop().ok_or(EncodeError::Runtime("empty result".into()))))
+                    .map(|it| {
+                        f2(std::slice::from_ref(it)).and_then(|mut v| {
+                            v.pop().ok_or(EncodeError::Runtime("empty result".into()))
+                        })
+                    })
                     .collect(),
                 Err(e) => {
                     let msg = e.to_string();
@@ -125,7 +152,9 @@ where
             }
             Err(join) => {
                 for tx in txs {
-                    let _ = tx.send(Err(EncodeError::Runtime(format!("encoder task panicked: {join}"))));
+                    let _ = tx.send(Err(EncodeError::Runtime(format!(
+                        "encoder task panicked: {join}"
+                    ))));
                 }
             }
         }
@@ -145,15 +174,25 @@ impl EncodeBatcher {
     pub fn spawn(encoders: Arc<Encoders>, cfg: &BatcherConfig) -> Self {
         let observer = Arc::clone(encoders.observer());
         let e1 = Arc::clone(&encoders);
-        let texts = Batcher::spawn(cfg, Modality::Text, Arc::clone(&observer), move |items: &[String]| {
-            let refs: Vec<&str> = items.iter().map(String::as_str).collect();
-            e1.embed_texts(&refs)
-        });
+        let texts = Batcher::spawn(
+            cfg,
+            Modality::Text,
+            Arc::clone(&observer),
+            move |items: &[String]| {
+                let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+                e1.embed_texts(&refs)
+            },
+        );
         let e2 = encoders;
-        let images = Batcher::spawn(cfg, Modality::Image, observer, move |items: &[Vec<u8>]| {
-            let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
-            e2.embed_images(&refs)
-        });
+        let images = Batcher::spawn(
+            cfg,
+            Modality::Image,
+            observer,
+            move |items: &[Vec<u8>]| {
+                let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+                e2.embed_images(&refs)
+            },
+        );
         Self { texts, images }
     }
 

@@ -31,7 +31,13 @@ pub struct Bridge {
 }
 
 impl Bridge {
-    pub fn new(class_emb: Vec<f32>, classes: usize, dim: usize, top_k: usize, temperature: f32) -> Result<Self> {
+    pub fn new(
+        class_emb: Vec<f32>,
+        classes: usize,
+        dim: usize,
+        top_k: usize,
+        temperature: f32,
+    ) -> Result<Self> {
         if class_emb.len() != classes * dim || classes == 0 || dim == 0 {
             return Err(EncodeError::Config(format!(
                 "class prompt matrix has {} floats, expected {classes}×{dim}",
@@ -39,9 +45,17 @@ impl Bridge {
             )));
         }
         if !(temperature.is_finite() && temperature > 0.0) {
-            return Err(EncodeError::Config(format!("bridge temperature must be > 0, got {temperature}")));
+            return Err(EncodeError::Config(format!(
+                "bridge temperature must be > 0, got {temperature}"
+            )));
         }
-        Ok(Self { class_emb, classes, dim, top_k: top_k.clamp(1, classes), temperature })
+        Ok(Self {
+            class_emb,
+            classes,
+            dim,
+            top_k: top_k.clamp(1, classes),
+            temperature,
+        })
     }
 
     pub fn dim(&self) -> usize {
@@ -59,11 +73,20 @@ impl Bridge {
     /// Unit vector in text space for one image's logits.
     pub fn project(&self, logits: &[f32]) -> Result<Vec<f32>> {
         if logits.len() != self.classes {
-            return Err(EncodeError::Runtime(format!("bridge got {} logits, expected {}", logits.len(), self.classes)));
+            return Err(EncodeError::Runtime(format!(
+                "bridge got {} logits, expected {}",
+                logits.len(),
+                self.classes
+            )));
         }
         let t = f64::from(self.temperature);
-        let max = logits.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x) / t));
-        let mut p: Vec<f64> = logits.iter().map(|&x| (f64::from(x) / t - max).exp()).collect();
+        let max = logits
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x) / t));
+        let mut p: Vec<f64> = logits
+            .iter()
+            .map(|&x| (f64::from(x) / t - max).exp())
+            .collect();
         let sum: f64 = p.iter().sum();
         p.iter_mut().for_each(|x| *x /= sum);
         // stable sort by descending probability; ties resolved by class index

@@ -11,10 +11,16 @@ use super::manifest::{Manifest, ModelKind};
 /// different CLIP checkpoints are not comparable even when the widths happen to match.
 pub fn check_pair(text: &Manifest, image: &Manifest) -> Result<()> {
     if text.kind != ModelKind::ClipText || image.kind != ModelKind::ClipImage {
-        return Err(EncodeError::Config(format!("{} / {} are not a clip_text / clip_image pair", text.id, image.id)));
+        return Err(EncodeError::Config(format!(
+            "{} / {} are not a clip_text / clip_image pair",
+            text.id, image.id
+        )));
     }
     if text.dim != image.dim {
-        return Err(EncodeError::Config(format!("CLIP towers disagree on dim: {} vs {}", text.dim, image.dim)));
+        return Err(EncodeError::Config(format!(
+            "CLIP towers disagree on dim: {} vs {}",
+            text.dim, image.dim
+        )));
     }
     let named = |m: &Manifest, other: &Manifest| m.pair.as_deref().is_none_or(|p| p == other.id);
     if !named(text, image) || !named(image, text) {

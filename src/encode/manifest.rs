@@ -165,13 +165,17 @@ impl Manifest {
         let text = std::fs::read_to_string(&path).map_err(|e| {
             EncodeError::ModelUnavailable(format!("{}: {e} (run models/setup.sh?)", path.display()))
         })?;
-        let mut m: Manifest =
-            toml::from_str(&text).map_err(|e| EncodeError::Config(format!("{}: {e}", path.display())))?;
+        let mut m: Manifest = toml::from_str(&text)
+            .map_err(|e| EncodeError::Config(format!("{}: {e}", path.display())))?;
         m.dir = dir.to_path_buf();
         for f in &m.files {
             let p = m.dir.join(&f.name);
             if !p.is_file() {
-                return Err(EncodeError::ModelUnavailable(format!("{} (listed in {}) is missing", p.display(), path.display())));
+                return Err(EncodeError::ModelUnavailable(format!(
+                    "{} (listed in {}) is missing",
+                    p.display(),
+                    path.display()
+                )));
             }
             if verify {
                 let got = sha256_file(&p)?;
@@ -202,26 +206,41 @@ impl Manifest {
 
     pub fn require<T: Clone>(&self, v: &Option<T>, key: &str) -> Result<T> {
         v.clone().ok_or_else(|| {
-            EncodeError::Config(format!("{}/model.toml: [preprocess] {key} is required for kind {}", self.dir.display(), self.kind))
+            EncodeError::Config(format!(
+                "{}/model.toml: [preprocess] {key} is required for kind {}",
+                self.dir.display(),
+                self.kind
+            ))
         })
     }
 
     /// Graph I/O name at `idx` of `[io] inputs`/`outputs`, or `default` when the list is short.
     pub fn input(&self, idx: usize, default: &str) -> String {
-        self.io.inputs.get(idx).cloned().unwrap_or_else(|| default.to_string())
+        self.io
+            .inputs
+            .get(idx)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
     }
 
     pub fn output(&self, idx: usize, default: &str) -> String {
-        self.io.outputs.get(idx).cloned().unwrap_or_else(|| default.to_string())
+        self.io
+            .outputs
+            .get(idx)
+            .cloned()
+            .unwrap_or_else(|| default.to_string())
     }
 }
 
 pub fn sha256_file(p: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(p).map_err(|e| EncodeError::ModelUnavailable(format!("{}: {e}", p.display())))?;
+    let mut f = std::fs::File::open(p)
+        .map_err(|e| EncodeError::ModelUnavailable(format!("{}: {e}", p.display())))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| EncodeError::ModelUnavailable(format!("{}: {e}", p.display())))?;
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| EncodeError::ModelUnavailable(format!("{}: {e}", p.display())))?;
         if n == 0 {
             break;
         }
@@ -232,14 +251,26 @@ pub fn sha256_file(p: &Path) -> Result<String> {
 
 /// Reads a headerless little-endian f32 array and checks its element count.
 pub fn read_f32(p: &Path, expect_len: Option<usize>) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(p).map_err(|e| EncodeError::ModelUnavailable(format!("{}: {e}", p.display())))?;
+    let bytes = std::fs::read(p)
+        .map_err(|e| EncodeError::ModelUnavailable(format!("{}: {e}", p.display())))?;
     if bytes.len() % 4 != 0 {
-        return Err(EncodeError::Config(format!("{}: size {} is not a multiple of 4", p.display(), bytes.len())));
+        return Err(EncodeError::Config(format!(
+            "{}: size {} is not a multiple of 4",
+            p.display(),
+            bytes.len()
+        )));
     }
-    let v: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let v: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     if let Some(n) = expect_len {
         if v.len() != n {
-            return Err(EncodeError::Config(format!("{}: {} floats, expected {n}", p.display(), v.len())));
+            return Err(EncodeError::Config(format!(
+                "{}: {} floats, expected {n}",
+                p.display(),
+                v.len()
+            )));
         }
     }
     Ok(v)
@@ -249,7 +280,10 @@ pub fn read_f32(p: &Path, expect_len: Option<usize>) -> Result<Vec<f32>> {
 pub fn discover(root: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     let rd = std::fs::read_dir(root).map_err(|e| {
-        EncodeError::ModelUnavailable(format!("model dir {}: {e} (run models/setup.sh)", root.display()))
+        EncodeError::ModelUnavailable(format!(
+            "model dir {}: {e} (run models/setup.sh)",
+            root.display()
+        ))
     })?;
     for e in rd.flatten() {
         let p = e.path();

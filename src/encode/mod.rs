@@ -48,9 +48,9 @@ use image::ImageEncoder;
 use manifest::Manifest;
 use runtime::SessionOptions;
 use text::TextEncoder;
-use video::VideoDecoder;
-pub use video::VideoConfig;
 pub use text::TextRole;
+pub use video::VideoConfig;
+use video::VideoDecoder;
 
 /// Named sets of towers that share one vector space. Vectors made by one set mean nothing to
 /// another, so the engine records which set wrote a data directory (see [`Encoders::vector_models`]).
@@ -130,7 +130,10 @@ pub struct EncodeConfig {
 impl EncodeConfig {
     /// The text tower's directory name: `text_model`, else the set's.
     pub fn text_model_dir(&self) -> String {
-        self.text_model.clone().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| self.set.text_model().to_string())
+        self.text_model
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| self.set.text_model().to_string())
     }
 }
 
@@ -139,7 +142,9 @@ pub fn default_model_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("MMSEARCH_MODELS") {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache/mmsearch/models")
 }
 
@@ -208,7 +213,9 @@ pub struct Encoders {
 fn load_manifest(root: &Path, name: &str, verify: bool) -> Result<Manifest> {
     let dir = root.join(name);
     if !dir.join("model.toml").is_file() {
-        let found = manifest::discover(root).map(|m| m.into_keys().collect::<Vec<_>>()).unwrap_or_default();
+        let found = manifest::discover(root)
+            .map(|m| m.into_keys().collect::<Vec<_>>())
+            .unwrap_or_default();
         return Err(EncodeError::ModelUnavailable(format!(
             "no model.toml in {} (models found: {found:?}; run models/setup.sh)",
             dir.display()
@@ -254,7 +261,10 @@ impl Encoders {
                 Some(b) => (b, tm.path(&b.class_prompts)),
                 None => {
                     let b = im.bridge.as_ref().ok_or_else(|| {
-                        EncodeError::Config(format!("{}: image_classifier manifest has no [bridge] table", im.id))
+                        EncodeError::Config(format!(
+                            "{}: image_classifier manifest has no [bridge] table",
+                            im.id
+                        ))
                     })?;
                     if !b.text_model.is_empty() && b.text_model != tm.id {
                         return Err(EncodeError::Config(format!(
@@ -266,13 +276,20 @@ impl Encoders {
                 }
             };
             if b.dim != tm.dim {
-                return Err(EncodeError::Config(format!("bridge dim {} ≠ text dim {}", b.dim, tm.dim)));
+                return Err(EncodeError::Config(format!(
+                    "bridge dim {} ≠ text dim {}",
+                    b.dim, tm.dim
+                )));
             }
             let e = manifest::read_f32(&prompts, Some(b.classes * b.dim))?;
             let top_k = cfg.bridge.top_k.or(b.top_k).unwrap_or(20);
             let t = cfg.bridge.temperature.or(b.temperature).unwrap_or(2.0);
             let bridge = Bridge::new(e, b.classes, b.dim, top_k, t)?;
-            let qt = if cfg.query_template { b.query_template.clone() } else { None };
+            let qt = if cfg.query_template {
+                b.query_template.clone()
+            } else {
+                None
+            };
             (Some(bridge), qt)
         } else {
             clip::check_pair(&tm, &im)?;
@@ -288,7 +305,16 @@ impl Encoders {
             None => None,
         };
         let video = VideoDecoder::new(cfg.video.clone());
-        Ok(Self { text, image, bridge, speech, query_template, max_audio_seconds: cfg.max_audio_seconds, video, observer })
+        Ok(Self {
+            text,
+            image,
+            bridge,
+            speech,
+            query_template,
+            max_audio_seconds: cfg.max_audio_seconds,
+            video,
+            observer,
+        })
     }
 
     /// The observer given at load.
@@ -312,7 +338,10 @@ impl Encoders {
                 if let Some(i) = texts.iter().position(|q| q.trim().is_empty()) {
                     return Err(EncodeError::InvalidInput(format!("query #{i} is empty")));
                 }
-                let owned: Vec<String> = texts.iter().map(|q| t.replacen("{}", q.trim(), 1)).collect();
+                let owned: Vec<String> = texts
+                    .iter()
+                    .map(|q| t.replacen("{}", q.trim(), 1))
+                    .collect();
                 let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
                 self.text.embed(&refs, TextRole::Query)
             }
@@ -338,10 +367,18 @@ impl Encoders {
         outs.into_iter()
             .map(|o| {
                 if let Some(shared) = o.embeds {
-                    return Ok(ImageVectors { shared, visual: None });
+                    return Ok(ImageVectors {
+                        shared,
+                        visual: None,
+                    });
                 }
-                let bridge = self.bridge.as_ref().ok_or_else(|| EncodeError::Runtime("classifier without bridge".into()))?;
-                let logits = o.logits.ok_or_else(|| EncodeError::Runtime("image model returned no logits".into()))?;
+                let bridge = self
+                    .bridge
+                    .as_ref()
+                    .ok_or_else(|| EncodeError::Runtime("classifier without bridge".into()))?;
+                let logits = o
+                    .logits
+                    .ok_or_else(|| EncodeError::Runtime("image model returned no logits".into()))?;
                 let shared = bridge.project(&logits)?;
                 let visual = o.features.map(mmsearch_index::metric::normalized);
                 Ok(ImageVectors { shared, visual })
@@ -377,10 +414,9 @@ impl Encoders {
     /// WAV bytes → transcript. Audio over `max_audio_seconds` is rejected (`TooLarge`), never
     /// silently trimmed; non-WAV bytes are `InvalidInput`; no speech model → `ModelUnavailable`.
     pub fn transcribe(&self, audio: &[u8]) -> Result<Transcript> {
-        let s = self
-            .speech
-            .as_ref()
-            .ok_or_else(|| EncodeError::ModelUnavailable("no speech model configured (encode.speech_model)".into()))?;
+        let s = self.speech.as_ref().ok_or_else(|| {
+            EncodeError::ModelUnavailable("no speech model configured (encode.speech_model)".into())
+        })?;
         let started = Instant::now();
         let (samples, audio_seconds) = s.wav_samples(audio, self.max_audio_seconds)?;
         self.observer.decoded(Modality::Voice, started.elapsed());
@@ -404,12 +440,17 @@ impl Encoders {
                 let mut t = s.transcribe_samples(&samples, seconds)?;
                 t.audio_seconds = decoded.info.seconds as f32;
                 // only the first `speech_seconds` (at most the model window) are transcribed
-                t.trimmed = decoded.info.seconds as f32 > self.video.config().speech_seconds.min(window);
+                t.trimmed =
+                    decoded.info.seconds as f32 > self.video.config().speech_seconds.min(window);
                 Some(t).filter(|t| !t.text.trim().is_empty())
             }
             _ => None,
         };
-        Ok(VideoVectors { frames, transcript, seconds: decoded.info.seconds })
+        Ok(VideoVectors {
+            frames,
+            transcript,
+            seconds: decoded.info.seconds,
+        })
     }
 
     pub fn video_decoder(&self) -> &VideoDecoder {
@@ -420,7 +461,10 @@ impl Encoders {
     /// the image tower, as `text=<id> image=<id>`. A data directory remembers this; vectors of
     /// another value live in a different space.
     pub fn vector_models(&self) -> String {
-        format!("text={} image={}", self.text.manifest.id, self.image.manifest.id)
+        format!(
+            "text={} image={}",
+            self.text.manifest.id, self.image.manifest.id
+        )
     }
 
     /// Width of the shared space (text tower output).

@@ -91,10 +91,9 @@ pub fn environment(dylib: Option<&Path>, model_dir: &Path) -> Result<Environment
     let builder = ort::init_from(&path).map_err(|e| {
         EncodeError::ModelUnavailable(format!("loading ONNX Runtime from {}: {e}", path.display()))
     })?;
-    let env = builder
-        .with_name("mmsearch")
-        .build()
-        .map_err(|e| EncodeError::ModelUnavailable(format!("creating ONNX Runtime environment: {e}")))?;
+    let env = builder.with_name("mmsearch").build().map_err(|e| {
+        EncodeError::ModelUnavailable(format!("creating ONNX Runtime environment: {e}"))
+    })?;
     let _ = ENV.set((env.clone(), path));
     Ok(env)
 }
@@ -127,10 +126,18 @@ impl std::fmt::Debug for SessionPool {
     }
 }
 
-fn build_session(env: &Environment, path: &Path, opts: &SessionOptions) -> Result<(Session, Provider)> {
-    let err = |e: ort::Error<_>| EncodeError::runtime(&format!("session options for {}", path.display()), e);
+fn build_session(
+    env: &Environment,
+    path: &Path,
+    opts: &SessionOptions,
+) -> Result<(Session, Provider)> {
+    let err = |e: ort::Error<_>| {
+        EncodeError::runtime(&format!("session options for {}", path.display()), e)
+    };
     let mut b = Session::builder(env).map_err(|e| EncodeError::runtime("session builder", e))?;
-    b = b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(err)?;
+    b = b
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(err)?;
     b = b.with_intra_threads(opts.intra_threads).map_err(err)?;
     // Spinning burns the cores between requests; on a shared 2-core box it starves the other
     // sessions and the gRPC threads, so it is switched off.
@@ -139,7 +146,10 @@ fn build_session(env: &Environment, path: &Path, opts: &SessionOptions) -> Resul
     if opts.provider == Provider::Cuda {
         // `error_on_failure` turns ORT's silent CPU fallback into an Err so we know (and can
         // report) which provider is really in use.
-        let cuda = ep::CUDA::default().with_device_id(0).build().error_on_failure();
+        let cuda = ep::CUDA::default()
+            .with_device_id(0)
+            .build()
+            .error_on_failure();
         match b.with_execution_providers([cuda]) {
             Ok(nb) => {
                 b = nb;
@@ -151,16 +161,19 @@ fn build_session(env: &Environment, path: &Path, opts: &SessionOptions) -> Resul
             }
         }
     }
-    let session = b.commit_from_file(path).map_err(|e| {
-        EncodeError::ModelUnavailable(format!("loading {}: {e}", path.display()))
-    })?;
+    let session = b
+        .commit_from_file(path)
+        .map_err(|e| EncodeError::ModelUnavailable(format!("loading {}: {e}", path.display())))?;
     Ok((session, provider))
 }
 
 impl SessionPool {
     pub fn load(env: &Environment, path: &Path, opts: &SessionOptions) -> Result<Self> {
         if !path.is_file() {
-            return Err(EncodeError::ModelUnavailable(format!("{} not found", path.display())));
+            return Err(EncodeError::ModelUnavailable(format!(
+                "{} not found",
+                path.display()
+            )));
         }
         let n = opts.sessions.max(1);
         let mut sessions = Vec::with_capacity(n);
@@ -173,7 +186,12 @@ impl SessionPool {
             sessions.push(Mutex::new(s));
         }
         tracing::info!(model = %path.display(), sessions = n, provider = %provider_in_use, "loaded ONNX model");
-        Ok(Self { sessions, next: AtomicUsize::new(0), provider_in_use, path: path.to_path_buf() })
+        Ok(Self {
+            sessions,
+            next: AtomicUsize::new(0),
+            provider_in_use,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn provider_in_use(&self) -> Provider {
@@ -186,11 +204,21 @@ impl SessionPool {
 
     /// Input names of the graph (all sessions share one graph).
     pub fn input_names(&self) -> Vec<String> {
-        self.sessions[0].lock().inputs().iter().map(|o| o.name().to_string()).collect()
+        self.sessions[0]
+            .lock()
+            .inputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect()
     }
 
     pub fn output_names(&self) -> Vec<String> {
-        self.sessions[0].lock().outputs().iter().map(|o| o.name().to_string()).collect()
+        self.sessions[0]
+            .lock()
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect()
     }
 
     /// Runs `f` with exclusive access to one session: the first free one starting at a round-robin

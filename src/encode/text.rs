@@ -40,7 +40,8 @@ pub struct TextEncoder {
 }
 
 fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
-    Tokenizer::from_file(path).map_err(|e| EncodeError::ModelUnavailable(format!("tokenizer {}: {e}", path.display())))
+    Tokenizer::from_file(path)
+        .map_err(|e| EncodeError::ModelUnavailable(format!("tokenizer {}: {e}", path.display())))
 }
 
 impl TextEncoder {
@@ -56,16 +57,29 @@ impl TextEncoder {
             ),
             ModelKind::ClipText => {
                 let ctx = p.context_length.unwrap_or(77);
-                (ctx, p.pad_id.unwrap_or(0), Some(ctx), vec!["input_ids"], "text_embeds")
+                (
+                    ctx,
+                    p.pad_id.unwrap_or(0),
+                    Some(ctx),
+                    vec!["input_ids"],
+                    "text_embeds",
+                )
             }
-            k => return Err(EncodeError::Config(format!("{} is a {k} model, not a text model", manifest.id))),
+            k => {
+                return Err(EncodeError::Config(format!(
+                    "{} is a {k} model, not a text model",
+                    manifest.id
+                )))
+            }
         };
         let tok_path = match &p.tokenizer {
             Some(t) => manifest.path(t),
             None => manifest.file_by_role("tokenizer", "tokenizer.json"),
         };
         let mut tokenizer = load_tokenizer(&tok_path)?;
-        let pad_token = tokenizer.id_to_token(pad_id).unwrap_or_else(|| "[PAD]".to_string());
+        let pad_token = tokenizer
+            .id_to_token(pad_id)
+            .unwrap_or_else(|| "[PAD]".to_string());
         tokenizer.with_padding(Some(PaddingParams {
             strategy: match fixed_len {
                 Some(n) => PaddingStrategy::Fixed(n),
@@ -76,27 +90,47 @@ impl TextEncoder {
             ..Default::default()
         }));
         tokenizer
-            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            }))
             .map_err(|e| EncodeError::Config(format!("tokenizer truncation: {e}")))?;
 
         let model_path = manifest.file_by_role("model", "model.onnx");
         let pool = SessionPool::load(env, &model_path, opts)?;
         let graph_inputs = pool.input_names();
         let inputs: Vec<String> = if manifest.io.inputs.is_empty() {
-            default_inputs.iter().map(|s| s.to_string()).filter(|n| graph_inputs.contains(n)).collect()
+            default_inputs
+                .iter()
+                .map(|s| s.to_string())
+                .filter(|n| graph_inputs.contains(n))
+                .collect()
         } else {
             manifest.io.inputs.clone()
         };
         for i in &inputs {
             if !graph_inputs.contains(i) {
-                return Err(EncodeError::Config(format!("{}: graph has no input {i:?} (has {graph_inputs:?})", manifest.id)));
+                return Err(EncodeError::Config(format!(
+                    "{}: graph has no input {i:?} (has {graph_inputs:?})",
+                    manifest.id
+                )));
             }
         }
         let output = manifest.output(0, default_output);
         let dim = manifest.dim;
         let query_prefix = p.query_prefix.clone().unwrap_or_default();
         let passage_prefix = p.passage_prefix.clone().unwrap_or_default();
-        Ok(Self { manifest, pool, tokenizer, inputs, output, dim, fixed_len, query_prefix, passage_prefix })
+        Ok(Self {
+            manifest,
+            pool,
+            tokenizer,
+            inputs,
+            output,
+            dim,
+            fixed_len,
+            query_prefix,
+            passage_prefix,
+        })
     }
 
     pub fn dim(&self) -> usize {
@@ -155,7 +189,9 @@ impl TextEncoder {
     fn embed_chunk(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let enc = self.tokenize(texts)?;
         let b = enc.len();
-        let t = self.fixed_len.unwrap_or_else(|| enc.iter().map(|e| e.len()).max().unwrap_or(0));
+        let t = self
+            .fixed_len
+            .unwrap_or_else(|| enc.iter().map(|e| e.len()).max().unwrap_or(0));
         if b == 0 {
             return Ok(Vec::new());
         }
@@ -169,21 +205,32 @@ impl TextEncoder {
                     _ => e.get_ids(),
                 };
                 if src.len() != t {
-                    return Err(EncodeError::Runtime(format!("tokenizer returned {} ids, expected {t}", src.len())));
+                    return Err(EncodeError::Runtime(format!(
+                        "tokenizer returned {} ids, expected {t}",
+                        src.len()
+                    )));
                 }
                 data.extend(src.iter().map(|&x| i64::from(x)));
             }
-            let tensor = Tensor::from_array(([b, t], data)).map_err(|e| EncodeError::runtime("input tensor", e))?;
+            let tensor = Tensor::from_array(([b, t], data))
+                .map_err(|e| EncodeError::runtime("input tensor", e))?;
             feeds.push((name.clone(), tensor));
         }
         let flat = self.pool.with(|s| -> Result<Vec<f32>> {
-            let outputs = s.run(feeds).map_err(|e| EncodeError::runtime("text model run", e))?;
-            let v = outputs
-                .get(&self.output)
-                .ok_or_else(|| EncodeError::Runtime(format!("text model has no output {:?}", self.output)))?;
-            let (shape, data) = v.try_extract_tensor::<f32>().map_err(|e| EncodeError::runtime("text output", e))?;
+            let outputs = s
+                .run(feeds)
+                .map_err(|e| EncodeError::runtime("text model run", e))?;
+            let v = outputs.get(&self.output).ok_or_else(|| {
+                EncodeError::Runtime(format!("text model has no output {:?}", self.output))
+            })?;
+            let (shape, data) = v
+                .try_extract_tensor::<f32>()
+                .map_err(|e| EncodeError::runtime("text output", e))?;
             if shape.len() != 2 || shape[0] as usize != b || shape[1] as usize != self.dim {
-                return Err(EncodeError::Runtime(format!("text output shape {shape:?}, expected [{b}, {}]", self.dim)));
+                return Err(EncodeError::Runtime(format!(
+                    "text output shape {shape:?}, expected [{b}, {}]",
+                    self.dim
+                )));
             }
             Ok(data.to_vec())
         })?;

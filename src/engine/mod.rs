@@ -3,11 +3,13 @@
 //! mmsearch through [`Engine::open`], so what they run is the same thing.
 
 use crate::collection::{
-    Collection, CollectionConfig, CollectionError, IndexConfig, ModelRef, SnapshotInfo, Stats, StoreConfig, MemoryConfig};
+    Collection, CollectionConfig, CollectionError, IndexConfig, LexicalConfig, MemoryConfig,
+    ModelRef, SnapshotInfo, Stats, StoreConfig,
+};
 use crate::encode::{EncodeConfig, EncodeError, EncodeObserver, Encoders, Modality, ModelInfo};
 use crate::fusion::FusionConfig;
-use crate::pipeline::spaces::{self, Roles, SpaceConfig, SpaceRole};
 use crate::pipeline::reembed::ReembedReport;
+use crate::pipeline::spaces::{self, Roles, SpaceConfig, SpaceRole};
 use crate::pipeline::{IngestConfig, Ingester, QueryLimits, Recommender, Searcher};
 use crate::recommend::RecommendConfig;
 use crate::telemetry::http::{StateGauges, StateSource};
@@ -31,6 +33,8 @@ pub struct EngineConfig {
     pub memory: MemoryConfig,
     pub ingest: IngestConfig,
     pub fusion: FusionConfig,
+    /// How text is matched lexically (`[lexical]`).
+    pub lexical: LexicalConfig,
     pub encode: EncodeConfig,
     /// Serve vector and item queries only, without loading models.
     pub no_models: bool,
@@ -53,6 +57,7 @@ impl Default for EngineConfig {
             memory: MemoryConfig::default(),
             ingest: IngestConfig::default(),
             fusion: FusionConfig::default(),
+            lexical: LexicalConfig::default(),
             encode: EncodeConfig::default(),
             no_models: false,
             limits: QueryLimits::default(),
@@ -67,7 +72,9 @@ impl EngineConfig {
         let invalid = EngineError::Config;
         spaces::validate(&self.spaces).map_err(invalid)?;
         // With the request limit the planner will get, not a default one.
-        self.index.validate(self.limits.max_ef as usize).map_err(invalid)?;
+        self.index
+            .validate(self.limits.max_ef as usize)
+            .map_err(invalid)?;
         self.store.validate().map_err(invalid)?;
         self.memory.validate().map_err(invalid)?;
         if let Some(limit) = self.memory.effective_limit() {
@@ -85,6 +92,7 @@ impl EngineConfig {
         self.limits.validate().map_err(invalid)?;
         self.fusion.validate().map_err(invalid)?;
         self.recommend.validate().map_err(invalid)?;
+        self.lexical.validate().map_err(invalid)?;
         if self.ingest.group_commit_max == 0 {
             return Err(invalid("ingest.group_commit_max must be > 0".into()));
         }
@@ -107,7 +115,9 @@ impl EngineConfig {
     pub fn snapshot_root(&self) -> PathBuf {
         let root = match &self.snapshot_dir {
             Some(dir) => dir.clone(),
-            None if self.data_dir.file_name().is_some() => self.data_dir.with_file_name("snapshots"),
+            None if self.data_dir.file_name().is_some() => {
+                self.data_dir.with_file_name("snapshots")
+            }
             None => self.data_dir.join("..").join("snapshots"),
         };
         std::path::absolute(&root).unwrap_or(root)
@@ -122,6 +132,7 @@ impl EngineConfig {
             planner: self.index.planner(self.limits.max_ef as usize),
             store: self.store.clone(),
             memory: self.memory.clone(),
+            lexical: self.lexical.clone(),
         }
     }
 }
@@ -142,7 +153,11 @@ pub enum EngineError {
          `mmsearch admin reembed --config <this config>` (offline; then start the server), or serve \
          with the models that made them (encode.set / encode.text_model)"
     )]
-    ModelsChanged { data_dir: String, stored: String, loaded: String },
+    ModelsChanged {
+        data_dir: String,
+        stored: String,
+        loaded: String,
+    },
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
 }
@@ -174,7 +189,10 @@ impl Engine {
 
     /// Opens the collection and wires the pipelines around `encoders` (already loaded, so a
     /// process can share one set between engines). Must run inside a tokio runtime.
-    pub async fn open(config: EngineConfig, encoders: Option<Arc<Encoders>>) -> Result<Engine, EngineError> {
+    pub async fn open(
+        config: EngineConfig,
+        encoders: Option<Arc<Encoders>>,
+    ) -> Result<Engine, EngineError> {
         config.validate()?;
         let roles = Roles::bind(&config.spaces);
         if let Some(enc) = &encoders {
@@ -193,25 +211,50 @@ impl Engine {
             roles.clone(),
             config.limits.clone(),
             config.fusion.image_query_alpha,
+            config.fusion.hybrid(),
         )
         .with_video_weights(config.fusion.video_weights());
-        let ingester =
-            Ingester::new(collection.clone(), encoders.clone(), roles.clone(), config.fusion.clone(), &config.ingest.batch);
+        let ingester = Ingester::new(
+            collection.clone(),
+            encoders.clone(),
+            roles.clone(),
+            config.fusion.clone(),
+            &config.ingest.batch,
+        );
         // Models are loaded and the generation mapped: what writes do not grow is known now.
         collection.set_memory_baseline(crate::telemetry::rss_bytes());
         if let Some(limit) = collection.memory_use().limit {
             let m = collection.memory_use();
-            tracing::info!(limit_mib = limit >> 20, accounted_mib = m.accounted() >> 20, baseline_mib = m.baseline >> 20, "memory budget");
+            tracing::info!(
+                limit_mib = limit >> 20,
+                accounted_mib = m.accounted() >> 20,
+                baseline_mib = m.baseline >> 20,
+                "memory budget"
+            );
         }
-        let (c, e, r, rc, dir) =
-            (collection.clone(), encoders.clone(), roles.clone(), config.recommend.clone(), config.data_dir.join("recommend"));
+        let (c, e, r, rc, dir) = (
+            collection.clone(),
+            encoders.clone(),
+            roles.clone(),
+            config.recommend.clone(),
+            config.data_dir.join("recommend"),
+        );
         let recommender = Arc::new(
             tokio::task::spawn_blocking(move || Recommender::open(c, e, r, rc, dir))
                 .await
                 .map_err(|e| EngineError::Task(e.to_string()))?,
         );
         spawn_retraining(&recommender);
-        Ok(Engine { collection, encoders, searcher, ingester, recommender, roles, config, started: Instant::now() })
+        Ok(Engine {
+            collection,
+            encoders,
+            searcher,
+            ingester,
+            recommender,
+            roles,
+            config,
+            started: Instant::now(),
+        })
     }
 
     /// [`Self::load_encoders`] then [`Self::open`].
@@ -260,7 +303,10 @@ impl Engine {
     }
 
     pub fn models(&self) -> Vec<ModelInfo> {
-        self.encoders.as_ref().map(|e| e.models()).unwrap_or_default()
+        self.encoders
+            .as_ref()
+            .map(|e| e.models())
+            .unwrap_or_default()
     }
 
     /// Collection statistics (blocking: walks the catalogue).
@@ -271,7 +317,14 @@ impl Engine {
     /// A consistent snapshot of the data under the snapshot directory, named `name` (or a
     /// generated name), recording the models the vectors were made with (blocking).
     pub fn snapshot(&self, name: Option<&str>) -> Result<SnapshotInfo, CollectionError> {
-        let models = self.models().into_iter().map(|m| ModelRef { id: m.id, kind: m.kind.as_str().to_string() }).collect();
+        let models = self
+            .models()
+            .into_iter()
+            .map(|m| ModelRef {
+                id: m.id,
+                kind: m.kind.as_str().to_string(),
+            })
+            .collect();
         self.collection.snapshot(name, models)
     }
 
@@ -280,13 +333,26 @@ impl Engine {
     /// models, unless some item could not be re-encoded (then, as while it runs, the directory is
     /// marked unfinished and every server refuses it until a reembed completes). `progress(done, total)` after each group.
     /// The caller rebuilds the index afterwards so the graph holds only the new vectors.
-    pub async fn reembed(&self, progress: impl FnMut(usize, usize)) -> Result<ReembedReport, EngineError> {
-        let enc = self.encoders.as_ref().ok_or_else(|| EngineError::Config("re-encoding needs the models loaded".into()))?;
+    pub async fn reembed(
+        &self,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<ReembedReport, EngineError> {
+        let enc = self
+            .encoders
+            .as_ref()
+            .ok_or_else(|| EngineError::Config("re-encoding needs the models loaded".into()))?;
         let loaded = enc.vector_models();
         // Until every item is re-encoded the directory holds vectors of both sets; recording that
         // makes every server refuse it (and points at reembed) should this run stop half-way.
-        self.collection.set_vector_models(&format!("{loaded}, re-encoding unfinished"))?;
-        let report = crate::pipeline::reembed::reembed(&self.collection, &self.ingester, &self.roles, progress).await?;
+        self.collection
+            .set_vector_models(&format!("{loaded}, re-encoding unfinished"))?;
+        let report = crate::pipeline::reembed::reembed(
+            &self.collection,
+            &self.ingester,
+            &self.roles,
+            progress,
+        )
+        .await?;
         if report.rejected.is_empty() {
             self.collection.set_vector_models(&loaded)?;
         }
@@ -309,7 +375,14 @@ impl StateSource for Engine {
             layers: s
                 .spaces
                 .iter()
-                .map(|x| (x.spec.name.clone(), x.base_vectors as u64, x.fresh_vectors as u64, x.tombstones as u64))
+                .map(|x| {
+                    (
+                        x.spec.name.clone(),
+                        x.base_vectors as u64,
+                        x.fresh_vectors as u64,
+                        x.tombstones as u64,
+                    )
+                })
                 .collect(),
             memory: vec![
                 ("rocksdb_block_cache", s.store_memory.block_cache),
@@ -325,7 +398,10 @@ impl StateSource for Engine {
             ],
             mapped_bytes: s.mapped_bytes as u64,
             rebuild_running: s.rebuilding,
-            rebuild_progress: self.collection.rebuild_progress().map(|p| (p.done, p.total)),
+            rebuild_progress: self
+                .collection
+                .rebuild_progress()
+                .map(|p| (p.done, p.total)),
         }
     }
 }
@@ -370,12 +446,20 @@ impl EncodeObserver for EncodeMetrics {
 
 /// Vectors remember the models that made them: a data directory written by other models is
 /// refused (unless re-encoding), one that never recorded them records the loaded ones.
-fn check_vector_models(collection: &Collection, enc: &Encoders, config: &EngineConfig) -> Result<(), EngineError> {
+fn check_vector_models(
+    collection: &Collection,
+    enc: &Encoders,
+    config: &EngineConfig,
+) -> Result<(), EngineError> {
     let loaded = enc.vector_models();
     match collection.vector_models()? {
         Some(stored) if stored == loaded => Ok(()),
         Some(_) if config.allow_model_change => Ok(()),
-        Some(stored) => Err(EngineError::ModelsChanged { data_dir: config.data_dir.display().to_string(), stored, loaded }),
+        Some(stored) => Err(EngineError::ModelsChanged {
+            data_dir: config.data_dir.display().to_string(),
+            stored,
+            loaded,
+        }),
         None => {
             if collection.stats().items > 0 {
                 tracing::warn!(models = %loaded, "data directory did not record its models (written by an older version); assuming the loaded ones made its vectors");
@@ -387,7 +471,10 @@ fn check_vector_models(collection: &Collection, enc: &Encoders, config: &EngineC
 
 /// The role spaces must have the widths the models produce.
 fn check_dims(roles: &Roles, enc: &Encoders) -> Result<(), EngineError> {
-    let produced = [(SpaceRole::Text, Some(enc.shared_dim())), (SpaceRole::Visual, enc.visual_dim())];
+    let produced = [
+        (SpaceRole::Text, Some(enc.shared_dim())),
+        (SpaceRole::Visual, enc.visual_dim()),
+    ];
     for (role, dim) in produced {
         if let (Some(space), Some(d)) = (roles.get(role), dim) {
             if space.dim != d {
@@ -414,12 +501,24 @@ mod tests {
             snapshot_dir: snaps.map(PathBuf::from),
             ..EngineConfig::default()
         };
-        assert_eq!(with("/srv/mms/data", None).snapshot_root(), Path::new("/srv/mms/snapshots"));
-        assert_eq!(with("/srv/mms/data/", None).snapshot_root(), Path::new("/srv/mms/snapshots"));
-        assert_eq!(with("/srv/mms/data", Some("/backups/mms")).snapshot_root(), Path::new("/backups/mms"));
+        assert_eq!(
+            with("/srv/mms/data", None).snapshot_root(),
+            Path::new("/srv/mms/snapshots")
+        );
+        assert_eq!(
+            with("/srv/mms/data/", None).snapshot_root(),
+            Path::new("/srv/mms/snapshots")
+        );
+        assert_eq!(
+            with("/srv/mms/data", Some("/backups/mms")).snapshot_root(),
+            Path::new("/backups/mms")
+        );
         let cwd = std::env::current_dir().unwrap();
         assert_eq!(with("data", None).snapshot_root(), cwd.join("snapshots"));
-        assert_eq!(with("/srv/mms/data", Some("snaps")).snapshot_root(), cwd.join("snaps"));
+        assert_eq!(
+            with("/srv/mms/data", Some("snaps")).snapshot_root(),
+            cwd.join("snaps")
+        );
         assert!(with("/srv/mms/data", None).validate().is_ok());
         let inside = with("/srv/mms/data", Some("/srv/mms/data/snapshots")).validate();
         assert!(matches!(inside, Err(EngineError::Config(m)) if m.contains("inside data_dir")));
@@ -427,7 +526,10 @@ mod tests {
 
     #[test]
     fn the_planner_is_validated_with_the_request_limit_it_gets() {
-        let mut c = EngineConfig { data_dir: "/srv/mms/data".into(), ..EngineConfig::default() };
+        let mut c = EngineConfig {
+            data_dir: "/srv/mms/data".into(),
+            ..EngineConfig::default()
+        };
         assert!(c.validate().is_ok());
         assert_eq!(c.collection().planner.max_ef, c.limits.max_ef as usize);
         c.limits.max_ef = 30; // below index.ef_search (64)
@@ -439,7 +541,13 @@ mod tests {
         EncodeMetrics.decoded(Modality::Image, std::time::Duration::from_millis(2));
         EncodeMetrics.batched(Modality::Text, 3);
         let text = crate::telemetry::render();
-        assert!(text.contains("mmsearch_stage_duration_seconds_bucket{stage=\"decode\""), "{text}");
-        assert!(text.contains("mmsearch_encode_batch_size_bucket{modality=\"text\""), "{text}");
+        assert!(
+            text.contains("mmsearch_stage_duration_seconds_bucket{stage=\"decode\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("mmsearch_encode_batch_size_bucket{modality=\"text\""),
+            "{text}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Fusion: one item's evidence (title, optional description, photos) → the vectors the index
-//! stores, and the merge of a photo query's two hit lists. Plain vector math: it knows no
+//! stores, the merge of a photo query's two hit lists, and ([`hybrid`]) the fusion of a text
+//! query's vector and lexical lists. Plain vector math: it knows no
 //! encoders, spaces or store; the pipeline binds its outputs to the spaces with the text and
 //! visual roles.
 //!
@@ -34,6 +35,10 @@
 //! missing cosine exactly. Items with no photo have no visual vector and only ever appear through
 //! the shared list. For a CLIP image tower (no visual space) use α = 1.
 
+mod hybrid;
+
+pub use hybrid::{fuse as fuse_hybrid, FusedHit, Hybrid, HybridMethod};
+
 use mmsearch_index::metric::normalize;
 use mmsearch_index::Scored;
 use serde::{Deserialize, Serialize};
@@ -48,7 +53,10 @@ pub struct FusionWeights {
 
 impl Default for FusionWeights {
     fn default() -> Self {
-        Self { text: 0.5, image: 0.5 }
+        Self {
+            text: 0.5,
+            image: 0.5,
+        }
     }
 }
 
@@ -91,6 +99,12 @@ pub struct FusionConfig {
     pub video_frame_weight: f32,
     /// Weight of a video's transcript (text tower), items and queries.
     pub video_speech_weight: f32,
+    /// How HYBRID queries fuse the vector and lexical lists: "rrf" or "convex" ([`hybrid`]).
+    pub hybrid_method: String,
+    /// The lexical list's weight in [0, 1] (per request: `SearchRequest.lexical_weight`).
+    pub hybrid_lexical_weight: f32,
+    /// RRF's k: larger flattens the advantage of the top ranks.
+    pub rrf_k: f32,
 }
 
 impl Default for FusionConfig {
@@ -102,6 +116,11 @@ impl Default for FusionConfig {
             image_query_alpha: 0.5,
             video_frame_weight: 0.5,
             video_speech_weight: 0.5,
+            // Measured on Vendure (BENCHMARKS.md, #12): convex 0.5 has the best union MRR and
+            // keeps exact-token queries at LEXICAL's level; RRF loses on both.
+            hybrid_method: "convex".into(),
+            hybrid_lexical_weight: 0.5,
+            rrf_k: 60.0,
         }
     }
 }
@@ -118,22 +137,56 @@ impl FusionConfig {
             ));
         }
         if !(0.0..=1.0).contains(&self.image_query_alpha) {
-            return Err(format!("fusion.image_query_alpha {} must be in [0, 1]", self.image_query_alpha));
+            return Err(format!(
+                "fusion.image_query_alpha {} must be in [0, 1]",
+                self.image_query_alpha
+            ));
         }
-        Ok(())
+        if !matches!(self.hybrid_method.as_str(), "rrf" | "convex") {
+            return Err(format!(
+                "fusion.hybrid_method {:?} must be \"rrf\" or \"convex\"",
+                self.hybrid_method
+            ));
+        }
+        self.hybrid().validate().map_err(|e| format!("fusion: {e}"))
+    }
+
+    /// The configured fusion of HYBRID queries (a request may override method and weight).
+    pub fn hybrid(&self) -> Hybrid {
+        let method = match self.hybrid_method.as_str() {
+            "convex" => HybridMethod::Convex,
+            _ => HybridMethod::Rrf { k: self.rrf_k },
+        };
+        Hybrid {
+            method,
+            lexical_weight: self.hybrid_lexical_weight,
+        }
     }
 
     pub fn weights(&self) -> FusionWeights {
-        FusionWeights { text: self.text_weight, image: self.image_weight }
+        FusionWeights {
+            text: self.text_weight,
+            image: self.image_weight,
+        }
     }
 
     pub fn video_weights(&self) -> VideoWeights {
-        VideoWeights { frames: self.video_frame_weight, speech: self.video_speech_weight }
+        VideoWeights {
+            frames: self.video_frame_weight,
+            speech: self.video_speech_weight,
+        }
     }
 
     /// The weights for one item: its overrides on top of the configured ones, validated.
-    pub fn weights_for(&self, text_weight: Option<f32>, image_weight: Option<f32>) -> Result<FusionWeights, String> {
-        let w = FusionWeights { text: text_weight.unwrap_or(self.text_weight), image: image_weight.unwrap_or(self.image_weight) };
+    pub fn weights_for(
+        &self,
+        text_weight: Option<f32>,
+        image_weight: Option<f32>,
+    ) -> Result<FusionWeights, String> {
+        let w = FusionWeights {
+            text: text_weight.unwrap_or(self.text_weight),
+            image: image_weight.unwrap_or(self.image_weight),
+        };
         w.validate().map(|()| w)
     }
 
@@ -181,10 +234,18 @@ pub struct FusedItem {
 /// Fusion of one item's evidence (see the module docs for the formula).
 pub fn fuse_item(ev: &ItemEvidence<'_>, w: FusionWeights, v: VideoWeights) -> FusedItem {
     let text = ev.text.map(|t| vec![t]).unwrap_or_default();
-    let terms = [(w.text, text.as_slice()), (w.image, &ev.photo_text_space[..]), (v.frames, &ev.frame_text_space[..]), (v.speech, &ev.speech[..])];
+    let terms = [
+        (w.text, text.as_slice()),
+        (w.image, &ev.photo_text_space[..]),
+        (v.frames, &ev.frame_text_space[..]),
+        (v.speech, &ev.speech[..]),
+    ];
     let visual = [mean_unit(&ev.photo_visual), mean_unit(&ev.frame_visual)];
     let visual: Vec<&[f32]> = visual.iter().flatten().map(Vec::as_slice).collect();
-    FusedItem { text: weighted_means(&terms).0, visual: mean_unit(&visual) }
+    FusedItem {
+        text: weighted_means(&terms).0,
+        visual: mean_unit(&visual),
+    }
 }
 
 /// A video query's vectors and the weights really used (a silent video's speech term is 0).
@@ -198,17 +259,39 @@ pub struct FusedVideoQuery {
 
 impl Default for VideoWeights {
     fn default() -> Self {
-        VideoWeights { frames: 0.5, speech: 0.5 }
+        VideoWeights {
+            frames: 0.5,
+            speech: 0.5,
+        }
     }
 }
 
 /// A video query: keyframes (text-space and visual vectors) and, when it has speech, T(transcript).
-pub fn fuse_video_query(frames_text: &[&[f32]], frames_visual: &[&[f32]], speech: Option<&[f32]>, v: VideoWeights) -> FusedVideoQuery {
+pub fn fuse_video_query(
+    frames_text: &[&[f32]],
+    frames_visual: &[&[f32]],
+    speech: Option<&[f32]>,
+    v: VideoWeights,
+) -> FusedVideoQuery {
     let speech: Vec<&[f32]> = speech.into_iter().collect();
     let (text, used) = weighted_means(&[(v.frames, frames_text), (v.speech, &speech)]);
     let sum: f32 = used.iter().sum();
-    let weights = if sum > 0.0 { VideoWeights { frames: used[0] / sum, speech: used[1] / sum } } else { VideoWeights { frames: 0.0, speech: 0.0 } };
-    FusedVideoQuery { text, visual: mean_unit(frames_visual), weights }
+    let weights = if sum > 0.0 {
+        VideoWeights {
+            frames: used[0] / sum,
+            speech: used[1] / sum,
+        }
+    } else {
+        VideoWeights {
+            frames: 0.0,
+            speech: 0.0,
+        }
+    };
+    FusedVideoQuery {
+        text,
+        visual: mean_unit(frames_visual),
+        weights,
+    }
 }
 
 /// normalise(Σ w_i · mean(x_i)) over the terms that have vectors (of the first one's width); the
@@ -216,9 +299,19 @@ pub fn fuse_video_query(frames_text: &[&[f32]], frames_visual: &[&[f32]], speech
 /// lone title is its own vector whatever its weight). Returns the weights used per term.
 fn weighted_means(terms: &[(f32, &[&[f32]])]) -> (Option<Vec<f32>>, Vec<f32>) {
     let mut used = vec![0f32; terms.len()];
-    let Some(dim) = terms.iter().find_map(|(_, xs)| xs.first().map(|x| x.len())) else { return (None, used) };
-    let present: Vec<Vec<&[f32]>> = terms.iter().map(|(_, xs)| xs.iter().copied().filter(|x| x.len() == dim).collect()).collect();
-    let total: f32 = terms.iter().zip(&present).filter(|(_, p)| !p.is_empty()).map(|((w, _), _)| *w).sum();
+    let Some(dim) = terms.iter().find_map(|(_, xs)| xs.first().map(|x| x.len())) else {
+        return (None, used);
+    };
+    let present: Vec<Vec<&[f32]>> = terms
+        .iter()
+        .map(|(_, xs)| xs.iter().copied().filter(|x| x.len() == dim).collect())
+        .collect();
+    let total: f32 = terms
+        .iter()
+        .zip(&present)
+        .filter(|(_, p)| !p.is_empty())
+        .map(|((w, _), _)| *w)
+        .sum();
     let mut v = vec![0f32; dim];
     for (i, ((w, _), xs)) in terms.iter().zip(&present).enumerate() {
         if xs.is_empty() {
@@ -271,25 +364,45 @@ pub struct Merged {
 /// Merges the text-space and visual-space hit lists of a photo query (see the module docs).
 /// Returns the union sorted by `α·s_text + (1 − α)·s_visual`, best first (ties by id), the best
 /// `window` of them.
-pub fn merge_image_hits(text: &[Scored], visual: &[Scored], alpha: f32, window: usize) -> Vec<Merged> {
+pub fn merge_image_hits(
+    text: &[Scored],
+    visual: &[Scored],
+    alpha: f32,
+    window: usize,
+) -> Vec<Merged> {
     use std::collections::HashMap;
     let floor = |l: &[Scored]| l.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);
     // an empty list has no floor; its term then contributes 0
-    let absent = |l: &[Scored]| Part { score: Some(floor(l)).filter(|f| f.is_finite()).unwrap_or(0.0), rank: 0 };
+    let absent = |l: &[Scored]| Part {
+        score: Some(floor(l)).filter(|f| f.is_finite()).unwrap_or(0.0),
+        rank: 0,
+    };
     let (ft, fv) = (absent(text), absent(visual));
-    let mut m: HashMap<u64, (Option<Part>, Option<Part>)> = HashMap::with_capacity(text.len() + visual.len());
+    let mut m: HashMap<u64, (Option<Part>, Option<Part>)> =
+        HashMap::with_capacity(text.len() + visual.len());
     // Lists are best first, so the first occurrence of an id is its best.
     for (i, h) in text.iter().enumerate() {
-        m.entry(h.id).or_default().0.get_or_insert(Part { score: h.score, rank: i as u32 + 1 });
+        m.entry(h.id).or_default().0.get_or_insert(Part {
+            score: h.score,
+            rank: i as u32 + 1,
+        });
     }
     for (i, h) in visual.iter().enumerate() {
-        m.entry(h.id).or_default().1.get_or_insert(Part { score: h.score, rank: i as u32 + 1 });
+        m.entry(h.id).or_default().1.get_or_insert(Part {
+            score: h.score,
+            rank: i as u32 + 1,
+        });
     }
     let mut out: Vec<Merged> = m
         .into_iter()
         .map(|(id, (t, v))| {
             let (t, v) = (t.unwrap_or(ft), v.unwrap_or(fv));
-            Merged { id, score: alpha * t.score + (1.0 - alpha) * v.score, text: t, visual: v }
+            Merged {
+                id,
+                score: alpha * t.score + (1.0 - alpha) * v.score,
+                text: t,
+                visual: v,
+            }
         })
         .collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
@@ -307,21 +420,40 @@ mod tests {
 
     #[test]
     fn no_photo_is_text() {
-        let f = fuse_item(&ItemEvidence { text: Some(&[0.6, 0.8]), ..Default::default() }, FusionWeights::default(), VideoWeights::default());
+        let f = fuse_item(
+            &ItemEvidence {
+                text: Some(&[0.6, 0.8]),
+                ..Default::default()
+            },
+            FusionWeights::default(),
+            VideoWeights::default(),
+        );
         assert_eq!(f.text, Some(vec![0.6, 0.8]));
         assert!(f.visual.is_none());
     }
 
     #[test]
     fn half_half() {
-        let ev = ItemEvidence { text: Some(&[1.0, 0.0]), photo_text_space: vec![&[0.0, 1.0]], photo_visual: vec![&[3.0, 4.0]], ..Default::default() };
+        let ev = ItemEvidence {
+            text: Some(&[1.0, 0.0]),
+            photo_text_space: vec![&[0.0, 1.0]],
+            photo_visual: vec![&[3.0, 4.0]],
+            ..Default::default()
+        };
         let f = fuse_item(&ev, FusionWeights::default(), VideoWeights::default());
         let r = std::f32::consts::FRAC_1_SQRT_2;
         let t = f.text.expect("text");
         assert!((t[0] - r).abs() < 1e-6 && (t[1] - r).abs() < 1e-6);
         let v = f.visual.expect("visual");
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
-        assert_eq!(fuse_item(&ItemEvidence::default(), FusionWeights::default(), VideoWeights::default()), FusedItem::default());
+        assert_eq!(
+            fuse_item(
+                &ItemEvidence::default(),
+                FusionWeights::default(),
+                VideoWeights::default()
+            ),
+            FusedItem::default()
+        );
     }
 
     #[test]
@@ -335,10 +467,25 @@ mod tests {
             frame_visual: vec![&[0.0, 2.0], &[0.0, 3.0], &[0.0, 1.0]],
             ..Default::default()
         };
-        let f = fuse_item(&ev, FusionWeights { text: 1.0, image: 5.0 }, VideoWeights { frames: 2.0, speech: 1.0 });
+        let f = fuse_item(
+            &ev,
+            FusionWeights {
+                text: 1.0,
+                image: 5.0,
+            },
+            VideoWeights {
+                frames: 2.0,
+                speech: 1.0,
+            },
+        );
         let t = f.text.unwrap();
         let n = (1.0f32 + 4.0 + 1.0).sqrt();
-        assert!((t[0] - 1.0 / n).abs() < 1e-6 && (t[1] - 2.0 / n).abs() < 1e-6 && (t[2] - 1.0 / n).abs() < 1e-6, "{t:?}");
+        assert!(
+            (t[0] - 1.0 / n).abs() < 1e-6
+                && (t[1] - 2.0 / n).abs() < 1e-6
+                && (t[2] - 1.0 / n).abs() < 1e-6,
+            "{t:?}"
+        );
         // photos and frames are one source each in the visual vector, whatever their counts
         let r = std::f32::consts::FRAC_1_SQRT_2;
         let v = f.visual.unwrap();
@@ -347,15 +494,49 @@ mod tests {
 
     #[test]
     fn silent_video_query_is_frames_only() {
-        let q = fuse_video_query(&[&[0.0, 2.0]], &[&[3.0, 4.0]], None, VideoWeights { frames: 0.3, speech: 0.7 });
+        let q = fuse_video_query(
+            &[&[0.0, 2.0]],
+            &[&[3.0, 4.0]],
+            None,
+            VideoWeights {
+                frames: 0.3,
+                speech: 0.7,
+            },
+        );
         assert_eq!(q.text, Some(vec![0.0, 1.0]));
-        assert_eq!(q.weights, VideoWeights { frames: 1.0, speech: 0.0 });
-        let q = fuse_video_query(&[&[0.0, 1.0]], &[], Some(&[1.0, 0.0]), VideoWeights { frames: 0.25, speech: 0.75 });
+        assert_eq!(
+            q.weights,
+            VideoWeights {
+                frames: 1.0,
+                speech: 0.0
+            }
+        );
+        let q = fuse_video_query(
+            &[&[0.0, 1.0]],
+            &[],
+            Some(&[1.0, 0.0]),
+            VideoWeights {
+                frames: 0.25,
+                speech: 0.75,
+            },
+        );
         let t = q.text.unwrap();
         assert!((t[0] / t[1] - 3.0).abs() < 1e-5, "{t:?}");
-        assert_eq!(q.weights, VideoWeights { frames: 0.25, speech: 0.75 });
+        assert_eq!(
+            q.weights,
+            VideoWeights {
+                frames: 0.25,
+                speech: 0.75
+            }
+        );
         assert!(q.visual.is_none());
-        assert!(FusionConfig { video_frame_weight: 0.0, video_speech_weight: 0.0, ..Default::default() }.validate().is_err());
+        assert!(FusionConfig {
+            video_frame_weight: 0.0,
+            video_speech_weight: 0.0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]
@@ -364,15 +545,38 @@ mod tests {
         assert!(cfg.weights_for(Some(0.0), Some(0.0)).is_err());
         assert!(cfg.weights_for(Some(f32::NAN), None).is_err());
         assert!(cfg.weights_for(Some(-1.0), None).is_err());
-        assert_eq!(cfg.weights_for(Some(2.0), None), Ok(FusionWeights { text: 2.0, image: 0.5 }));
-        assert!(FusionConfig { text_weight: 0.0, image_weight: 0.0, ..cfg.clone() }.validate().is_err());
-        assert!(FusionConfig { image_query_alpha: 1.5, ..cfg }.validate().is_err());
+        assert_eq!(
+            cfg.weights_for(Some(2.0), None),
+            Ok(FusionWeights {
+                text: 2.0,
+                image: 0.5
+            })
+        );
+        assert!(FusionConfig {
+            text_weight: 0.0,
+            image_weight: 0.0,
+            ..cfg.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(FusionConfig {
+            image_query_alpha: 1.5,
+            ..cfg
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]
     fn item_text_joins_description_only_when_asked() {
-        let on = FusionConfig { include_description: true, ..Default::default() };
-        assert_eq!(FusionConfig::default().item_text(" Tripod ", "Steady."), "Tripod");
+        let on = FusionConfig {
+            include_description: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            FusionConfig::default().item_text(" Tripod ", "Steady."),
+            "Tripod"
+        );
         assert_eq!(on.item_text("Tripod", " Steady. "), "Tripod. Steady.");
         assert_eq!(on.item_text("Tripod!", "Steady."), "Tripod! Steady.");
         assert_eq!(on.item_text("", "Steady."), "Steady.");

@@ -18,6 +18,12 @@ pub struct Entry {
 impl Entry {
     /// `category` is passed in interned (most catalogues have few categories, shared by many items).
     pub fn new(item: &Item, category: Arc<str>, spaces: u64) -> Entry {
-        Entry { id: Arc::from(item.id.as_str()), category, price: item.price, attributes: item.attributes.clone(), spaces }
+        Entry {
+            id: Arc::from(item.id.as_str()),
+            category,
+            price: item.price,
+            attributes: item.attributes.clone(),
+            spaces,
+        }
     }
 }

@@ -14,7 +14,10 @@ pub struct FilterSpec {
 
 impl FilterSpec {
     pub fn is_empty(&self) -> bool {
-        self.categories.is_empty() && self.price_min.is_none() && self.price_max.is_none() && self.attributes.is_empty()
+        self.categories.is_empty()
+            && self.price_min.is_none()
+            && self.price_max.is_none()
+            && self.attributes.is_empty()
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -35,11 +38,25 @@ impl FilterSpec {
         if !self.categories.is_empty() && !self.categories.iter().any(|c| **c == *e.category) {
             return false;
         }
-        if self.price_min.is_some_and(|lo| e.price < lo) || self.price_max.is_some_and(|hi| e.price > hi) {
+        if self.price_min.is_some_and(|lo| e.price < lo)
+            || self.price_max.is_some_and(|hi| e.price > hi)
+        {
             return false;
         }
-        self.attributes.iter().all(|(k, v)| e.attributes.iter().any(|(ek, ev)| ek == k && ev == v))
+        self.attributes
+            .iter()
+            .all(|(k, v)| e.attributes.iter().any(|(ek, ev)| ek == k && ev == v))
     }
+}
+
+/// The order of a browse (a request with no query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortBy {
+    /// Most recently written first.
+    #[default]
+    Newest,
+    PriceAsc,
+    PriceDesc,
 }
 
 #[cfg(test)]
@@ -56,7 +73,10 @@ mod tests {
             attributes: vec![("brand".into(), "Acme".into())],
             spaces: 1,
         };
-        let mut f = FilterSpec { categories: vec!["photo".into(), "x".into()], ..Default::default() };
+        let mut f = FilterSpec {
+            categories: vec!["photo".into(), "x".into()],
+            ..Default::default()
+        };
         assert!(f.matches(&e));
         f.price_max = Some(49.9);
         assert!(!f.matches(&e));
@@ -65,6 +85,12 @@ mod tests {
         assert!(f.matches(&e));
         f.attributes.push(("color".into(), "red".into()));
         assert!(!f.matches(&e));
-        assert!(FilterSpec { price_min: Some(2.0), price_max: Some(1.0), ..Default::default() }.validate().is_err());
+        assert!(FilterSpec {
+            price_min: Some(2.0),
+            price_max: Some(1.0),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 }

@@ -16,8 +16,13 @@ pub enum InteractionKind {
 }
 
 impl InteractionKind {
-    pub const ALL: [InteractionKind; 5] =
-        [InteractionKind::View, InteractionKind::Click, InteractionKind::Cart, InteractionKind::Purchase, InteractionKind::Dwell];
+    pub const ALL: [InteractionKind; 5] = [
+        InteractionKind::View,
+        InteractionKind::Click,
+        InteractionKind::Cart,
+        InteractionKind::Purchase,
+        InteractionKind::Dwell,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -30,7 +35,9 @@ impl InteractionKind {
     }
 
     pub fn parse(s: &str) -> Option<InteractionKind> {
-        InteractionKind::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(s))
+        InteractionKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -60,10 +67,15 @@ impl Interaction {
             return Err("item_id is empty".into());
         }
         if self.item_id.len() > super::MAX_ID_BYTES {
-            return Err(format!("item_id is longer than {} bytes", super::MAX_ID_BYTES));
+            return Err(format!(
+                "item_id is longer than {} bytes",
+                super::MAX_ID_BYTES
+            ));
         }
         if self.key.len() > MAX_KEY_BYTES {
-            return Err(format!("idempotency_key is longer than {MAX_KEY_BYTES} bytes"));
+            return Err(format!(
+                "idempotency_key is longer than {MAX_KEY_BYTES} bytes"
+            ));
         }
         if self.ts_ms < 0 {
             return Err(format!("timestamp {} is before 1970", self.ts_ms));
@@ -91,18 +103,49 @@ mod tests {
     use super::*;
 
     fn ok() -> Interaction {
-        Interaction { user_id: "u".into(), item_id: "i".into(), kind: InteractionKind::View, dwell_ms: 0, ts_ms: 1, key: String::new() }
+        Interaction {
+            user_id: "u".into(),
+            item_id: "i".into(),
+            kind: InteractionKind::View,
+            dwell_ms: 0,
+            ts_ms: 1,
+            key: String::new(),
+        }
     }
 
     #[test]
     fn validation() {
         assert!(ok().validate().is_ok());
-        assert!(Interaction { user_id: String::new(), ..ok() }.validate().is_err());
-        assert!(Interaction { item_id: String::new(), ..ok() }.validate().is_err());
-        assert!(Interaction { kind: InteractionKind::Dwell, ..ok() }.validate().is_err());
-        assert!(Interaction { kind: InteractionKind::Dwell, dwell_ms: 5, ..ok() }.validate().is_ok());
+        assert!(Interaction {
+            user_id: String::new(),
+            ..ok()
+        }
+        .validate()
+        .is_err());
+        assert!(Interaction {
+            item_id: String::new(),
+            ..ok()
+        }
+        .validate()
+        .is_err());
+        assert!(Interaction {
+            kind: InteractionKind::Dwell,
+            ..ok()
+        }
+        .validate()
+        .is_err());
+        assert!(Interaction {
+            kind: InteractionKind::Dwell,
+            dwell_ms: 5,
+            ..ok()
+        }
+        .validate()
+        .is_ok());
         assert!(Interaction { ts_ms: -1, ..ok() }.validate().is_err());
-        assert_eq!(InteractionKind::parse("PURCHASE"), Some(InteractionKind::Purchase));
+        assert_eq!(
+            InteractionKind::parse("PURCHASE"),
+            Some(InteractionKind::Purchase)
+        );
         assert_ne!(user_tag("alice"), user_tag("bob"));
         assert!(!user_tag("alice").contains("alice"));
     }

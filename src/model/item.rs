@@ -61,13 +61,19 @@ impl Item {
             return Err("id contains control characters".into());
         }
         if !self.price.is_finite() || self.price < 0.0 {
-            return Err(format!("price {} must be a finite, non-negative number", self.price));
+            return Err(format!(
+                "price {} must be a finite, non-negative number",
+                self.price
+            ));
         }
         if self.title.len() + self.description.len() > MAX_TEXT_BYTES {
             return Err(format!("title + description exceed {MAX_TEXT_BYTES} bytes"));
         }
         if self.attributes.len() > MAX_ATTRIBUTES {
-            return Err(format!("{} attributes; at most {MAX_ATTRIBUTES}", self.attributes.len()));
+            return Err(format!(
+                "{} attributes; at most {MAX_ATTRIBUTES}",
+                self.attributes.len()
+            ));
         }
         Ok(())
     }
@@ -82,10 +88,16 @@ impl NewItem {
     pub fn validate(&self) -> Result<(), String> {
         self.item.validate()?;
         if self.images.len() > MAX_IMAGES_PER_ITEM {
-            return Err(format!("{} photos; at most {MAX_IMAGES_PER_ITEM} per item", self.images.len()));
+            return Err(format!(
+                "{} photos; at most {MAX_IMAGES_PER_ITEM} per item",
+                self.images.len()
+            ));
         }
         if self.videos.len() > MAX_VIDEOS_PER_ITEM {
-            return Err(format!("{} videos; at most {MAX_VIDEOS_PER_ITEM} per item", self.videos.len()));
+            return Err(format!(
+                "{} videos; at most {MAX_VIDEOS_PER_ITEM} per item",
+                self.videos.len()
+            ));
         }
         Ok(())
     }

@@ -8,6 +8,8 @@ mod interaction;
 mod item;
 
 pub use entry::Entry;
-pub use filter::FilterSpec;
+pub use filter::{FilterSpec, SortBy};
 pub use interaction::{user_tag, Interaction, InteractionKind, MAX_KEY_BYTES, MAX_USER_ID_BYTES};
-pub use item::{Item, NewItem, Version, MAX_ATTRIBUTES, MAX_ID_BYTES, MAX_IMAGES_PER_ITEM, MAX_TEXT_BYTES};
+pub use item::{
+    Item, NewItem, Version, MAX_ATTRIBUTES, MAX_ID_BYTES, MAX_IMAGES_PER_ITEM, MAX_TEXT_BYTES,
+};

@@ -29,7 +29,10 @@ pub struct IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { group_commit_max: 256, batch: Default::default() }
+        IngestConfig {
+            group_commit_max: 256,
+            batch: Default::default(),
+        }
     }
 }
 
@@ -71,7 +74,13 @@ impl Ingester {
         batching: &BatcherConfig,
     ) -> Ingester {
         let batcher = encoders.clone().map(|e| EncodeBatcher::spawn(e, batching));
-        Ingester { collection, batcher, encoders, roles, fusion }
+        Ingester {
+            collection,
+            batcher,
+            encoders,
+            roles,
+            fusion,
+        }
     }
 
     /// Writes one group. Returns once every accepted item is durable (WAL-synced).
@@ -81,10 +90,16 @@ impl Ingester {
         for (index, item) in items.into_iter().enumerate() {
             match self.validate(&item) {
                 Ok(()) => valid.push((index, item)),
-                Err(reason) => rejected.push(Rejection { index, id: item.item.id.clone(), reason }),
+                Err(reason) => rejected.push(Rejection {
+                    index,
+                    id: item.item.id.clone(),
+                    reason,
+                }),
             }
         }
-        let encoded = futures::future::join_all(valid.iter_mut().map(|(_, item)| self.encode_missing(item))).await;
+        let encoded =
+            futures::future::join_all(valid.iter_mut().map(|(_, item)| self.encode_missing(item)))
+                .await;
         let mut prepared = Vec::with_capacity(valid.len());
         for ((index, item), enc) in valid.into_iter().zip(encoded) {
             let id = item.item.id.clone();
@@ -97,7 +112,11 @@ impl Ingester {
         let accepted = prepared.len();
         let collection = self.collection.clone();
         let seqs = blocking(move || Ok(collection.upsert(prepared)?)).await?;
-        Ok(GroupOutcome { accepted, rejected, last_seq: seqs.last().copied() })
+        Ok(GroupOutcome {
+            accepted,
+            rejected,
+            last_seq: seqs.last().copied(),
+        })
     }
 
     /// Checks one item before any encoder work: its fields, its fusion weights, its vectors.
@@ -108,34 +127,59 @@ impl Ingester {
     /// Encodes what the item did not bring. Photo bytes are taken out of the item: they are
     /// never stored, only their vectors.
     async fn encode_missing(&self, new: &mut NewItem) -> Result<Vec<(String, Vec<f32>)>, String> {
-        let Some(batcher) = &self.batcher else { return Ok(Vec::new()) };
+        let Some(batcher) = &self.batcher else {
+            return Ok(Vec::new());
+        };
         let brought = |s: &SpaceSpec| new.vectors.iter().any(|(name, _)| *name == s.name);
         let wanted = Wanted {
             text: self.roles.text().filter(|s| !brought(s)).cloned(),
-            visual: self.roles.visual().filter(|s| !brought(s) && !(new.images.is_empty() && new.videos.is_empty())).cloned(),
+            visual: self
+                .roles
+                .visual()
+                .filter(|s| !brought(s) && !(new.images.is_empty() && new.videos.is_empty()))
+                .cloned(),
         };
         if wanted.text.is_none() && wanted.visual.is_none() {
             return Ok(Vec::new());
         }
-        let text = self.fusion.item_text(&new.item.title, &new.item.description);
+        let text = self
+            .fusion
+            .item_text(&new.item.title, &new.item.description);
         let text_job = async {
             match wanted.text.is_some() && !text.is_empty() {
-                true => batcher.embed_text(text).await.map(Some).map_err(|e| format!("title: {e}")),
+                true => batcher
+                    .embed_text(text)
+                    .await
+                    .map(Some)
+                    .map_err(|e| format!("title: {e}")),
                 false => Ok(None),
             }
         };
         let photos = std::mem::take(&mut new.images);
-        let photo_jobs = futures::future::join_all(photos.into_iter().enumerate().map(|(i, bytes)| async move {
-            batcher.embed_image(bytes).await.map_err(|e| format!("photo {i}: {e}"))
-        }));
+        let photo_jobs = futures::future::join_all(photos.into_iter().enumerate().map(
+            |(i, bytes)| async move {
+                batcher
+                    .embed_image(bytes)
+                    .await
+                    .map_err(|e| format!("photo {i}: {e}"))
+            },
+        ));
         let videos = std::mem::take(&mut new.videos);
-        let video_jobs = futures::future::join_all(videos.into_iter().enumerate().map(|(i, bytes)| self.encode_video(i, bytes)));
+        let video_jobs = futures::future::join_all(
+            videos
+                .into_iter()
+                .enumerate()
+                .map(|(i, bytes)| self.encode_video(i, bytes)),
+        );
         let (text_vec, images, videos) = futures::join!(text_job, photo_jobs, video_jobs);
         let text_vec = text_vec?;
         let images: Vec<ImageVectors> = images.into_iter().collect::<Result<_, _>>()?;
-        let videos: Vec<(VideoVectors, Option<Vec<f32>>)> = videos.into_iter().collect::<Result<_, _>>()?;
+        let videos: Vec<(VideoVectors, Option<Vec<f32>>)> =
+            videos.into_iter().collect::<Result<_, _>>()?;
         let frames = || videos.iter().flat_map(|(v, _)| v.frames.iter());
-        let weights = self.fusion.weights_for(new.item.text_weight, new.item.image_weight)?;
+        let weights = self
+            .fusion
+            .weights_for(new.item.text_weight, new.item.image_weight)?;
         let evidence = ItemEvidence {
             text: text_vec.as_deref(),
             photo_text_space: images.iter().map(|v| v.shared.as_slice()).collect(),
@@ -146,12 +190,19 @@ impl Ingester {
         };
         let fused = fuse_item(&evidence, weights, self.fusion.video_weights());
         let bound = [(wanted.text, fused.text), (wanted.visual, fused.visual)];
-        Ok(bound.into_iter().filter_map(|(space, v)| Some((space?.name, v?))).collect())
+        Ok(bound
+            .into_iter()
+            .filter_map(|(space, v)| Some((space?.name, v?)))
+            .collect())
     }
 
     /// One video: keyframes and soundtrack (blocking pool, FFmpeg as a subprocess), then its
     /// transcript through the batcher's text tower.
-    async fn encode_video(&self, i: usize, bytes: Vec<u8>) -> Result<(VideoVectors, Option<Vec<f32>>), String> {
+    async fn encode_video(
+        &self,
+        i: usize,
+        bytes: Vec<u8>,
+    ) -> Result<(VideoVectors, Option<Vec<f32>>), String> {
         let (Some(enc), Some(batcher)) = (self.encoders.clone(), &self.batcher) else {
             return Err(format!("video {i}: this server runs without encoders"));
         };
@@ -160,17 +211,29 @@ impl Ingester {
             .map_err(|e| format!("video {i}: {e}"))?
             .map_err(|e| format!("video {i}: {e}"))?;
         let speech = match &v.transcript {
-            Some(t) => Some(batcher.embed_text(t.text.trim().to_string()).await.map_err(|e| format!("video {i} transcript: {e}"))?),
+            Some(t) => Some(
+                batcher
+                    .embed_text(t.text.trim().to_string())
+                    .await
+                    .map_err(|e| format!("video {i} transcript: {e}"))?,
+            ),
             None => None,
         };
         Ok((v, speech))
     }
 
-    fn prepare(&self, new: NewItem, encoded: Vec<(String, Vec<f32>)>) -> Result<PreparedItem, String> {
+    fn prepare(
+        &self,
+        new: NewItem,
+        encoded: Vec<(String, Vec<f32>)>,
+    ) -> Result<PreparedItem, String> {
         let mut vectors = Vec::with_capacity(new.vectors.len() + encoded.len());
         for (space, values) in new.vectors.into_iter().chain(encoded) {
             let spec = self.collection.spec(&space).map_err(|e| e.to_string())?;
-            let prepared = spec.metric.prepare(spec.dim, &values).map_err(|e| format!("space {space:?}: {e}"))?;
+            let prepared = spec
+                .metric
+                .prepare(spec.dim, &values)
+                .map_err(|e| format!("space {space:?}: {e}"))?;
             vectors.push((space, prepared));
         }
         if vectors.is_empty() {
@@ -181,23 +244,35 @@ impl Ingester {
             });
         }
         vectors.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(PreparedItem { item: new.item, vectors })
+        Ok(PreparedItem {
+            item: new.item,
+            vectors,
+        })
     }
 }
 
 /// Checks one client item against the write limits, the fusion weights and the configured
 /// spaces, before any encoder work. Pure (no engine), so the wire-to-domain path can be
 /// exercised (and fuzzed) on its own.
-pub fn validate_item(new: &NewItem, specs: &[SpaceSpec], fusion: &FusionConfig) -> Result<(), String> {
+pub fn validate_item(
+    new: &NewItem,
+    specs: &[SpaceSpec],
+    fusion: &FusionConfig,
+) -> Result<(), String> {
     new.validate()?;
     fusion.weights_for(new.item.text_weight, new.item.image_weight)?;
     let mut seen = std::collections::HashSet::new();
     for (space, values) in &new.vectors {
-        let spec = specs.iter().find(|s| s.name == *space).ok_or_else(|| format!("unknown vector space {space:?}"))?;
+        let spec = specs
+            .iter()
+            .find(|s| s.name == *space)
+            .ok_or_else(|| format!("unknown vector space {space:?}"))?;
         if !seen.insert(space) {
             return Err(format!("two vectors for space {space:?}"));
         }
-        spec.metric.prepare(spec.dim, values).map_err(|e| format!("vector for space {space:?}: {e}"))?;
+        spec.metric
+            .prepare(spec.dim, values)
+            .map_err(|e| format!("vector for space {space:?}: {e}"))?;
     }
     Ok(())
 }

@@ -3,14 +3,17 @@
 //! write) and recommend (behaviour in; "for you", "similar", personalised search out). Space roles are bound here ([`spaces`]), so encoders and the index know no names.
 
 pub mod ingest;
-pub mod reembed;
 pub mod recommend;
+pub mod reembed;
 pub mod search;
 pub mod spaces;
 
 pub use ingest::{GroupOutcome, IngestConfig, Ingester, Rejection};
 pub use recommend::Recommender;
-pub use search::{Explanation, Query, SearchHit, SearchRequest, SearchResult, Searcher, SpaceScore, Timing, VideoParts};
+pub use search::{
+    Explanation, FusionChoice, LexicalScore, Query, SearchHit, SearchMode, SearchRequest,
+    SearchResult, Searcher, SpaceScore, Timing, VideoParts,
+};
 pub use spaces::{Roles, SpaceConfig, SpaceRole};
 
 use crate::collection::CollectionError;
@@ -53,7 +56,13 @@ pub struct QueryLimits {
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        QueryLimits { max_top_k: 1000, max_window: 10_000, max_text_chars: 2_000, max_delete_ids: 10_000, max_ef: 10_000 }
+        QueryLimits {
+            max_top_k: 1000,
+            max_window: 10_000,
+            max_text_chars: 2_000,
+            max_delete_ids: 10_000,
+            max_ef: 10_000,
+        }
     }
 }
 
@@ -70,6 +79,10 @@ impl QueryLimits {
 }
 
 /// Runs blocking work (index, store) off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, PipelineError> + Send + 'static) -> Result<T, PipelineError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| PipelineError::Internal(format!("blocking task failed: {e}")))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PipelineError> + Send + 'static,
+) -> Result<T, PipelineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PipelineError::Internal(format!("blocking task failed: {e}")))?
 }

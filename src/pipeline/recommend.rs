@@ -10,7 +10,9 @@ use crate::collection::{Collection, Recorded};
 use crate::encode::Encoders;
 use crate::model::{user_tag, FilterSpec, Interaction, Version};
 use crate::recommend::artefact::TrainingSet;
-use crate::recommend::{blend, weigh, Candidate, Model, RecommendConfig, Recommended, Source, SourceList, Weighted};
+use crate::recommend::{
+    blend, weigh, Candidate, Model, RecommendConfig, Recommended, Source, SourceList, Weighted,
+};
 use arc_swap::ArcSwapOption;
 use mmsearch_index::metric::dot;
 use mmsearch_index::Scored;
@@ -39,7 +41,10 @@ pub struct ForUserRequest {
 pub enum ExampleInput {
     ItemId(String),
     /// `space` empty = the text-role space.
-    Vector { space: String, values: Vec<f32> },
+    Vector {
+        space: String,
+        values: Vec<f32>,
+    },
     Text(String),
     Image(Vec<u8>),
     Audio(Vec<u8>),
@@ -128,13 +133,21 @@ pub struct Recommender {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Recommender {
     /// Loads the newest model artefact in `dir`, if any (a broken one is logged and skipped:
     /// recommendations fall back to what needs no model until the next training).
-    pub fn open(collection: Arc<Collection>, encoders: Option<Arc<Encoders>>, roles: Roles, config: RecommendConfig, dir: PathBuf) -> Recommender {
+    pub fn open(
+        collection: Arc<Collection>,
+        encoders: Option<Arc<Encoders>>,
+        roles: Roles,
+        config: RecommendConfig,
+        dir: PathBuf,
+    ) -> Recommender {
         let model = match Model::load_newest(&dir) {
             Ok(m) => m,
             Err(e) => {
@@ -145,7 +158,15 @@ impl Recommender {
         if let Some(m) = &model {
             tracing::info!(version = m.version, algorithm = %m.algorithm, items = m.items.len(), "recommendation model loaded");
         }
-        Recommender { collection, encoders, roles, config, model: ArcSwapOption::from(model.map(Arc::new)), dir, training: AtomicBool::new(false) }
+        Recommender {
+            collection,
+            encoders,
+            roles,
+            config,
+            model: ArcSwapOption::from(model.map(Arc::new)),
+            dir,
+            training: AtomicBool::new(false),
+        }
     }
 
     pub fn config(&self) -> &RecommendConfig {
@@ -158,7 +179,10 @@ impl Recommender {
 
     /// Stores a batch of interactions (0 timestamps become now) durably; per input its outcome
     /// or why it was rejected.
-    pub async fn record(&self, mut batch: Vec<Interaction>) -> Result<Vec<Result<Recorded, String>>, PipelineError> {
+    pub async fn record(
+        &self,
+        mut batch: Vec<Interaction>,
+    ) -> Result<Vec<Result<Recorded, String>>, PipelineError> {
         let now = now_ms();
         for i in &mut batch {
             if i.ts_ms == 0 {
@@ -195,25 +219,40 @@ impl Recommender {
 
     /// Trains a new model from the stored interactions (blocking), writes it as the next
     /// version's artefact and swaps it in. One training at a time.
-    pub fn train(&self, mut progress: impl FnMut(TrainProgress)) -> Result<ModelInfo, PipelineError> {
+    pub fn train(
+        &self,
+        mut progress: impl FnMut(TrainProgress),
+    ) -> Result<ModelInfo, PipelineError> {
         if self.training.swap(true, Ordering::AcqRel) {
-            return Err(PipelineError::Unavailable("a training is already running".into()));
+            return Err(PipelineError::Unavailable(
+                "a training is already running".into(),
+            ));
         }
         let result = self.train_inner(&mut progress);
         self.training.store(false, Ordering::Release);
         result
     }
 
-    fn train_inner(&self, progress: &mut impl FnMut(TrainProgress)) -> Result<ModelInfo, PipelineError> {
+    fn train_inner(
+        &self,
+        progress: &mut impl FnMut(TrainProgress),
+    ) -> Result<ModelInfo, PipelineError> {
         let started = std::time::Instant::now();
         let expired = self.apply_retention()?;
         let total = self.collection.interaction_count()?;
-        progress(TrainProgress { phase: "loading", done: 0, total, model: None });
+        progress(TrainProgress {
+            phase: "loading",
+            done: 0,
+            total,
+            model: None,
+        });
         let mut set = TrainingSet::default();
         let mut live: HashMap<String, bool> = HashMap::new();
         self.collection.for_each_interaction(|i| {
             // Items deleted from the catalogue are left out of the model.
-            let alive = *live.entry(i.item_id.clone()).or_insert_with(|| self.collection.seq_of(&i.item_id).is_some());
+            let alive = *live
+                .entry(i.item_id.clone())
+                .or_insert_with(|| self.collection.seq_of(&i.item_id).is_some());
             if alive {
                 set.add(&i.user_id, &i.item_id);
             }
@@ -222,10 +261,22 @@ impl Recommender {
         let version = self.model.load().as_ref().map_or(0, |m| m.version) + 1;
         let trained_at = now_ms() / 1000;
         let model = set.train(version, trained_at, &self.config, |done, _| {
-            progress(TrainProgress { phase: "training", done: done as u64, total: n, model: None })
+            progress(TrainProgress {
+                phase: "training",
+                done: done as u64,
+                total: n,
+                model: None,
+            })
         });
-        progress(TrainProgress { phase: "writing", done: n, total: n, model: None });
-        model.save(&self.dir, 2).map_err(|e| PipelineError::Internal(format!("writing the model artefact: {e}")))?;
+        progress(TrainProgress {
+            phase: "writing",
+            done: n,
+            total: n,
+            model: None,
+        });
+        model
+            .save(&self.dir, 2)
+            .map_err(|e| PipelineError::Internal(format!("writing the model artefact: {e}")))?;
         let info = ModelInfo::of(&model);
         self.model.store(Some(Arc::new(model)));
         tracing::info!(
@@ -238,7 +289,12 @@ impl Recommender {
             seconds = started.elapsed().as_secs_f64(),
             "recommendation model trained"
         );
-        progress(TrainProgress { phase: "done", done: n, total: n, model: Some(info.clone()) });
+        progress(TrainProgress {
+            phase: "done",
+            done: n,
+            total: n,
+            model: Some(info.clone()),
+        });
         Ok(info)
     }
 
@@ -249,10 +305,15 @@ impl Recommender {
     /// "For you": collaborative neighbours of the user's history, the content user vector
     /// searched in the index, and (unless seen items are excluded) buy-again, blended; the
     /// most popular items for a user without usable history.
-    pub async fn for_user(&self, req: ForUserRequest) -> Result<(Vec<RecommendHit>, u64), PipelineError> {
+    pub async fn for_user(
+        &self,
+        req: ForUserRequest,
+    ) -> Result<(Vec<RecommendHit>, u64), PipelineError> {
         check_user(&req.user_id)?;
         check_page(req.top_k, req.offset)?;
-        req.filter.validate().map_err(PipelineError::InvalidArgument)?;
+        req.filter
+            .validate()
+            .map_err(PipelineError::InvalidArgument)?;
         let model = self.model.load_full();
         let c = self.collection.clone();
         let config = self.config.clone();
@@ -261,15 +322,39 @@ impl Recommender {
             let events = c.user_interactions(&req.user_id)?;
             let history = weigh(&events, &config);
             let window = (req.offset + req.top_k) as usize;
-            let want = window * config.candidates_factor + if req.exclude_seen { history.len() } else { 0 };
-            let kinds: HashMap<&str, &'static str> = history.iter().map(|h| (h.item_id.as_str(), h.kind.as_str())).collect();
-            let seen: HashSet<&str> = if req.exclude_seen { kinds.keys().copied().collect() } else { HashSet::new() };
+            let want = window * config.candidates_factor
+                + if req.exclude_seen { history.len() } else { 0 };
+            let kinds: HashMap<&str, &'static str> = history
+                .iter()
+                .map(|h| (h.item_id.as_str(), h.kind.as_str()))
+                .collect();
+            let seen: HashSet<&str> = if req.exclude_seen {
+                kinds.keys().copied().collect()
+            } else {
+                HashSet::new()
+            };
             let mut lists = Vec::new();
             if let Some(m) = model.as_deref() {
-                lists.push(collaborative(m, &history, want, &kinds, &seen, config.blend_collaborative));
+                lists.push(collaborative(
+                    m,
+                    &history,
+                    want,
+                    &kinds,
+                    &seen,
+                    config.blend_collaborative,
+                ));
             }
             if let (Some(space), true) = (&space, config.blend_content > 0.0) {
-                lists.push(content(&c, space, &history, &req.filter, want, &kinds, &seen, config.blend_content)?);
+                lists.push(content(
+                    &c,
+                    space,
+                    &history,
+                    &req.filter,
+                    want,
+                    &kinds,
+                    &seen,
+                    config.blend_content,
+                )?);
             }
             if !req.exclude_seen && config.blend_buy_again > 0.0 {
                 lists.push(buy_again(&history, config.blend_buy_again));
@@ -279,26 +364,48 @@ impl Recommender {
                     lists = vec![popularity(m, 1.0)];
                 }
             }
-            let ranked = blend(lists, |id| !seen.contains(id) && passes(&c, &req.filter, id));
-            let hits = hydrate(&c, ranked, req.offset as usize, req.top_k as usize, f32::NEG_INFINITY)?;
+            let ranked = blend(lists, |id| {
+                !seen.contains(id) && passes(&c, &req.filter, id)
+            });
+            let hits = hydrate(
+                &c,
+                ranked,
+                req.offset as usize,
+                req.top_k as usize,
+                f32::NEG_INFINITY,
+            )?;
             Ok((hits, model.as_ref().map_or(0, |m| m.version)))
         })
         .await
     }
 
     /// Items like the positive examples and unlike the negative ones.
-    pub async fn by_examples(&self, req: ExamplesRequest) -> Result<(Vec<RecommendHit>, u64), PipelineError> {
+    pub async fn by_examples(
+        &self,
+        req: ExamplesRequest,
+    ) -> Result<(Vec<RecommendHit>, u64), PipelineError> {
         check_page(req.top_k, req.offset)?;
-        req.filter.validate().map_err(PipelineError::InvalidArgument)?;
-        if req.positive.is_empty() && !(req.strategy == Strategy::AverageVector && !req.negative.is_empty()) {
-            return Err(PipelineError::InvalidArgument("no positive examples".into()));
+        req.filter
+            .validate()
+            .map_err(PipelineError::InvalidArgument)?;
+        if req.positive.is_empty()
+            && !(req.strategy == Strategy::AverageVector && !req.negative.is_empty())
+        {
+            return Err(PipelineError::InvalidArgument(
+                "no positive examples".into(),
+            ));
         }
         if req.min_score.is_nan() {
-            return Err(PipelineError::InvalidArgument("min_score must be a number".into()));
+            return Err(PipelineError::InvalidArgument(
+                "min_score must be a number".into(),
+            ));
         }
         for e in req.positive.iter().chain(&req.negative) {
             if !(e.weight.is_finite() && e.weight > 0.0) {
-                return Err(PipelineError::InvalidArgument(format!("example weight {} must be > 0", e.weight)));
+                return Err(PipelineError::InvalidArgument(format!(
+                    "example weight {} must be > 0",
+                    e.weight
+                )));
             }
         }
         let model = self.model.load_full();
@@ -306,7 +413,11 @@ impl Recommender {
         let space = match self.content_space() {
             Some(s) => s,
             None if req.strategy == Strategy::Collaborative => String::new(),
-            None => return Err(PipelineError::Unimplemented("example recommendations need a text-role space".into())),
+            None => {
+                return Err(PipelineError::Unimplemented(
+                    "example recommendations need a text-role space".into(),
+                ))
+            }
         };
         // Unknown item ids, all at once.
         let ids: Vec<&str> = req
@@ -318,9 +429,15 @@ impl Recommender {
                 _ => None,
             })
             .collect();
-        let missing: Vec<String> = ids.iter().filter(|id| self.collection.seq_of(id).is_none()).map(|s| s.to_string()).collect();
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| self.collection.seq_of(id).is_none())
+            .map(|s| s.to_string())
+            .collect();
         if !missing.is_empty() && !req.ignore_missing_ids {
-            return Err(PipelineError::NotFound(format!("unknown example items: {missing:?}")));
+            return Err(PipelineError::NotFound(format!(
+                "unknown example items: {missing:?}"
+            )));
         }
         let inputs: HashSet<String> = ids.iter().map(|s| s.to_string()).collect();
         let window = (req.offset + req.top_k) as usize;
@@ -328,7 +445,11 @@ impl Recommender {
         let c = self.collection.clone();
 
         if req.strategy == Strategy::Collaborative {
-            let m = model.ok_or_else(|| PipelineError::FailedPrecondition("COLLABORATIVE needs a trained model (admin train)".into()))?;
+            let m = model.ok_or_else(|| {
+                PipelineError::FailedPrecondition(
+                    "COLLABORATIVE needs a trained model (admin train)".into(),
+                )
+            })?;
             let weigh_examples = |list: &[Example]| -> Vec<Weighted> {
                 list.iter()
                     .filter_map(|e| match &e.input {
@@ -345,7 +466,9 @@ impl Recommender {
             };
             let pos = weigh_examples(&req.positive);
             if pos.is_empty() {
-                return Err(PipelineError::InvalidArgument("COLLABORATIVE takes item ids as positive examples".into()));
+                return Err(PipelineError::InvalidArgument(
+                    "COLLABORATIVE takes item ids as positive examples".into(),
+                ));
             }
             let neg = weigh_examples(&req.negative);
             let no_kinds = HashMap::new();
@@ -361,8 +484,19 @@ impl Recommender {
             }
             let exclude = req.exclude_inputs;
             return blocking(move || {
-                let ranked = blend(lists, |id| !(exclude && inputs.contains(id)) && passes(&c, &req.filter, id));
-                Ok((hydrate(&c, ranked, req.offset as usize, req.top_k as usize, req.min_score)?, version))
+                let ranked = blend(lists, |id| {
+                    !(exclude && inputs.contains(id)) && passes(&c, &req.filter, id)
+                });
+                Ok((
+                    hydrate(
+                        &c,
+                        ranked,
+                        req.offset as usize,
+                        req.top_k as usize,
+                        req.min_score,
+                    )?,
+                    version,
+                ))
             })
             .await;
         }
@@ -394,9 +528,19 @@ impl Recommender {
                     for (_, v, w) in &neg {
                         q.iter_mut().zip(v).for_each(|(a, b)| *a -= w * b);
                     }
-                    let q = crate::recommend::user_vector(&[(&q, 1.0)])
-                        .ok_or_else(|| PipelineError::InvalidArgument("the examples cancel out".into()))?;
-                    scored_by_examples(&c, &space, &[(String::new(), q, 1.0)], &pos, &neg, want, &req.filter, keep)?
+                    let q = crate::recommend::user_vector(&[(&q, 1.0)]).ok_or_else(|| {
+                        PipelineError::InvalidArgument("the examples cancel out".into())
+                    })?;
+                    scored_by_examples(
+                        &c,
+                        &space,
+                        &[(String::new(), q, 1.0)],
+                        &pos,
+                        &neg,
+                        want,
+                        &req.filter,
+                        keep,
+                    )?
                 }
                 Strategy::BestScore => {
                     // Over-fetch around every positive example, then rescore each candidate by
@@ -405,15 +549,33 @@ impl Recommender {
                 }
                 Strategy::Collaborative => unreachable!("handled above"),
             };
-            Ok((hydrate(&c, ranked, req.offset as usize, req.top_k as usize, req.min_score)?, version))
+            Ok((
+                hydrate(
+                    &c,
+                    ranked,
+                    req.offset as usize,
+                    req.top_k as usize,
+                    req.min_score,
+                )?,
+                version,
+            ))
         })
         .await
     }
 
-    async fn example_vector(&self, e: &Example, space: &str, missing: &[String]) -> Result<Option<Vec<f32>>, PipelineError> {
+    async fn example_vector(
+        &self,
+        e: &Example,
+        space: &str,
+        missing: &[String],
+    ) -> Result<Option<Vec<f32>>, PipelineError> {
         let specs = self.collection.specs().to_vec();
         let enc = || {
-            self.encoders.clone().ok_or_else(|| PipelineError::Unimplemented("text, image and voice examples need the encoders".into()))
+            self.encoders.clone().ok_or_else(|| {
+                PipelineError::Unimplemented(
+                    "text, image and voice examples need the encoders".into(),
+                )
+            })
         };
         let v = match &e.input {
             ExampleInput::ItemId(id) if missing.contains(id) => return Ok(None),
@@ -424,13 +586,17 @@ impl Recommender {
             ExampleInput::Vector { space: s, values } => {
                 let s = if s.is_empty() { space } else { s.as_str() };
                 if s != space {
-                    return Err(PipelineError::InvalidArgument(format!("example vectors must be in space {space:?}")));
+                    return Err(PipelineError::InvalidArgument(format!(
+                        "example vectors must be in space {space:?}"
+                    )));
                 }
                 prepare_query_vector(&specs, s, values)?
             }
             ExampleInput::Text(t) => {
                 if t.trim().is_empty() {
-                    return Err(PipelineError::InvalidArgument("text example is empty".into()));
+                    return Err(PipelineError::InvalidArgument(
+                        "text example is empty".into(),
+                    ));
                 }
                 let (enc, t) = (enc()?, t.clone());
                 let v = blocking(move || Ok(enc.embed_queries(&[t.as_str()])?)).await?;
@@ -466,16 +632,22 @@ impl Recommender {
     ) -> Result<(SearchResult, Vec<Option<PersonalParts>>), PipelineError> {
         check_user(&user)?;
         if !(0.0..=1.0).contains(&alpha) {
-            return Err(PipelineError::InvalidArgument(format!("personalization {alpha} must be within [0, 1]")));
+            return Err(PipelineError::InvalidArgument(format!(
+                "personalization {alpha} must be within [0, 1]"
+            )));
         }
         let (offset, top_k, min_score) = (req.offset as usize, req.top_k as usize, req.min_score);
         super::search::validate_request(&req, searcher.limits())?;
-        req.top_k = (req.offset + req.top_k).max(self.config.rerank_window).min(searcher.limits().max_top_k);
+        req.top_k = (req.offset + req.top_k)
+            .max(self.config.rerank_window)
+            .min(searcher.limits().max_top_k);
         req.offset = 0;
         req.min_score = f32::NEG_INFINITY;
         let mut result = searcher.search_until(req, deadline).await?;
         let Some(space) = self.content_space() else {
-            return Err(PipelineError::Unimplemented("personalised search needs a text-role space".into()));
+            return Err(PipelineError::Unimplemented(
+                "personalised search needs a text-role space".into(),
+            ));
         };
         let c = self.collection.clone();
         let config = self.config.clone();
@@ -483,24 +655,44 @@ impl Recommender {
         let ranked = blocking(move || {
             let history = weigh(&c.user_interactions(&user)?, &config);
             let vectors = history_vectors(&c, &space, &history);
-            let u = crate::recommend::user_vector(&vectors.iter().map(|(_, v, w)| (v.as_slice(), *w)).collect::<Vec<_>>());
+            let u = crate::recommend::user_vector(
+                &vectors
+                    .iter()
+                    .map(|(_, v, w)| (v.as_slice(), *w))
+                    .collect::<Vec<_>>(),
+            );
             let mut ranked: Vec<(SearchHit, PersonalParts)> = hits
                 .into_iter()
                 .map(|h| {
                     let personal = match &u {
-                        Some(u) => c.item_vector(&h.id, &space).map_or(0.0, |(_, v)| dot(u, &v)),
+                        Some(u) => c
+                            .item_vector(&h.id, &space)
+                            .map_or(0.0, |(_, v)| dot(u, &v)),
                         None => 0.0,
                     };
-                    let parts = PersonalParts { similarity: h.score, personal, alpha };
+                    let parts = PersonalParts {
+                        similarity: h.score,
+                        personal,
+                        alpha,
+                    };
                     (h, parts)
                 })
                 .collect();
-            ranked.sort_by(|a, b| b.1.score().total_cmp(&a.1.score()).then_with(|| a.0.id.cmp(&b.0.id)));
+            ranked.sort_by(|a, b| {
+                b.1.score()
+                    .total_cmp(&a.1.score())
+                    .then_with(|| a.0.id.cmp(&b.0.id))
+            });
             Ok(ranked)
         })
         .await?;
         let mut parts = Vec::new();
-        for (mut h, p) in ranked.into_iter().skip(offset).filter(|(_, p)| p.score() >= min_score).take(top_k) {
+        for (mut h, p) in ranked
+            .into_iter()
+            .skip(offset)
+            .filter(|(_, p)| p.score() >= min_score)
+            .take(top_k)
+        {
             h.score = p.score();
             if let Some(e) = h.explanation.as_mut() {
                 e.score = h.score;
@@ -517,14 +709,19 @@ fn check_user(user: &str) -> Result<(), PipelineError> {
         return Err(PipelineError::InvalidArgument("user_id is empty".into()));
     }
     if user.len() > crate::model::MAX_USER_ID_BYTES {
-        return Err(PipelineError::InvalidArgument(format!("user_id is longer than {} bytes", crate::model::MAX_USER_ID_BYTES)));
+        return Err(PipelineError::InvalidArgument(format!(
+            "user_id is longer than {} bytes",
+            crate::model::MAX_USER_ID_BYTES
+        )));
     }
     Ok(())
 }
 
 fn check_page(top_k: u32, offset: u32) -> Result<(), PipelineError> {
     if top_k == 0 || top_k > 1000 || offset > 10_000 {
-        return Err(PipelineError::InvalidArgument("need 1 <= top_k <= 1000 and offset <= 10000".into()));
+        return Err(PipelineError::InvalidArgument(
+            "need 1 <= top_k <= 1000 and offset <= 10000".into(),
+        ));
     }
     Ok(())
 }
@@ -564,7 +761,9 @@ fn collaborative(
     let mut touched = vec![false; n];
     let mut top: Vec<[(u32, f32); TOP]> = vec![[(u32::MAX, 0.0); TOP]; n];
     for h in history {
-        let Some(i) = m.item_index(&h.item_id) else { continue };
+        let Some(i) = m.item_index(&h.item_id) else {
+            continue;
+        };
         for &(j, b) in &m.neighbours[i as usize] {
             let (j, part) = (j as usize, h.weight * b);
             score[j] += part;
@@ -572,15 +771,19 @@ fn collaborative(
             if part > 0.0 {
                 positive[j] += part;
                 let slots = &mut top[j];
-                let weakest = (0..TOP).min_by(|&a, &b| slots[a].1.total_cmp(&slots[b].1)).unwrap_or(0);
+                let weakest = (0..TOP)
+                    .min_by(|&a, &b| slots[a].1.total_cmp(&slots[b].1))
+                    .unwrap_or(0);
                 if part > slots[weakest].1 {
                     slots[weakest] = (i, part);
                 }
             }
         }
     }
-    let mut ranked: Vec<(u32, f32)> =
-        (0..n).filter(|&j| touched[j] && !seen.contains(m.item_id(j as u32))).map(|j| (j as u32, score[j])).collect();
+    let mut ranked: Vec<(u32, f32)> = (0..n)
+        .filter(|&j| touched[j] && !seen.contains(m.item_id(j as u32)))
+        .map(|j| (j as u32, score[j]))
+        .collect();
     // Filtered items are dropped after this cut, so keep a margin.
     crate::recommend::knn::keep_top(&mut ranked, want * 2);
     let hits = ranked
@@ -594,17 +797,34 @@ fn collaborative(
                     (id.to_string(), p, kinds.get(id).copied().unwrap_or(""))
                 })
                 .collect();
-            Candidate { id: m.item_id(j).to_string(), score: s, contributors, positive_total: positive[j as usize] }
+            Candidate {
+                id: m.item_id(j).to_string(),
+                score: s,
+                contributors,
+                positive_total: positive[j as usize],
+            }
         })
         .collect();
-    SourceList { source: Source::Collaborative, weight, hits }
+    SourceList {
+        source: Source::Collaborative,
+        weight,
+        hits,
+    }
 }
 
 /// The history items' vectors in `space`, with their weights (items without one skipped).
-fn history_vectors(c: &Collection, space: &str, history: &[Weighted]) -> Vec<(String, Vec<f32>, f32)> {
+fn history_vectors(
+    c: &Collection,
+    space: &str,
+    history: &[Weighted],
+) -> Vec<(String, Vec<f32>, f32)> {
     history
         .iter()
-        .filter_map(|h| c.item_vector(&h.item_id, space).ok().map(|(_, v)| (h.item_id.clone(), v, h.weight)))
+        .filter_map(|h| {
+            c.item_vector(&h.item_id, space)
+                .ok()
+                .map(|(_, v)| (h.item_id.clone(), v, h.weight))
+        })
         .collect()
 }
 
@@ -624,10 +844,15 @@ fn content(
     let vectors = history_vectors(c, space, history);
     let pairs: Vec<(&[f32], f32)> = vectors.iter().map(|(_, v, w)| (v.as_slice(), *w)).collect();
     let Some(u) = crate::recommend::user_vector(&pairs) else {
-        return Ok(SourceList { source: Source::Content, weight, hits: Vec::new() });
+        return Ok(SourceList {
+            source: Source::Content,
+            weight,
+            hits: Vec::new(),
+        });
     };
     let pred = |e: &crate::model::Entry| filter.matches(e);
-    let filter_ref: Option<&(dyn Fn(&crate::model::Entry) -> bool + Sync)> = (!filter.is_empty()).then_some(&pred);
+    let filter_ref: Option<&(dyn Fn(&crate::model::Entry) -> bool + Sync)> =
+        (!filter.is_empty()).then_some(&pred);
     let out = c.search(space, &u, want, None, filter_ref, None)?;
     let names = c.hydrate(&out.hits)?;
     let hits = names
@@ -638,28 +863,56 @@ fn content(
             let contributors = match c.item_vector(&id, space) {
                 Ok((_, v)) => vectors
                     .iter()
-                    .map(|(hid, hv, w)| (hid.clone(), w * dot(hv, &v), kinds.get(hid.as_str()).copied().unwrap_or("")))
+                    .map(|(hid, hv, w)| {
+                        (
+                            hid.clone(),
+                            w * dot(hv, &v),
+                            kinds.get(hid.as_str()).copied().unwrap_or(""),
+                        )
+                    })
                     .collect(),
                 Err(_) => Vec::new(),
             };
             Candidate::new(id, h.scored.score, contributors)
         })
         .collect();
-    Ok(SourceList { source: Source::Content, weight, hits })
+    Ok(SourceList {
+        source: Source::Content,
+        weight,
+        hits,
+    })
 }
 
 fn buy_again(history: &[Weighted], weight: f32) -> SourceList {
     let hits = history
         .iter()
         .filter(|h| h.purchases > 0)
-        .map(|h| Candidate::new(h.item_id.clone(), h.weight, vec![(h.item_id.clone(), h.weight, "purchase")]))
+        .map(|h| {
+            Candidate::new(
+                h.item_id.clone(),
+                h.weight,
+                vec![(h.item_id.clone(), h.weight, "purchase")],
+            )
+        })
         .collect();
-    SourceList { source: Source::BuyAgain, weight, hits }
+    SourceList {
+        source: Source::BuyAgain,
+        weight,
+        hits,
+    }
 }
 
 fn popularity(m: &Model, weight: f32) -> SourceList {
-    let hits = m.popular.iter().map(|&(i, n)| Candidate::new(m.item_id(i).to_string(), n, Vec::new())).collect();
-    SourceList { source: Source::Popularity, weight, hits }
+    let hits = m
+        .popular
+        .iter()
+        .map(|&(i, n)| Candidate::new(m.item_id(i).to_string(), n, Vec::new()))
+        .collect();
+    SourceList {
+        source: Source::Popularity,
+        weight,
+        hits,
+    }
 }
 
 /// Candidates near the `queries` (over-fetched per query), rescored by their best positive
@@ -676,7 +929,8 @@ fn scored_by_examples(
     keep: impl Fn(&str) -> bool,
 ) -> Result<Vec<Recommended>, PipelineError> {
     let pred = |e: &crate::model::Entry| filter.matches(e);
-    let filter_ref: Option<&(dyn Fn(&crate::model::Entry) -> bool + Sync)> = (!filter.is_empty()).then_some(&pred);
+    let filter_ref: Option<&(dyn Fn(&crate::model::Entry) -> bool + Sync)> =
+        (!filter.is_empty()).then_some(&pred);
     let mut seen = HashSet::new();
     let mut candidates: Vec<Scored> = Vec::new();
     for (_, q, _) in queries {
@@ -692,31 +946,65 @@ fn scored_by_examples(
         if !keep(&id) {
             continue;
         }
-        let Ok((_, v)) = c.item_vector(&id, space) else { continue };
+        let Ok((_, v)) = c.item_vector(&id, space) else {
+            continue;
+        };
         let best = |list: &[(String, Vec<f32>, f32)]| {
-            list.iter().map(|(name, e, w)| (name.clone(), w * dot(e, &v))).max_by(|a, b| a.1.total_cmp(&b.1))
+            list.iter()
+                .map(|(name, e, w)| (name.clone(), w * dot(e, &v)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
         };
         let (p, n) = (best(pos), best(neg));
         let mut reasons = Vec::new();
         let mut score = 0.0;
         if let Some((name, s)) = p {
             score += s;
-            let because = vec![crate::recommend::Contributor { item_id: name, share: 1.0, kind: "" }];
-            reasons.push(crate::recommend::Reason { source: Source::Positive, contribution: s, because });
+            let because = vec![crate::recommend::Contributor {
+                item_id: name,
+                share: 1.0,
+                kind: "",
+            }];
+            reasons.push(crate::recommend::Reason {
+                source: Source::Positive,
+                contribution: s,
+                because,
+            });
         }
         if let Some((name, s)) = n {
             score -= s;
-            let because = vec![crate::recommend::Contributor { item_id: name, share: 1.0, kind: "" }];
-            reasons.push(crate::recommend::Reason { source: Source::Negative, contribution: -s, because });
+            let because = vec![crate::recommend::Contributor {
+                item_id: name,
+                share: 1.0,
+                kind: "",
+            }];
+            reasons.push(crate::recommend::Reason {
+                source: Source::Negative,
+                contribution: -s,
+                because,
+            });
         }
-        out.push(Recommended { item_id: id, score, reasons });
+        out.push(Recommended {
+            item_id: id,
+            score,
+            reasons,
+        });
     }
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.item_id.cmp(&b.item_id)));
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.item_id.cmp(&b.item_id))
+    });
     Ok(out)
 }
 
 /// The page of a ranked list, hydrated (items deleted meanwhile are dropped).
-fn hydrate(c: &Collection, ranked: Vec<Recommended>, offset: usize, top_k: usize, min_score: f32) -> Result<Vec<RecommendHit>, PipelineError> {
+fn hydrate(
+    c: &Collection,
+    ranked: Vec<Recommended>,
+    offset: usize,
+    top_k: usize,
+    min_score: f32,
+) -> Result<Vec<RecommendHit>, PipelineError> {
     let page: Vec<(u64, Recommended)> = ranked
         .into_iter()
         .filter(|r| r.score >= min_score)
@@ -724,10 +1012,21 @@ fn hydrate(c: &Collection, ranked: Vec<Recommended>, offset: usize, top_k: usize
         .take(top_k)
         .filter_map(|r| c.entry_of(&r.item_id).map(|(seq, _)| (seq, r)))
         .collect();
-    let scored: Vec<Scored> = page.iter().map(|(seq, r)| Scored { id: *seq, score: r.score }).collect();
+    let scored: Vec<Scored> = page
+        .iter()
+        .map(|(seq, r)| Scored {
+            id: *seq,
+            score: r.score,
+        })
+        .collect();
     let mut by_seq: HashMap<u64, Recommended> = page.into_iter().collect();
     Ok(c.hydrate(&scored)?
         .into_iter()
-        .filter_map(|h| by_seq.remove(&h.scored.id).map(|recommended| RecommendHit { recommended, version: h.version }))
+        .filter_map(|h| {
+            by_seq.remove(&h.scored.id).map(|recommended| RecommendHit {
+                recommended,
+                version: h.version,
+            })
+        })
         .collect())
 }

@@ -55,15 +55,25 @@ pub async fn reembed(
         Ok(v)
     })
     .await?;
-    let role_spaces: Vec<String> =
-        [SpaceRole::Text, SpaceRole::Visual].iter().filter_map(|r| roles.get(*r).map(|s| s.name.clone())).collect();
-    let mut report = ReembedReport { items: versions.len(), ..Default::default() };
+    let role_spaces: Vec<String> = [SpaceRole::Text, SpaceRole::Visual]
+        .iter()
+        .filter_map(|r| roles.get(*r).map(|s| s.name.clone()))
+        .collect();
+    let mut report = ReembedReport {
+        items: versions.len(),
+        ..Default::default()
+    };
     progress(0, report.items);
     let mut done = 0;
     for chunk in versions.chunks(GROUP) {
         let mut group = Vec::with_capacity(chunk.len());
         for v in chunk {
-            let images: Vec<Vec<u8>> = v.item.image_uris.iter().filter_map(|u| read_local(u)).collect();
+            let images: Vec<Vec<u8>> = v
+                .item
+                .image_uris
+                .iter()
+                .filter_map(|u| read_local(u))
+                .collect();
             if images.is_empty() && !v.item.image_uris.is_empty() {
                 report.without_photos.push(v.item.id.clone());
             }
@@ -74,15 +84,27 @@ pub async fn reembed(
             }
             // Videos are re-read from their URIs like photos; one that is gone leaves the item
             // with what remains (its photos and title).
-            let videos: Vec<Vec<u8>> = v.item.video_uris.iter().filter_map(|u| read_local(u)).collect();
-            group.push(NewItem { item: v.item.clone(), images, videos, vectors });
+            let videos: Vec<Vec<u8>> = v
+                .item
+                .video_uris
+                .iter()
+                .filter_map(|u| read_local(u))
+                .collect();
+            group.push(NewItem {
+                item: v.item.clone(),
+                images,
+                videos,
+                vectors,
+            });
         }
         let out = ingester.write_group(group).await?;
         report.reencoded += out.accepted;
-        report.rejected.extend(out.rejected.into_iter().map(|mut r| {
-            r.index += done;
-            r
-        }));
+        report
+            .rejected
+            .extend(out.rejected.into_iter().map(|mut r| {
+                r.index += done;
+                r
+            }));
         done += chunk.len();
         progress(done, report.items);
     }

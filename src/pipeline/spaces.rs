@@ -40,15 +40,29 @@ pub struct SpaceConfig {
 
 impl SpaceConfig {
     pub fn spec(&self) -> SpaceSpec {
-        SpaceSpec { name: self.name.clone(), dim: self.dim, metric: self.metric }
+        SpaceSpec {
+            name: self.name.clone(),
+            dim: self.dim,
+            metric: self.metric,
+        }
     }
 }
 
 /// The defaults: the text tower's 384-d space and EfficientNet-Lite0's 1280-d features.
 pub fn default_spaces() -> Vec<SpaceConfig> {
     vec![
-        SpaceConfig { name: "shared".into(), dim: 384, metric: Metric::Cosine, role: Some(SpaceRole::Text) },
-        SpaceConfig { name: "visual".into(), dim: 1280, metric: Metric::Cosine, role: Some(SpaceRole::Visual) },
+        SpaceConfig {
+            name: "shared".into(),
+            dim: 384,
+            metric: Metric::Cosine,
+            role: Some(SpaceRole::Text),
+        },
+        SpaceConfig {
+            name: "visual".into(),
+            dim: 1280,
+            metric: Metric::Cosine,
+            role: Some(SpaceRole::Visual),
+        },
     ]
 }
 
@@ -66,7 +80,12 @@ pub fn validate(spaces: &[SpaceConfig]) -> Result<(), String> {
         if s.dim == 0 || s.dim > 65_536 {
             return Err(format!("space {}: dim must be 1..=65536", s.name));
         }
-        if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if s.name.is_empty()
+            || !s
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             return Err(format!("space name {:?}: use [A-Za-z0-9_-]", s.name));
         }
         if !names.insert(&s.name) {
@@ -103,8 +122,16 @@ impl Roles {
         if !explicit && spaces.iter().any(|s| role_of(s).is_some()) {
             tracing::warn!("no [[spaces]] entry has a role; taking them from the names \"shared\" (text) and \"visual\" — add role = \"text\" / \"visual\" to the config");
         }
-        let find = |r: SpaceRole| spaces.iter().find(|s| role_of(s) == Some(r)).map(SpaceConfig::spec);
-        Roles { text: find(SpaceRole::Text), visual: find(SpaceRole::Visual) }
+        let find = |r: SpaceRole| {
+            spaces
+                .iter()
+                .find(|s| role_of(s) == Some(r))
+                .map(SpaceConfig::spec)
+        };
+        Roles {
+            text: find(SpaceRole::Text),
+            visual: find(SpaceRole::Visual),
+        }
     }
 
     pub fn text(&self) -> Option<&SpaceSpec> {
@@ -124,7 +151,9 @@ impl Roles {
 
     /// The role of a space, by name.
     pub fn role_of(&self, space: &str) -> Option<SpaceRole> {
-        [SpaceRole::Text, SpaceRole::Visual].into_iter().find(|&r| self.get(r).is_some_and(|s| s.name == space))
+        [SpaceRole::Text, SpaceRole::Visual]
+            .into_iter()
+            .find(|&r| self.get(r).is_some_and(|s| s.name == space))
     }
 }
 
@@ -133,12 +162,21 @@ mod tests {
     use super::*;
 
     fn space(name: &str, role: Option<SpaceRole>) -> SpaceConfig {
-        SpaceConfig { name: name.into(), dim: 4, metric: Metric::Cosine, role }
+        SpaceConfig {
+            name: name.into(),
+            dim: 4,
+            metric: Metric::Cosine,
+            role,
+        }
     }
 
     #[test]
     fn names_are_data() {
-        let r = Roles::bind(&[space("words", Some(SpaceRole::Text)), space("looks", Some(SpaceRole::Visual)), space("shared", None)]);
+        let r = Roles::bind(&[
+            space("words", Some(SpaceRole::Text)),
+            space("looks", Some(SpaceRole::Visual)),
+            space("shared", None),
+        ]);
         assert_eq!(r.text().map(|s| s.name.as_str()), Some("words"));
         assert_eq!(r.visual().map(|s| s.name.as_str()), Some("looks"));
         assert_eq!(r.role_of("shared"), None);
@@ -151,7 +189,10 @@ mod tests {
         assert_eq!(r.text().map(|s| s.name.as_str()), Some("shared"));
         assert_eq!(r.visual().map(|s| s.name.as_str()), Some("visual"));
         // one explicit role switches the inference off
-        let r = Roles::bind(&[space("shared", None), space("pics", Some(SpaceRole::Visual))]);
+        let r = Roles::bind(&[
+            space("shared", None),
+            space("pics", Some(SpaceRole::Visual)),
+        ]);
         assert!(r.text().is_none());
     }
 
@@ -159,10 +200,16 @@ mod tests {
     fn validation() {
         assert!(validate(&default_spaces()).is_ok());
         assert!(validate(&[]).is_err());
-        assert!(validate(&[space("a", Some(SpaceRole::Text)), space("b", Some(SpaceRole::Text))]).is_err());
+        assert!(validate(&[
+            space("a", Some(SpaceRole::Text)),
+            space("b", Some(SpaceRole::Text))
+        ])
+        .is_err());
         assert!(validate(&[space("a", None), space("a", None)]).is_err());
         assert!(validate(&[space("a b", None)]).is_err());
-        let parsed: SpaceConfig = toml::from_str("name = \"x\"\ndim = 3\nmetric = \"cosine\"\nrole = \"shared\"").unwrap();
+        let parsed: SpaceConfig =
+            toml::from_str("name = \"x\"\ndim = 3\nmetric = \"cosine\"\nrole = \"shared\"")
+                .unwrap();
         assert_eq!(parsed.role, Some(SpaceRole::Text));
     }
 }

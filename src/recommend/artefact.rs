@@ -65,7 +65,13 @@ impl TrainingSet {
 
     /// Trains the collaborative model: EASE up to `ease_max_items` items, item-kNN beyond.
     /// `progress(done, total)` is called as it goes.
-    pub fn train(self, version: u64, trained_at: i64, config: &RecommendConfig, mut progress: impl FnMut(usize, usize)) -> Model {
+    pub fn train(
+        self,
+        version: u64,
+        trained_at: i64,
+        config: &RecommendConfig,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Model {
         let n = self.items.len();
         let users: Vec<Vec<u32>> = self
             .users
@@ -82,12 +88,24 @@ impl TrainingSet {
                 counts[i as usize] += 1.0;
             }
         }
-        let mut popular: Vec<(u32, f32)> = counts.iter().enumerate().map(|(i, c)| (i as u32, *c)).collect();
+        let mut popular: Vec<(u32, f32)> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as u32, *c))
+            .collect();
         super::knn::keep_top(&mut popular, config.popular);
         let (algorithm, neighbours) = if n <= config.ease_max_items {
-            ("ease", super::ease::train(&users, n, config.ease_lambda, config.neighbours, |k| progress(k, n)))
+            (
+                "ease",
+                super::ease::train(&users, n, config.ease_lambda, config.neighbours, |k| {
+                    progress(k, n)
+                }),
+            )
         } else {
-            ("item_knn", super::knn::train(&users, n, config.neighbours, |k| progress(k, n)))
+            (
+                "item_knn",
+                super::knn::train(&users, n, config.neighbours, |k| progress(k, n)),
+            )
         };
         progress(n, n);
         Model {
@@ -124,7 +142,10 @@ impl Model {
         let path = Self::path(dir, self.version);
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
         let mut bytes = vec![FORMAT];
-        bytes.extend(bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(std::io::Error::other)?);
+        bytes.extend(
+            bincode::serde::encode_to_vec(self, bincode::config::standard())
+                .map_err(std::io::Error::other)?,
+        );
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
@@ -145,7 +166,11 @@ impl Model {
         }
         for e in std::fs::read_dir(dir)? {
             let name = e?.file_name().to_string_lossy().into_owned();
-            if let Some(v) = name.strip_prefix("model-").and_then(|s| s.strip_suffix(".bin")).and_then(|s| s.parse().ok()) {
+            if let Some(v) = name
+                .strip_prefix("model-")
+                .and_then(|s| s.strip_suffix(".bin"))
+                .and_then(|s| s.parse().ok())
+            {
                 out.push(v);
             }
         }
@@ -154,15 +179,23 @@ impl Model {
 
     /// The newest artefact in `dir`, if any.
     pub fn load_newest(dir: &Path) -> std::io::Result<Option<Model>> {
-        let Some(version) = Self::versions(dir)?.into_iter().max() else { return Ok(None) };
+        let Some(version) = Self::versions(dir)?.into_iter().max() else {
+            return Ok(None);
+        };
         let bytes = std::fs::read(Self::path(dir, version))?;
         let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
         if bytes.first() != Some(&FORMAT) {
             return Err(bad(format!("model {version}: unknown format")));
         }
         let (mut m, _): (Model, usize) =
-            bincode::serde::decode_from_slice(&bytes[1..], bincode::config::standard()).map_err(|e| bad(e.to_string()))?;
-        m.index = m.items.iter().enumerate().map(|(i, id)| (id.clone(), i as u32)).collect();
+            bincode::serde::decode_from_slice(&bytes[1..], bincode::config::standard())
+                .map_err(|e| bad(e.to_string()))?;
+        m.index = m
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i as u32))
+            .collect();
         Ok(Some(m))
     }
 }
@@ -182,13 +215,19 @@ mod tests {
             }
         }
         let m = t.train(7, 1, &RecommendConfig::default(), |_, _| {});
-        assert_eq!((m.algorithm.as_str(), m.users, m.interactions), ("ease", 10, 23));
+        assert_eq!(
+            (m.algorithm.as_str(), m.users, m.interactions),
+            ("ease", 10, 23)
+        );
         let a = m.item_index("a").unwrap();
         assert_eq!(m.item_id(m.neighbours[a as usize][0].0), "b");
         assert_eq!(m.popular.len(), 3);
         let dir = tempfile::tempdir().unwrap();
         m.save(dir.path(), 2).unwrap();
-        let knn = RecommendConfig { ease_max_items: 1, ..Default::default() };
+        let knn = RecommendConfig {
+            ease_max_items: 1,
+            ..Default::default()
+        };
         let mut t2 = TrainingSet::default();
         t2.add("x", "a");
         t2.add("x", "b");

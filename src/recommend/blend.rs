@@ -48,9 +48,18 @@ pub struct Candidate {
 
 impl Candidate {
     /// A candidate whose contributors are all listed.
-    pub fn new(id: String, score: f32, contributors: Vec<(String, f32, &'static str)>) -> Candidate {
+    pub fn new(
+        id: String,
+        score: f32,
+        contributors: Vec<(String, f32, &'static str)>,
+    ) -> Candidate {
         let positive_total = contributors.iter().map(|c| c.1.max(0.0)).sum();
-        Candidate { id, score, contributors, positive_total }
+        Candidate {
+            id,
+            score,
+            contributors,
+            positive_total,
+        }
     }
 }
 
@@ -89,10 +98,20 @@ pub fn blend(lists: Vec<SourceList>, keep: impl Fn(&str) -> bool) -> Vec<Recomme
         if list.hits.is_empty() {
             continue;
         }
-        let hi = list.hits.iter().map(|h| h.score).fold(f32::NEG_INFINITY, f32::max);
+        let hi = list
+            .hits
+            .iter()
+            .map(|h| h.score)
+            .fold(f32::NEG_INFINITY, f32::max);
         let lo = list.hits.iter().map(|h| h.score).fold(0f32, f32::min);
         let span = hi - lo;
-        for Candidate { id, score: raw, mut contributors, positive_total: total } in list.hits {
+        for Candidate {
+            id,
+            score: raw,
+            mut contributors,
+            positive_total: total,
+        } in list.hits
+        {
             if !keep(&id) {
                 continue;
             }
@@ -103,18 +122,35 @@ pub fn blend(lists: Vec<SourceList>, keep: impl Fn(&str) -> bool) -> Vec<Recomme
                 .into_iter()
                 .take(TOP_CONTRIBUTORS)
                 .filter(|c| c.1 > 0.0 && total > 0.0)
-                .map(|(item_id, part, kind)| Contributor { item_id, share: part / total, kind })
+                .map(|(item_id, part, kind)| Contributor {
+                    item_id,
+                    share: part / total,
+                    kind,
+                })
                 .collect();
-            let r = merged.entry(id.clone()).or_insert_with(|| Recommended { item_id: id, score: 0.0, reasons: Vec::new() });
+            let r = merged.entry(id.clone()).or_insert_with(|| Recommended {
+                item_id: id,
+                score: 0.0,
+                reasons: Vec::new(),
+            });
             r.score += contribution;
-            r.reasons.push(Reason { source: list.source, contribution, because });
+            r.reasons.push(Reason {
+                source: list.source,
+                contribution,
+                because,
+            });
         }
     }
     let mut out: Vec<Recommended> = merged.into_values().collect();
     for r in &mut out {
-        r.reasons.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
+        r.reasons
+            .sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
     }
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.item_id.cmp(&b.item_id)));
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.item_id.cmp(&b.item_id))
+    });
     out
 }
 
@@ -128,7 +164,11 @@ mod tests {
             source: Source::Collaborative,
             weight: 1.0,
             hits: vec![
-                Candidate::new("x".into(), 4.0, vec![("h1".into(), 3.0, "purchase"), ("h2".into(), 1.0, "view")]),
+                Candidate::new(
+                    "x".into(),
+                    4.0,
+                    vec![("h1".into(), 3.0, "purchase"), ("h2".into(), 1.0, "view")],
+                ),
                 Candidate::new("y".into(), 2.0, vec![("h2".into(), 2.0, "view")]),
                 Candidate::new("seen".into(), 9.0, vec![]),
             ],
@@ -136,7 +176,10 @@ mod tests {
         let content = SourceList {
             source: Source::Content,
             weight: 0.5,
-            hits: vec![Candidate::new("y".into(), 0.8, vec![]), Candidate::new("z".into(), 0.4, vec![])],
+            hits: vec![
+                Candidate::new("y".into(), 0.8, vec![]),
+                Candidate::new("z".into(), 0.4, vec![]),
+            ],
         };
         let out = blend(vec![cf, content], |id| id != "seen");
         let ids: Vec<&str> = out.iter().map(|r| r.item_id.as_str()).collect();
@@ -144,7 +187,14 @@ mod tests {
         assert_eq!(ids, vec!["y", "x", "z"]);
         let x = &out[1];
         assert!((x.score - 4.0 / 9.0).abs() < 1e-6);
-        assert_eq!(x.reasons[0].because[0], Contributor { item_id: "h1".into(), share: 0.75, kind: "purchase" });
+        assert_eq!(
+            x.reasons[0].because[0],
+            Contributor {
+                item_id: "h1".into(),
+                share: 0.75,
+                kind: "purchase"
+            }
+        );
         for r in &out {
             let sum: f32 = r.reasons.iter().map(|x| x.contribution).sum();
             assert!((sum - r.score).abs() < 1e-6);

@@ -35,7 +35,13 @@ pub fn invert_spd(a: &mut [f64], n: usize, mut progress: impl FnMut(usize)) {
 /// Trains EASE over `n` items from each user's item list (indices < n, deduplicated) and
 /// returns, per item h, its `keep` largest B[h][j] (all n − 1 of them when `keep` ≥ n − 1: then
 /// scores are exactly EASE's, negative weights included).
-pub fn train(users: &[Vec<u32>], n: usize, lambda: f32, keep: usize, progress: impl FnMut(usize)) -> Vec<Vec<(u32, f32)>> {
+pub fn train(
+    users: &[Vec<u32>],
+    n: usize,
+    lambda: f32,
+    keep: usize,
+    progress: impl FnMut(usize),
+) -> Vec<Vec<(u32, f32)>> {
     let mut g = vec![0f64; n * n];
     for items in users {
         for &i in items {
@@ -72,7 +78,8 @@ mod tests {
         let mut a = vec![0f64; n * n];
         for i in 0..n {
             for j in 0..n {
-                a[i * n + j] = 1.0 / (1.0 + (i as f64 - j as f64).abs()) + if i == j { 3.0 } else { 0.0 };
+                a[i * n + j] =
+                    1.0 / (1.0 + (i as f64 - j as f64).abs()) + if i == j { 3.0 } else { 0.0 };
             }
         }
         let orig = a.clone();
@@ -80,7 +87,10 @@ mod tests {
         for i in 0..n {
             for j in 0..n {
                 let x: f64 = (0..n).map(|k| orig[i * n + k] * a[k * n + j]).sum();
-                assert!((x - if i == j { 1.0 } else { 0.0 }).abs() < 1e-9, "{i},{j}: {x}");
+                assert!(
+                    (x - if i == j { 1.0 } else { 0.0 }).abs() < 1e-9,
+                    "{i},{j}: {x}"
+                );
             }
         }
     }
@@ -88,8 +98,23 @@ mod tests {
     #[test]
     fn items_bought_together_become_neighbours() {
         // Items 0 and 1 always together; 2 and 3 together; 4 alone.
-        let users: Vec<Vec<u32>> = (0..20).map(|u| if u % 2 == 0 { vec![0, 1] } else { vec![2, 3, 4 * (u % 3 == 0) as u32] }).collect();
-        let users: Vec<Vec<u32>> = users.into_iter().map(|mut v| { v.sort(); v.dedup(); v }).collect();
+        let users: Vec<Vec<u32>> = (0..20)
+            .map(|u| {
+                if u % 2 == 0 {
+                    vec![0, 1]
+                } else {
+                    vec![2, 3, 4 * (u % 3 == 0) as u32]
+                }
+            })
+            .collect();
+        let users: Vec<Vec<u32>> = users
+            .into_iter()
+            .map(|mut v| {
+                v.sort();
+                v.dedup();
+                v
+            })
+            .collect();
         let nb = train(&users, 5, 1.0, 2, |_| {});
         assert_eq!(nb[0][0].0, 1);
         assert_eq!(nb[2][0].0, 3);

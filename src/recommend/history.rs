@@ -43,7 +43,11 @@ pub fn weigh(events: &[Interaction], config: &RecommendConfig) -> Vec<Weighted> 
         entry.last_ms = entry.last_ms.max(e.ts_ms);
     }
     let mut out: Vec<Weighted> = by_item.into_values().collect();
-    out.sort_by(|a, b| b.weight.total_cmp(&a.weight).then_with(|| a.item_id.cmp(&b.item_id)));
+    out.sort_by(|a, b| {
+        b.weight
+            .total_cmp(&a.weight)
+            .then_with(|| a.item_id.cmp(&b.item_id))
+    });
     out
 }
 
@@ -62,14 +66,28 @@ mod tests {
     use super::*;
 
     fn ev(item: &str, kind: InteractionKind, day: i64) -> Interaction {
-        Interaction { user_id: "u".into(), item_id: item.into(), kind, dwell_ms: 0, ts_ms: day * 86_400_000, key: String::new() }
+        Interaction {
+            user_id: "u".into(),
+            item_id: item.into(),
+            kind,
+            dwell_ms: 0,
+            ts_ms: day * 86_400_000,
+            key: String::new(),
+        }
     }
 
     #[test]
     fn kinds_sum_and_decay() {
-        let config = RecommendConfig { half_life_days: 10.0, ..Default::default() };
+        let config = RecommendConfig {
+            half_life_days: 10.0,
+            ..Default::default()
+        };
         let h = weigh(
-            &[ev("a", InteractionKind::View, 0), ev("a", InteractionKind::Purchase, 10), ev("b", InteractionKind::Click, 10)],
+            &[
+                ev("a", InteractionKind::View, 0),
+                ev("a", InteractionKind::Purchase, 10),
+                ev("b", InteractionKind::Click, 10),
+            ],
             &config,
         );
         assert_eq!(h[0].item_id, "a");

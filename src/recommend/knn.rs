@@ -13,7 +13,12 @@ pub fn keep_top(row: &mut Vec<(u32, f32)>, keep: usize) {
 
 /// Per item, its `keep` most similar items by cosine of user sets. `users` hold deduplicated
 /// item indices < n.
-pub fn train(users: &[Vec<u32>], n: usize, keep: usize, mut progress: impl FnMut(usize)) -> Vec<Vec<(u32, f32)>> {
+pub fn train(
+    users: &[Vec<u32>],
+    n: usize,
+    keep: usize,
+    mut progress: impl FnMut(usize),
+) -> Vec<Vec<(u32, f32)>> {
     let mut by_item: Vec<Vec<u32>> = vec![Vec::new(); n];
     for (u, items) in users.iter().enumerate() {
         for &i in items {
@@ -35,8 +40,10 @@ pub fn train(users: &[Vec<u32>], n: usize, keep: usize, mut progress: impl FnMut
                     }
                 }
             }
-            let mut row: Vec<(u32, f32)> =
-                touched.iter().map(|&j| (j, co[j as usize] / (count[i] * count[j as usize]).sqrt())).collect();
+            let mut row: Vec<(u32, f32)> = touched
+                .iter()
+                .map(|&j| (j, co[j as usize] / (count[i] * count[j as usize]).sqrt()))
+                .collect();
             for &j in &touched {
                 co[j as usize] = 0.0;
             }

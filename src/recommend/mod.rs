@@ -81,16 +81,33 @@ impl Default for RecommendConfig {
 
 impl RecommendConfig {
     pub fn validate(&self) -> Result<(), String> {
-        let weights = [self.weight_view, self.weight_click, self.weight_cart, self.weight_purchase, self.weight_dwell];
-        let blend = [self.blend_collaborative, self.blend_content, self.blend_buy_again];
-        if weights.iter().chain(&blend).chain([&self.half_life_days]).any(|w| !w.is_finite() || *w < 0.0) {
+        let weights = [
+            self.weight_view,
+            self.weight_click,
+            self.weight_cart,
+            self.weight_purchase,
+            self.weight_dwell,
+        ];
+        let blend = [
+            self.blend_collaborative,
+            self.blend_content,
+            self.blend_buy_again,
+        ];
+        if weights
+            .iter()
+            .chain(&blend)
+            .chain([&self.half_life_days])
+            .any(|w| !w.is_finite() || *w < 0.0)
+        {
             return Err("recommend: weights and half_life_days must be finite and >= 0".into());
         }
         if !(self.ease_lambda.is_finite() && self.ease_lambda > 0.0) {
             return Err("recommend.ease_lambda must be > 0".into());
         }
         if self.neighbours == 0 || self.candidates_factor == 0 || self.rerank_window == 0 {
-            return Err("recommend: neighbours, candidates_factor and rerank_window must be > 0".into());
+            return Err(
+                "recommend: neighbours, candidates_factor and rerank_window must be > 0".into(),
+            );
         }
         Ok(())
     }
@@ -101,7 +118,9 @@ impl RecommendConfig {
             InteractionKind::Click => self.weight_click,
             InteractionKind::Cart => self.weight_cart,
             InteractionKind::Purchase => self.weight_purchase,
-            InteractionKind::Dwell => self.weight_dwell * (dwell_ms as f32 / 30_000.0).clamp(0.1, 4.0),
+            InteractionKind::Dwell => {
+                self.weight_dwell * (dwell_ms as f32 / 30_000.0).clamp(0.1, 4.0)
+            }
         }
     }
 }
@@ -139,6 +158,11 @@ mod tests {
         assert!(user_vector(&[]).is_none());
         assert!(user_vector(&[(&a, 1.0), (&[-1.0, 0.0], 1.0)]).is_none());
         assert!(RecommendConfig::default().validate().is_ok());
-        assert!(RecommendConfig { ease_lambda: 0.0, ..Default::default() }.validate().is_err());
+        assert!(RecommendConfig {
+            ease_lambda: 0.0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 }

@@ -40,9 +40,18 @@ impl Default for ConcurrencyConfig {
         ConcurrencyConfig {
             // Text/image/voice encoding is CPU-bound; more in flight than a few per core only
             // adds latency. Vector queries finish in ~1 ms, so the queue drains fast.
-            search: ServiceLimit { max_in_flight: 64, max_queued: 256 },
-            ingest: ServiceLimit { max_in_flight: 16, max_queued: 64 },
-            admin: ServiceLimit { max_in_flight: 8, max_queued: 16 },
+            search: ServiceLimit {
+                max_in_flight: 64,
+                max_queued: 256,
+            },
+            ingest: ServiceLimit {
+                max_in_flight: 16,
+                max_queued: 64,
+            },
+            admin: ServiceLimit {
+                max_in_flight: 8,
+                max_queued: 16,
+            },
             queue_timeout_ms: 2_000,
         }
     }
@@ -50,9 +59,15 @@ impl Default for ConcurrencyConfig {
 
 impl ConcurrencyConfig {
     pub fn validate(&self) -> Result<(), String> {
-        for (name, l) in [("search", self.search), ("ingest", self.ingest), ("admin", self.admin)] {
+        for (name, l) in [
+            ("search", self.search),
+            ("ingest", self.ingest),
+            ("admin", self.admin),
+        ] {
             if l.max_in_flight == 0 {
-                return Err(format!("limits.concurrency.{name}.max_in_flight must be > 0"));
+                return Err(format!(
+                    "limits.concurrency.{name}.max_in_flight must be > 0"
+                ));
             }
         }
         Ok(())
@@ -81,13 +96,21 @@ pub struct Admitted {
 }
 impl Drop for Admitted {
     fn drop(&mut self) {
-        crate::telemetry::metrics().in_flight.with_label_values(&[self.service]).dec();
+        crate::telemetry::metrics()
+            .in_flight
+            .with_label_values(&[self.service])
+            .dec();
     }
 }
 
 impl Gate {
     fn new(name: &'static str, limit: ServiceLimit) -> Gate {
-        Gate { name, slots: Arc::new(Semaphore::new(limit.max_in_flight)), queued: AtomicUsize::new(0), max_queued: limit.max_queued }
+        Gate {
+            name,
+            slots: Arc::new(Semaphore::new(limit.max_in_flight)),
+            queued: AtomicUsize::new(0),
+            max_queued: limit.max_queued,
+        }
     }
 
     async fn admit(&self, queue_timeout: Duration) -> Result<Admitted, tonic::Status> {
@@ -114,8 +137,14 @@ impl Gate {
                 }
             }
         };
-        crate::telemetry::metrics().in_flight.with_label_values(&[self.name]).inc();
-        Ok(Admitted { _permit: permit, service: self.name })
+        crate::telemetry::metrics()
+            .in_flight
+            .with_label_values(&[self.name])
+            .inc();
+        Ok(Admitted {
+            _permit: permit,
+            service: self.name,
+        })
     }
 }
 
@@ -163,7 +192,10 @@ impl AdmissionLayer {
 impl<S> tower::Layer<S> for AdmissionLayer {
     type Service = AdmissionService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AdmissionService { inner, admission: self.admission.clone() }
+        AdmissionService {
+            inner,
+            admission: self.admission.clone(),
+        }
     }
 }
 
@@ -175,7 +207,10 @@ pub struct AdmissionService<S> {
 
 impl<S, ReqB, ResB> tower::Service<http::Request<ReqB>> for AdmissionService<S>
 where
-    S: tower::Service<http::Request<ReqB>, Response = http::Response<ResB>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<ReqB>, Response = http::Response<ResB>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     ReqB: Send + 'static,
     ResB: Default + Send + 'static,
@@ -213,7 +248,10 @@ mod tests {
     #[tokio::test]
     async fn excess_is_rejected_at_once_and_slots_come_back() {
         let cfg = ConcurrencyConfig {
-            search: ServiceLimit { max_in_flight: 2, max_queued: 1 },
+            search: ServiceLimit {
+                max_in_flight: 2,
+                max_queued: 1,
+            },
             queue_timeout_ms: 50,
             ..Default::default()
         };
@@ -229,10 +267,21 @@ mod tests {
         let refused = a.admit(p).await.map(|_| ()).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         assert!(started.elapsed() < Duration::from_millis(20));
-        assert_eq!(waiter.await.unwrap().unwrap_err().code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            waiter.await.unwrap().unwrap_err().code(),
+            tonic::Code::ResourceExhausted
+        );
         // Other services and probes are unaffected.
-        assert!(a.admit("/mmsearch.v1.IngestService/Get").await.unwrap().is_some());
-        assert!(a.admit("/grpc.health.v1.Health/Check").await.unwrap().is_none());
+        assert!(a
+            .admit("/mmsearch.v1.IngestService/Get")
+            .await
+            .unwrap()
+            .is_some());
+        assert!(a
+            .admit("/grpc.health.v1.Health/Check")
+            .await
+            .unwrap()
+            .is_none());
         drop(s1);
         assert!(a.admit(p).await.is_ok());
     }

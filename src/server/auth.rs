@@ -53,7 +53,10 @@ pub struct AuthConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        AuthConfig { enabled: true, keys: Vec::new() }
+        AuthConfig {
+            enabled: true,
+            keys: Vec::new(),
+        }
     }
 }
 
@@ -117,9 +120,14 @@ struct Key {
 pub enum Decision {
     /// The path needs no key (health checks, reflection), or auth is off.
     Open,
-    Allowed { key_name: String },
+    Allowed {
+        key_name: String,
+    },
     Unauthenticated(&'static str),
-    PermissionDenied { key_name: String, needs: Role },
+    PermissionDenied {
+        key_name: String,
+        needs: Role,
+    },
 }
 
 pub struct Authenticator {
@@ -134,11 +142,19 @@ impl Authenticator {
             .keys
             .iter()
             .map(|k| {
-                let hash = parse_hash(&k.sha256).ok_or_else(|| AuthConfigError::BadHash(k.name.clone()))?;
-                Ok(Key { name: k.name.clone(), roles: k.roles.clone(), hash })
+                let hash = parse_hash(&k.sha256)
+                    .ok_or_else(|| AuthConfigError::BadHash(k.name.clone()))?;
+                Ok(Key {
+                    name: k.name.clone(),
+                    roles: k.roles.clone(),
+                    hash,
+                })
             })
             .collect::<Result<_, AuthConfigError>>()?;
-        Ok(Authenticator { enabled: cfg.enabled, keys })
+        Ok(Authenticator {
+            enabled: cfg.enabled,
+            keys,
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -146,11 +162,15 @@ impl Authenticator {
     }
 
     pub fn decide(&self, path: &str, authorization: Option<&[u8]>) -> Decision {
-        let Some(needs) = role_for_path(path) else { return Decision::Open };
+        let Some(needs) = role_for_path(path) else {
+            return Decision::Open;
+        };
         if !self.enabled {
             return Decision::Open;
         }
-        let Some(header) = authorization else { return Decision::Unauthenticated("missing authorization metadata") };
+        let Some(header) = authorization else {
+            return Decision::Unauthenticated("missing authorization metadata");
+        };
         let Some(token) = bearer_token(header) else {
             return Decision::Unauthenticated("authorization must be `Bearer <api key>`");
         };
@@ -164,15 +184,24 @@ impl Authenticator {
         }
         match found {
             None => Decision::Unauthenticated("invalid api key"),
-            Some(k) if k.roles.contains(&needs) => Decision::Allowed { key_name: k.name.clone() },
-            Some(k) => Decision::PermissionDenied { key_name: k.name.clone(), needs },
+            Some(k) if k.roles.contains(&needs) => Decision::Allowed {
+                key_name: k.name.clone(),
+            },
+            Some(k) => Decision::PermissionDenied {
+                key_name: k.name.clone(),
+                needs,
+            },
         }
     }
 }
 
 /// Method path → role, from the tables the services declare (`services::ROLES`).
-static ROLE_TABLE: LazyLock<HashMap<&'static str, Role>> =
-    LazyLock::new(|| super::services::ROLES.iter().flat_map(|table| table.iter().copied()).collect());
+static ROLE_TABLE: LazyLock<HashMap<&'static str, Role>> = LazyLock::new(|| {
+    super::services::ROLES
+        .iter()
+        .flat_map(|table| table.iter().copied())
+        .collect()
+});
 
 /// Which role a gRPC path needs; `None` for paths every client may call (health checks,
 /// reflection). A path no service lists needs admin: a new RPC is closed until it declares
@@ -185,7 +214,9 @@ pub fn role_for_path(path: &str) -> Option<Role> {
 }
 
 fn bearer_token(header: &[u8]) -> Option<&[u8]> {
-    let rest = header.strip_prefix(b"Bearer ").or_else(|| header.strip_prefix(b"bearer "))?;
+    let rest = header
+        .strip_prefix(b"Bearer ")
+        .or_else(|| header.strip_prefix(b"bearer "))?;
     let token = rest.trim_ascii();
     (!token.is_empty()).then_some(token)
 }
@@ -205,7 +236,10 @@ impl AuthLayer {
 impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService { inner, auth: self.auth.clone() }
+        AuthService {
+            inner,
+            auth: self.auth.clone(),
+        }
     }
 }
 
@@ -223,7 +257,10 @@ where
 {
     type Response = http::Response<ResB>;
     type Error = S::Error;
-    type Future = futures::future::Either<S::Future, futures::future::Ready<Result<http::Response<ResB>, S::Error>>>;
+    type Future = futures::future::Either<
+        S::Future,
+        futures::future::Ready<Result<http::Response<ResB>, S::Error>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -232,7 +269,12 @@ where
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
         use futures::future::{ready, Either};
         let path = req.uri().path();
-        let decision = self.auth.decide(path, req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes()));
+        let decision = self.auth.decide(
+            path,
+            req.headers()
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+        );
         let status = match decision {
             Decision::Open => None,
             Decision::Allowed { key_name } => {
@@ -242,7 +284,9 @@ where
             Decision::Unauthenticated(why) => Some(tonic::Status::unauthenticated(why)),
             Decision::PermissionDenied { key_name, needs } => {
                 tracing::warn!(key = %key_name, rpc = %path, "permission denied");
-                Some(tonic::Status::permission_denied(format!("api key {key_name:?} lacks the {needs} role")))
+                Some(tonic::Status::permission_denied(format!(
+                    "api key {key_name:?} lacks the {needs} role"
+                )))
             }
         };
         match status {
@@ -260,8 +304,16 @@ mod tests {
         let cfg = AuthConfig {
             enabled: true,
             keys: vec![
-                ApiKeyConfig { name: "front".into(), roles: vec![Role::Search], sha256: hash_key("k-search") },
-                ApiKeyConfig { name: "ops".into(), roles: vec![Role::Admin, Role::Ingest], sha256: hash_key("k-ops") },
+                ApiKeyConfig {
+                    name: "front".into(),
+                    roles: vec![Role::Search],
+                    sha256: hash_key("k-search"),
+                },
+                ApiKeyConfig {
+                    name: "ops".into(),
+                    roles: vec![Role::Admin, Role::Ingest],
+                    sha256: hash_key("k-ops"),
+                },
             ],
         };
         Authenticator::new(&cfg).unwrap()
@@ -273,25 +325,54 @@ mod tests {
         let search = "/mmsearch.v1.SearchService/Search";
         let upsert = "/mmsearch.v1.IngestService/Upsert";
         let rebuild = "/mmsearch.v1.AdminService/Rebuild";
-        assert!(matches!(a.decide(search, Some(b"Bearer k-search")), Decision::Allowed { .. }));
-        assert!(matches!(a.decide(upsert, Some(b"Bearer k-search")), Decision::PermissionDenied { .. }));
-        assert!(matches!(a.decide(rebuild, Some(b"Bearer k-search")), Decision::PermissionDenied { .. }));
-        assert!(matches!(a.decide(upsert, Some(b"Bearer k-ops")), Decision::Allowed { .. }));
-        assert!(matches!(a.decide(search, Some(b"Bearer k-ops")), Decision::PermissionDenied { .. }));
-        assert!(matches!(a.decide("/other.Service/X", Some(b"Bearer k-ops")), Decision::Allowed { .. }));
+        assert!(matches!(
+            a.decide(search, Some(b"Bearer k-search")),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            a.decide(upsert, Some(b"Bearer k-search")),
+            Decision::PermissionDenied { .. }
+        ));
+        assert!(matches!(
+            a.decide(rebuild, Some(b"Bearer k-search")),
+            Decision::PermissionDenied { .. }
+        ));
+        assert!(matches!(
+            a.decide(upsert, Some(b"Bearer k-ops")),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            a.decide(search, Some(b"Bearer k-ops")),
+            Decision::PermissionDenied { .. }
+        ));
+        assert!(matches!(
+            a.decide("/other.Service/X", Some(b"Bearer k-ops")),
+            Decision::Allowed { .. }
+        ));
         // Get is listed under ingest, not search.
-        assert!(matches!(a.decide("/mmsearch.v1.IngestService/Get", Some(b"Bearer k-search")), Decision::PermissionDenied { .. }));
+        assert!(matches!(
+            a.decide("/mmsearch.v1.IngestService/Get", Some(b"Bearer k-search")),
+            Decision::PermissionDenied { .. }
+        ));
     }
 
     #[test]
     fn unlisted_paths_need_admin() {
         let a = auth();
         // An RPC no table lists, even under a service whose other RPCs a key may call.
-        for path in ["/mmsearch.v1.SearchService/Unlisted", "/mmsearch.v1.IngestService/Unlisted", "/other.Service/X", "/"] {
+        for path in [
+            "/mmsearch.v1.SearchService/Unlisted",
+            "/mmsearch.v1.IngestService/Unlisted",
+            "/other.Service/X",
+            "/",
+        ] {
             assert_eq!(role_for_path(path), Some(Role::Admin), "{path}");
             assert_eq!(
                 a.decide(path, Some(b"Bearer k-search")),
-                Decision::PermissionDenied { key_name: "front".into(), needs: Role::Admin },
+                Decision::PermissionDenied {
+                    key_name: "front".into(),
+                    needs: Role::Admin
+                },
                 "{path}"
             );
         }
@@ -303,9 +384,14 @@ mod tests {
     #[test]
     fn every_rpc_has_exactly_one_role() {
         use prost::Message;
-        let fds = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET).expect("descriptor set decodes");
+        let fds = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set decodes");
         let mut methods = Vec::new();
-        for file in fds.file.iter().filter(|f| f.package().starts_with("mmsearch.")) {
+        for file in fds
+            .file
+            .iter()
+            .filter(|f| f.package().starts_with("mmsearch."))
+        {
             let package = file.package();
             for service in &file.service {
                 for method in &service.method {
@@ -313,14 +399,26 @@ mod tests {
                 }
             }
         }
-        assert!(methods.len() >= 7, "the descriptor set lists the mmsearch services: {methods:?}");
-        let entries: Vec<&str> = super::super::services::ROLES.iter().flat_map(|t| t.iter().map(|(path, _)| *path)).collect();
+        assert!(
+            methods.len() >= 7,
+            "the descriptor set lists the mmsearch services: {methods:?}"
+        );
+        let entries: Vec<&str> = super::super::services::ROLES
+            .iter()
+            .flat_map(|t| t.iter().map(|(path, _)| *path))
+            .collect();
         for m in &methods {
             let n = entries.iter().filter(|e| *e == m).count();
-            assert_eq!(n, 1, "{m} has {n} role entries; declare exactly one in its service's ROLES");
+            assert_eq!(
+                n, 1,
+                "{m} has {n} role entries; declare exactly one in its service's ROLES"
+            );
         }
         for e in &entries {
-            assert!(methods.iter().any(|m| m == e), "role entry {e} names no RPC in the proto");
+            assert!(
+                methods.iter().any(|m| m == e),
+                "role entry {e} names no RPC in the proto"
+            );
         }
     }
 
@@ -329,27 +427,62 @@ mod tests {
         let a = auth();
         let p = "/mmsearch.v1.SearchService/Search";
         assert!(matches!(a.decide(p, None), Decision::Unauthenticated(_)));
-        assert!(matches!(a.decide(p, Some(b"k-search")), Decision::Unauthenticated(_)));
-        assert!(matches!(a.decide(p, Some(b"Bearer ")), Decision::Unauthenticated(_)));
-        assert!(matches!(a.decide(p, Some(b"Bearer k-searcH")), Decision::Unauthenticated(_)));
-        assert!(matches!(a.decide(p, Some(b"Basic azpr")), Decision::Unauthenticated(_)));
+        assert!(matches!(
+            a.decide(p, Some(b"k-search")),
+            Decision::Unauthenticated(_)
+        ));
+        assert!(matches!(
+            a.decide(p, Some(b"Bearer ")),
+            Decision::Unauthenticated(_)
+        ));
+        assert!(matches!(
+            a.decide(p, Some(b"Bearer k-searcH")),
+            Decision::Unauthenticated(_)
+        ));
+        assert!(matches!(
+            a.decide(p, Some(b"Basic azpr")),
+            Decision::Unauthenticated(_)
+        ));
     }
 
     #[test]
     fn health_and_reflection_stay_open() {
         let a = auth();
-        assert_eq!(a.decide("/grpc.health.v1.Health/Check", None), Decision::Open);
-        assert_eq!(a.decide("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", None), Decision::Open);
+        assert_eq!(
+            a.decide("/grpc.health.v1.Health/Check", None),
+            Decision::Open
+        );
+        assert_eq!(
+            a.decide(
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                None
+            ),
+            Decision::Open
+        );
     }
 
     #[test]
     fn enabled_without_keys_is_a_config_error_and_disabled_is_open() {
-        assert_eq!(AuthConfig::default().validate(), Err(AuthConfigError::NoKeys));
-        let off = Authenticator::new(&AuthConfig { enabled: false, keys: vec![] }).unwrap();
-        assert_eq!(off.decide("/mmsearch.v1.AdminService/Rebuild", None), Decision::Open);
+        assert_eq!(
+            AuthConfig::default().validate(),
+            Err(AuthConfigError::NoKeys)
+        );
+        let off = Authenticator::new(&AuthConfig {
+            enabled: false,
+            keys: vec![],
+        })
+        .unwrap();
+        assert_eq!(
+            off.decide("/mmsearch.v1.AdminService/Rebuild", None),
+            Decision::Open
+        );
         let bad = AuthConfig {
             enabled: true,
-            keys: vec![ApiKeyConfig { name: "x".into(), roles: vec![Role::Search], sha256: "abc".into() }],
+            keys: vec![ApiKeyConfig {
+                name: "x".into(),
+                roles: vec![Role::Search],
+                sha256: "abc".into(),
+            }],
         };
         assert!(matches!(bad.validate(), Err(AuthConfigError::BadHash(_))));
     }

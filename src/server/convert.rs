@@ -2,49 +2,99 @@
 
 use crate::collection::{RebuildProgress, SnapshotInfo, Stats};
 use crate::encode::ModelInfo;
-use crate::model::{FilterSpec, Item, NewItem, Version};
+use crate::model::{FilterSpec, Item, NewItem, SortBy, Version};
 use crate::pb;
-use crate::pipeline::{Explanation, Query, Roles, SearchHit, SearchRequest, SearchResult};
+use crate::pipeline::{
+    Explanation, FusionChoice, PipelineError, Query, Roles, SearchHit, SearchMode, SearchRequest,
+    SearchResult,
+};
 
-pub fn search_request(r: pb::SearchRequest) -> SearchRequest {
+/// The wire request as the pipeline's; an enum value this server does not know is refused.
+pub fn search_request(r: pb::SearchRequest) -> Result<SearchRequest, PipelineError> {
+    let bad =
+        |what: &str, v: i32| PipelineError::InvalidArgument(format!("unknown {what} value {v}"));
+    let mode = match pb::SearchMode::try_from(r.mode).map_err(|_| bad("mode", r.mode))? {
+        pb::SearchMode::Unspecified => None,
+        pb::SearchMode::Vector => Some(SearchMode::Vector),
+        pb::SearchMode::Lexical => Some(SearchMode::Lexical),
+        pb::SearchMode::Hybrid => Some(SearchMode::Hybrid),
+    };
+    let fusion = match pb::FusionMethod::try_from(r.fusion).map_err(|_| bad("fusion", r.fusion))? {
+        pb::FusionMethod::Unspecified => None,
+        pb::FusionMethod::Rrf => Some(FusionChoice::Rrf),
+        pb::FusionMethod::Convex => Some(FusionChoice::Convex),
+    };
+    let sort = match pb::SortBy::try_from(r.sort).map_err(|_| bad("sort", r.sort))? {
+        pb::SortBy::Unspecified => None,
+        pb::SortBy::Newest => Some(SortBy::Newest),
+        pb::SortBy::PriceAsc => Some(SortBy::PriceAsc),
+        pb::SortBy::PriceDesc => Some(SortBy::PriceDesc),
+    };
     let query = r.query.map(|q| match q {
         pb::search_request::Query::Text(t) => Query::Text(t),
         pb::search_request::Query::Image(b) => Query::Image(b),
         pb::search_request::Query::Audio(b) => Query::Audio(b),
         pb::search_request::Query::ItemId(id) => Query::ItemId(id),
-        pb::search_request::Query::Vector(v) => Query::Vector { space: v.space, values: v.values },
+        pb::search_request::Query::Vector(v) => Query::Vector {
+            space: v.space,
+            values: v.values,
+        },
         pb::search_request::Query::Video(b) => Query::Video(b),
     });
     let filter = r.filter.map(filter_spec).unwrap_or_default();
-    SearchRequest {
+    Ok(SearchRequest {
         query,
         top_k: r.top_k,
         offset: r.offset,
         filter,
-        min_score: if r.min_score == 0.0 { f32::NEG_INFINITY } else { r.min_score },
+        min_score: if r.min_score == 0.0 {
+            f32::NEG_INFINITY
+        } else {
+            r.min_score
+        },
         space: (!r.space.is_empty()).then_some(r.space),
         ef: (r.ef > 0).then_some(r.ef),
         explain: r.explain,
-    }
+        mode,
+        fusion,
+        lexical_weight: r.lexical_weight,
+        sort,
+    })
 }
 
 fn filter_spec(f: pb::Filter) -> FilterSpec {
     let mut attributes: Vec<(String, String)> = f.attributes.into_iter().collect();
     attributes.sort();
-    FilterSpec { categories: f.categories, price_min: f.price_min, price_max: f.price_max, attributes }
+    FilterSpec {
+        categories: f.categories,
+        price_min: f.price_min,
+        price_max: f.price_max,
+        attributes,
+    }
 }
 
 pub fn search_response(r: SearchResult) -> pb::SearchResponse {
     pb::SearchResponse {
         hits: r.hits.into_iter().map(hit).collect(),
         transcript: r.transcript.unwrap_or_default(),
-        timing: Some(pb::Timing { encode_us: r.timing.encode_us, search_us: r.timing.search_us, hydrate_us: r.timing.hydrate_us }),
+        timing: Some(pb::Timing {
+            encode_us: r.timing.encode_us,
+            search_us: r.timing.search_us,
+            hydrate_us: r.timing.hydrate_us,
+        }),
         exact: r.exact,
+        total: r.total,
     }
 }
 
 fn hit(h: SearchHit) -> pb::Hit {
-    pb::Hit { id: h.id, score: h.score, item: Some(item(h.version)), explanation: h.explanation.map(explanation) }
+    pb::Hit {
+        id: h.id,
+        score: h.score,
+        item: Some(item(h.version)),
+        explanation: h.explanation.map(explanation),
+        snippet: h.snippet.unwrap_or_default(),
+    }
 }
 
 fn explanation(e: Explanation) -> pb::Explanation {
@@ -71,6 +121,13 @@ fn explanation(e: Explanation) -> pb::Explanation {
         }),
         offset: 0.0,
         parts: Vec::new(),
+        lexical: e.lexical.map(|l| pb::LexicalScore {
+            bm25: l.bm25,
+            rank: l.rank,
+            contribution: l.contribution,
+        }),
+        fusion: e.fusion.unwrap_or_default(),
+        vector_contribution: e.vector_contribution,
     }
 }
 
@@ -110,7 +167,12 @@ pub fn new_item(i: pb::Item) -> NewItem {
         video_uris: i.video_uris,
     };
     item.sort_attributes();
-    NewItem { item, images: i.images, videos: i.videos, vectors: i.vectors.into_iter().map(|v| (v.space, v.values)).collect() }
+    NewItem {
+        item,
+        images: i.images,
+        videos: i.videos,
+        vectors: i.vectors.into_iter().map(|v| (v.space, v.values)).collect(),
+    }
 }
 
 pub fn progress(p: &RebuildProgress) -> pb::RebuildProgress {
@@ -124,7 +186,12 @@ pub fn progress(p: &RebuildProgress) -> pb::RebuildProgress {
     }
 }
 
-pub fn status(s: Stats, roles: &Roles, models: Vec<ModelInfo>, uptime_seconds: u64) -> pb::StatusResponse {
+pub fn status(
+    s: Stats,
+    roles: &Roles,
+    models: Vec<ModelInfo>,
+    uptime_seconds: u64,
+) -> pb::StatusResponse {
     pb::StatusResponse {
         items: s.items as u64,
         generation: s.generation,
@@ -133,7 +200,10 @@ pub fn status(s: Stats, roles: &Roles, models: Vec<ModelInfo>, uptime_seconds: u
             .spaces
             .into_iter()
             .map(|sp| pb::SpaceStatus {
-                role: roles.role_of(&sp.spec.name).map_or("", |r| r.as_str()).to_string(),
+                role: roles
+                    .role_of(&sp.spec.name)
+                    .map_or("", |r| r.as_str())
+                    .to_string(),
                 name: sp.spec.name,
                 dim: sp.spec.dim as u32,
                 metric: sp.spec.metric.as_str().to_string(),
@@ -164,7 +234,11 @@ pub fn status(s: Stats, roles: &Roles, models: Vec<ModelInfo>, uptime_seconds: u
 }
 
 /// The recommendation model and the interactions stored, into a status response.
-pub fn recommend_status(out: &mut pb::StatusResponse, model: Option<crate::pipeline::recommend::ModelInfo>, interactions: u64) {
+pub fn recommend_status(
+    out: &mut pb::StatusResponse,
+    model: Option<crate::pipeline::recommend::ModelInfo>,
+    interactions: u64,
+) {
     out.model_version = model.as_ref().map_or(0, |m| m.version);
     out.model_trained_at = model.as_ref().map_or(0, |m| m.trained_at);
     out.interactions = interactions;
@@ -195,7 +269,12 @@ pub fn interaction(i: pb::Interaction) -> Result<crate::model::Interaction, Stri
         Ok(pb::InteractionKind::Cart) => K::Cart,
         Ok(pb::InteractionKind::Purchase) => K::Purchase,
         Ok(pb::InteractionKind::Dwell) => K::Dwell,
-        Ok(pb::InteractionKind::Unspecified) | Err(_) => return Err(format!("kind {} is not one of VIEW, CLICK, CART, PURCHASE, DWELL", i.kind)),
+        Ok(pb::InteractionKind::Unspecified) | Err(_) => {
+            return Err(format!(
+                "kind {} is not one of VIEW, CLICK, CART, PURCHASE, DWELL",
+                i.kind
+            ))
+        }
     };
     Ok(crate::model::Interaction {
         user_id: i.user_id,
@@ -226,7 +305,9 @@ pub fn interaction_out(i: crate::model::Interaction) -> pb::Interaction {
     }
 }
 
-pub fn for_user_request(r: pb::RecommendForUserRequest) -> crate::pipeline::recommend::ForUserRequest {
+pub fn for_user_request(
+    r: pb::RecommendForUserRequest,
+) -> crate::pipeline::recommend::ForUserRequest {
     crate::pipeline::recommend::ForUserRequest {
         user_id: r.user_id,
         top_k: r.top_k,
@@ -236,18 +317,30 @@ pub fn for_user_request(r: pb::RecommendForUserRequest) -> crate::pipeline::reco
     }
 }
 
-pub fn examples_request(r: pb::RecommendRequest) -> Result<crate::pipeline::recommend::ExamplesRequest, String> {
+pub fn examples_request(
+    r: pb::RecommendRequest,
+) -> Result<crate::pipeline::recommend::ExamplesRequest, String> {
     use crate::pipeline::recommend::{Example, ExampleInput, ExamplesRequest, Strategy};
     let example = |e: pb::Example| -> Result<Example, String> {
         let input = match e.example {
             Some(pb::example::Example::ItemId(id)) if !id.is_empty() => ExampleInput::ItemId(id),
-            Some(pb::example::Example::Vector(v)) => ExampleInput::Vector { space: v.space, values: v.values },
+            Some(pb::example::Example::Vector(v)) => ExampleInput::Vector {
+                space: v.space,
+                values: v.values,
+            },
             Some(pb::example::Example::Text(t)) => ExampleInput::Text(t),
             Some(pb::example::Example::Image(b)) if !b.is_empty() => ExampleInput::Image(b),
             Some(pb::example::Example::Audio(b)) if !b.is_empty() => ExampleInput::Audio(b),
-            _ => return Err("an example is empty: set one of item_id, vector, text, image, audio".into()),
+            _ => {
+                return Err(
+                    "an example is empty: set one of item_id, vector, text, image, audio".into(),
+                )
+            }
         };
-        Ok(Example { input, weight: e.weight.unwrap_or(1.0) })
+        Ok(Example {
+            input,
+            weight: e.weight.unwrap_or(1.0),
+        })
     };
     let strategy = match pb::RecommendStrategy::try_from(r.strategy) {
         Ok(pb::RecommendStrategy::AverageVector) => Strategy::AverageVector,
@@ -256,8 +349,16 @@ pub fn examples_request(r: pb::RecommendRequest) -> Result<crate::pipeline::reco
         Err(_) => return Err(format!("unknown strategy {}", r.strategy)),
     };
     Ok(ExamplesRequest {
-        positive: r.positive.into_iter().map(example).collect::<Result<_, _>>()?,
-        negative: r.negative.into_iter().map(example).collect::<Result<_, _>>()?,
+        positive: r
+            .positive
+            .into_iter()
+            .map(example)
+            .collect::<Result<_, _>>()?,
+        negative: r
+            .negative
+            .into_iter()
+            .map(example)
+            .collect::<Result<_, _>>()?,
         strategy,
         filter: r.filter.map(filter_spec).unwrap_or_default(),
         top_k: r.top_k,
@@ -268,7 +369,10 @@ pub fn examples_request(r: pb::RecommendRequest) -> Result<crate::pipeline::reco
     })
 }
 
-pub fn recommend_response(hits: Vec<crate::pipeline::recommend::RecommendHit>, model_version: u64) -> pb::RecommendResponse {
+pub fn recommend_response(
+    hits: Vec<crate::pipeline::recommend::RecommendHit>,
+    model_version: u64,
+) -> pb::RecommendResponse {
     let hits = hits
         .into_iter()
         .map(|h| pb::RecommendHit {
@@ -285,32 +389,55 @@ pub fn recommend_response(hits: Vec<crate::pipeline::recommend::RecommendHit>, m
                     because: r
                         .because
                         .into_iter()
-                        .map(|c| pb::Contributor { item_id: c.item_id, share: c.share, kind: c.kind.to_string() })
+                        .map(|c| pb::Contributor {
+                            item_id: c.item_id,
+                            share: c.share,
+                            kind: c.kind.to_string(),
+                        })
                         .collect(),
                 })
                 .collect(),
         })
         .collect();
-    pb::RecommendResponse { hits, model_version }
+    pb::RecommendResponse {
+        hits,
+        model_version,
+    }
 }
 
 /// A personalised search's response: every explained hit also gets its score's terms, which
 /// add up to its score (offset 0).
-pub fn personalised_response(r: SearchResult, parts: Vec<Option<crate::pipeline::recommend::PersonalParts>>) -> pb::SearchResponse {
+pub fn personalised_response(
+    r: SearchResult,
+    parts: Vec<Option<crate::pipeline::recommend::PersonalParts>>,
+) -> pb::SearchResponse {
     let mut out = search_response(r);
     for (h, p) in out.hits.iter_mut().zip(parts) {
         if let (Some(e), Some(p)) = (h.explanation.as_mut(), p) {
             e.offset = 0.0;
             e.parts = vec![
-                pb::ScorePart { name: "similarity".into(), value: p.similarity, weight: 1.0 - p.alpha, contribution: (1.0 - p.alpha) * p.similarity },
-                pb::ScorePart { name: "personal".into(), value: p.personal, weight: p.alpha, contribution: p.alpha * p.personal },
+                pb::ScorePart {
+                    name: "similarity".into(),
+                    value: p.similarity,
+                    weight: 1.0 - p.alpha,
+                    contribution: (1.0 - p.alpha) * p.similarity,
+                },
+                pb::ScorePart {
+                    name: "personal".into(),
+                    value: p.personal,
+                    weight: p.alpha,
+                    contribution: p.alpha * p.personal,
+                },
             ];
         }
     }
     out
 }
 
-pub fn train_progress(p: &crate::pipeline::recommend::TrainProgress, seconds: f64) -> pb::TrainProgress {
+pub fn train_progress(
+    p: &crate::pipeline::recommend::TrainProgress,
+    seconds: f64,
+) -> pb::TrainProgress {
     let m = p.model.as_ref();
     pb::TrainProgress {
         phase: p.phase.to_string(),

@@ -22,11 +22,16 @@ pub struct OversizeAsExhausted<S> {
 
 fn rewrite<B>(mut resp: Response<B>) -> Response<B> {
     let headers = resp.headers_mut();
-    let oversize = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"11")
+    let oversize = headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"11")
         && headers
             .get("grpc-message")
             .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
+            .is_some_and(|m| {
+                m.contains("message%20length%20too%20large")
+                    || m.contains("message length too large")
+            });
     if oversize {
         headers.insert("grpc-status", HeaderValue::from_static("8"));
     }
@@ -47,7 +52,9 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         use futures::TryFutureExt;
-        self.inner.call(req).map_ok(rewrite::<B> as fn(Response<B>) -> Response<B>)
+        self.inner
+            .call(req)
+            .map_ok(rewrite::<B> as fn(Response<B>) -> Response<B>)
     }
 }
 
@@ -70,13 +77,22 @@ pub async fn within<T>(
 ) -> Result<T, tonic::Status> {
     match tokio::time::timeout(budget, fut).await {
         Ok(r) => r,
-        Err(_) => Err(tonic::Status::deadline_exceeded(format!("deadline of {budget:?} exceeded"))),
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+            "deadline of {budget:?} exceeded"
+        ))),
     }
 }
 
 /// Time the request may take: the client's `grpc-timeout`, capped by the server's limit.
-pub fn request_budget(metadata: &tonic::metadata::MetadataMap, cap: std::time::Duration) -> std::time::Duration {
-    metadata.get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(parse_grpc_timeout).map_or(cap, |d| d.min(cap))
+pub fn request_budget(
+    metadata: &tonic::metadata::MetadataMap,
+    cap: std::time::Duration,
+) -> std::time::Duration {
+    metadata
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .map_or(cap, |d| d.min(cap))
 }
 
 /// `grpc-timeout` is an integer of at most 8 digits followed by a unit letter.
@@ -111,7 +127,9 @@ mod tests {
             Ok::<_, tonic::Status>(())
         };
         let started = std::time::Instant::now();
-        let err = with_deadline(&md, std::time::Duration::from_secs(30), slow).await.unwrap_err();
+        let err = with_deadline(&md, std::time::Duration::from_secs(30), slow)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::DeadlineExceeded);
         assert!(started.elapsed() < std::time::Duration::from_millis(400));
         // The server cap applies when the client sends no deadline.
@@ -120,13 +138,23 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             Ok::<_, tonic::Status>(())
         };
-        assert!(with_deadline(&none, std::time::Duration::from_millis(20), slow).await.is_err());
+        assert!(
+            with_deadline(&none, std::time::Duration::from_millis(20), slow)
+                .await
+                .is_err()
+        );
     }
 
     #[test]
     fn parses_grpc_timeouts() {
-        assert_eq!(parse_grpc_timeout("100m"), Some(std::time::Duration::from_millis(100)));
-        assert_eq!(parse_grpc_timeout("2S"), Some(std::time::Duration::from_secs(2)));
+        assert_eq!(
+            parse_grpc_timeout("100m"),
+            Some(std::time::Duration::from_millis(100))
+        );
+        assert_eq!(
+            parse_grpc_timeout("2S"),
+            Some(std::time::Duration::from_secs(2))
+        );
         assert_eq!(parse_grpc_timeout("5x"), None);
         assert_eq!(parse_grpc_timeout("123456789S"), None);
     }

@@ -52,7 +52,11 @@ pub struct ServerLimits {
 
 impl Default for ServerLimits {
     fn default() -> Self {
-        ServerLimits { max_message_bytes: 32 * 1024 * 1024, request_timeout_ms: 30_000, concurrency: Default::default() }
+        ServerLimits {
+            max_message_bytes: 32 * 1024 * 1024,
+            request_timeout_ms: 30_000,
+            concurrency: Default::default(),
+        }
     }
 }
 
@@ -100,13 +104,23 @@ pub async fn serve(
     let deadline_cap = Duration::from_millis(limits.request_timeout_ms);
     let max = limits.max_message_bytes;
 
-    let search = pb::search_service_server::SearchServiceServer::new(services::SearchApi { engine: engine.clone(), deadline_cap })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
-    let ingest = pb::ingest_service_server::IngestServiceServer::new(services::IngestApi { engine: engine.clone(), deadline_cap })
+    let search = pb::search_service_server::SearchServiceServer::new(services::SearchApi {
+        engine: engine.clone(),
+        deadline_cap,
+    })
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
-    let recommend = pb::recommend_service_server::RecommendServiceServer::new(recommend::RecommendApi { engine: engine.clone(), deadline_cap })
+    let ingest = pb::ingest_service_server::IngestServiceServer::new(services::IngestApi {
+        engine: engine.clone(),
+        deadline_cap,
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let recommend =
+        pb::recommend_service_server::RecommendServiceServer::new(recommend::RecommendApi {
+            engine: engine.clone(),
+            deadline_cap,
+        })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
     let admin = pb::admin_service_server::AdminServiceServer::new(services::AdminApi { engine })
@@ -114,9 +128,15 @@ pub async fn serve(
         .max_encoding_message_size(max);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<pb::search_service_server::SearchServiceServer<services::SearchApi>>().await;
-    health_reporter.set_serving::<pb::ingest_service_server::IngestServiceServer<services::IngestApi>>().await;
-    health_reporter.set_serving::<pb::admin_service_server::AdminServiceServer<services::AdminApi>>().await;
+    health_reporter
+        .set_serving::<pb::search_service_server::SearchServiceServer<services::SearchApi>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::ingest_service_server::IngestServiceServer<services::IngestApi>>()
+        .await;
+    health_reporter
+        .set_serving::<pb::admin_service_server::AdminServiceServer<services::AdminApi>>()
+        .await;
     health_reporter.set_serving::<pb::recommend_service_server::RecommendServiceServer<recommend::RecommendApi>>().await;
 
     let reflection = tonic_reflection::server::Builder::configure()
@@ -129,13 +149,16 @@ pub async fn serve(
         .build_v1alpha()?;
 
     // Small gRPC responses must not wait for Nagle + delayed ACK (a ~40 ms stall per call).
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |conn| {
-        conn.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::warn!(error = %e, "could not set TCP_NODELAY");
-            }
-        })
-    });
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |conn| {
+            conn.inspect(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::warn!(error = %e, "could not set TCP_NODELAY");
+                }
+            })
+        },
+    );
     let authenticator = Arc::new(auth::Authenticator::new(&config.auth)?);
     let admission = admission::Admission::new(&limits.concurrency);
     let mut builder = tonic::transport::Server::builder();

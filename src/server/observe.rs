@@ -36,12 +36,17 @@ pub struct Observe<S> {
 fn next_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static PREFIX: std::sync::LazyLock<u32> = std::sync::LazyLock::new(rand::random);
-    format!("{:08x}-{:x}", *PREFIX, COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{:08x}-{:x}",
+        *PREFIX,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn client_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
-    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_string())
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| s.to_string())
 }
 
 fn status_of(headers: &http::HeaderMap) -> tonic::Code {
@@ -68,7 +73,11 @@ where
 
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
         let path = req.uri().path().to_string();
-        let id = req.headers().get("x-request-id").and_then(client_request_id).unwrap_or_else(next_request_id);
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(client_request_id)
+            .unwrap_or_else(next_request_id);
         let rpc = crate::telemetry::rpc_label(&path).to_string();
         let span = tracing::info_span!("rpc", request_id = %id, rpc = %rpc);
         let started = Instant::now();
@@ -86,8 +95,17 @@ where
                     if code == tonic::Code::Ok {
                         tracing::debug!(ms = elapsed.as_secs_f64() * 1e3, "done");
                     } else {
-                        let message = resp.headers().get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or("");
-                        tracing::info!(code = crate::telemetry::code_label(code), message, ms = elapsed.as_secs_f64() * 1e3, "failed");
+                        let message = resp
+                            .headers()
+                            .get("grpc-message")
+                            .and_then(|m| m.to_str().ok())
+                            .unwrap_or("");
+                        tracing::info!(
+                            code = crate::telemetry::code_label(code),
+                            message,
+                            ms = elapsed.as_secs_f64() * 1e3,
+                            "failed"
+                        );
                     }
                 }
                 result
@@ -104,8 +122,14 @@ mod tests {
     #[test]
     fn request_ids_are_unique_and_client_ids_are_sanitised() {
         assert_ne!(next_request_id(), next_request_id());
-        assert_eq!(client_request_id(&HeaderValue::from_static("abc-123")), Some("abc-123".into()));
-        assert_eq!(client_request_id(&HeaderValue::from_static("has space")), None);
+        assert_eq!(
+            client_request_id(&HeaderValue::from_static("abc-123")),
+            Some("abc-123".into())
+        );
+        assert_eq!(
+            client_request_id(&HeaderValue::from_static("has space")),
+            None
+        );
         assert_eq!(client_request_id(&HeaderValue::from_static("")), None);
     }
 }

@@ -25,20 +25,30 @@ pub struct RecommendApi {
 impl RecommendApi {
     /// Full gRPC method path → role it needs.
     pub const ROLES: &[(&str, Role)] = &[
-        ("/mmsearch.v1.RecommendService/RecordInteractions", Role::Ingest),
+        (
+            "/mmsearch.v1.RecommendService/RecordInteractions",
+            Role::Ingest,
+        ),
         ("/mmsearch.v1.RecommendService/Recommend", Role::Search),
-        ("/mmsearch.v1.RecommendService/RecommendForUser", Role::Search),
+        (
+            "/mmsearch.v1.RecommendService/RecommendForUser",
+            Role::Search,
+        ),
     ];
 }
 
 #[tonic::async_trait]
 impl pb::recommend_service_server::RecommendService for RecommendApi {
-    async fn record_interactions(&self, request: Request<Streaming<pb::Interaction>>) -> Result<Response<pb::RecordSummary>, Status> {
+    async fn record_interactions(
+        &self,
+        request: Request<Streaming<pb::Interaction>>,
+    ) -> Result<Response<pb::RecordSummary>, Status> {
         let mut stream = request.into_inner();
         // A reader task drains the stream while groups are written: interactions are tiny,
         // and h2 answers a client whose small DATA frames pile up unread (during an fsync)
         // with GOAWAY ENHANCE_YOUR_CALM ("too_many_data_frames").
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<pb::Interaction, Status>>(READ_AHEAD);
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<Result<pb::Interaction, Status>>(READ_AHEAD);
         tokio::spawn(async move {
             loop {
                 let next = match stream.message().await {
@@ -76,19 +86,36 @@ impl pb::recommend_service_server::RecommendService for RecommendApi {
         Ok(Response::new(summary))
     }
 
-    async fn recommend(&self, request: Request<pb::RecommendRequest>) -> Result<Response<pb::RecommendResponse>, Status> {
-        let req = convert::examples_request(request.into_inner()).map_err(Status::invalid_argument)?;
+    async fn recommend(
+        &self,
+        request: Request<pb::RecommendRequest>,
+    ) -> Result<Response<pb::RecommendResponse>, Status> {
+        let req =
+            convert::examples_request(request.into_inner()).map_err(Status::invalid_argument)?;
         within(self.deadline_cap, async {
-            let (hits, version) = self.engine.recommender().by_examples(req).await.map_err(status::from_pipeline)?;
+            let (hits, version) = self
+                .engine
+                .recommender()
+                .by_examples(req)
+                .await
+                .map_err(status::from_pipeline)?;
             Ok(Response::new(convert::recommend_response(hits, version)))
         })
         .await
     }
 
-    async fn recommend_for_user(&self, request: Request<pb::RecommendForUserRequest>) -> Result<Response<pb::RecommendResponse>, Status> {
+    async fn recommend_for_user(
+        &self,
+        request: Request<pb::RecommendForUserRequest>,
+    ) -> Result<Response<pb::RecommendResponse>, Status> {
         let req = convert::for_user_request(request.into_inner());
         within(self.deadline_cap, async {
-            let (hits, version) = self.engine.recommender().for_user(req).await.map_err(status::from_pipeline)?;
+            let (hits, version) = self
+                .engine
+                .recommender()
+                .for_user(req)
+                .await
+                .map_err(status::from_pipeline)?;
             Ok(Response::new(convert::recommend_response(hits, version)))
         })
         .await
@@ -96,7 +123,12 @@ impl pb::recommend_service_server::RecommendService for RecommendApi {
 }
 
 impl RecommendApi {
-    async fn write(&self, group: Vec<pb::Interaction>, position: &mut u64, summary: &mut pb::RecordSummary) -> Result<(), Status> {
+    async fn write(
+        &self,
+        group: Vec<pb::Interaction>,
+        position: &mut u64,
+        summary: &mut pb::RecordSummary,
+    ) -> Result<(), Status> {
         let base = *position;
         *position += group.len() as u64;
         let mut rejected = Vec::new();
@@ -109,10 +141,19 @@ impl RecommendApi {
                     batch.push(x);
                     at.push((i, item_id));
                 }
-                Err(reason) => rejected.push(pb::Rejected { index: base + i as u64, id: item_id, reason }),
+                Err(reason) => rejected.push(pb::Rejected {
+                    index: base + i as u64,
+                    id: item_id,
+                    reason,
+                }),
             }
         }
-        let outcomes = self.engine.recommender().record(batch).await.map_err(status::from_pipeline)?;
+        let outcomes = self
+            .engine
+            .recommender()
+            .record(batch)
+            .await
+            .map_err(status::from_pipeline)?;
         for ((i, id), o) in at.into_iter().zip(outcomes) {
             match o {
                 Ok(Recorded::Stored) => summary.accepted += 1,
@@ -120,7 +161,11 @@ impl RecommendApi {
                     summary.accepted += 1;
                     summary.duplicates += 1;
                 }
-                Err(reason) => rejected.push(pb::Rejected { index: base + i as u64, id, reason }),
+                Err(reason) => rejected.push(pb::Rejected {
+                    index: base + i as u64,
+                    id,
+                    reason,
+                }),
             }
         }
         rejected.sort_by_key(|r| r.index);
@@ -129,18 +174,36 @@ impl RecommendApi {
     }
 }
 
-pub async fn delete_user_data(engine: &Engine, req: pb::UserDataRequest) -> Result<pb::DeleteUserDataResponse, Status> {
-    let deleted = engine.recommender().erase(req.user_id).await.map_err(status::from_pipeline)?;
+pub async fn delete_user_data(
+    engine: &Engine,
+    req: pb::UserDataRequest,
+) -> Result<pb::DeleteUserDataResponse, Status> {
+    let deleted = engine
+        .recommender()
+        .erase(req.user_id)
+        .await
+        .map_err(status::from_pipeline)?;
     Ok(pb::DeleteUserDataResponse { deleted })
 }
 
-pub async fn export_user_data(engine: &Engine, req: pb::UserDataRequest) -> Result<pb::ExportUserDataResponse, Status> {
+pub async fn export_user_data(
+    engine: &Engine,
+    req: pb::UserDataRequest,
+) -> Result<pb::ExportUserDataResponse, Status> {
     let user_id = req.user_id.clone();
-    let list = engine.recommender().export(req.user_id).await.map_err(status::from_pipeline)?;
-    Ok(pb::ExportUserDataResponse { user_id, interactions: list.into_iter().map(convert::interaction_out).collect() })
+    let list = engine
+        .recommender()
+        .export(req.user_id)
+        .await
+        .map_err(status::from_pipeline)?;
+    Ok(pb::ExportUserDataResponse {
+        user_id,
+        interactions: list.into_iter().map(convert::interaction_out).collect(),
+    })
 }
 
-pub type TrainStream = Pin<Box<dyn futures::Stream<Item = Result<pb::TrainProgress, Status>> + Send>>;
+pub type TrainStream =
+    Pin<Box<dyn futures::Stream<Item = Result<pb::TrainProgress, Status>> + Send>>;
 
 /// Runs a training on the blocking pool; its progress goes to the stream (a client that goes
 /// away does not stop it).

@@ -19,15 +19,25 @@ pub struct RuntimeConfig {
 
 impl RuntimeConfig {
     pub fn cores() -> usize {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     }
 
     pub fn effective_worker_threads(&self) -> usize {
-        if self.worker_threads == 0 { Self::cores() } else { self.worker_threads }
+        if self.worker_threads == 0 {
+            Self::cores()
+        } else {
+            self.worker_threads
+        }
     }
 
     pub fn effective_max_blocking_threads(&self) -> usize {
-        if self.max_blocking_threads == 0 { (4 * Self::cores()).max(8) } else { self.max_blocking_threads }
+        if self.max_blocking_threads == 0 {
+            (4 * Self::cores()).max(8)
+        } else {
+            self.max_blocking_threads
+        }
     }
 
     pub fn build(&self) -> std::io::Result<tokio::runtime::Runtime> {
@@ -48,14 +58,31 @@ mod tests {
     fn defaults_follow_the_cores_and_settings_win() {
         let d = RuntimeConfig::default();
         assert_eq!(d.effective_worker_threads(), RuntimeConfig::cores());
-        assert_eq!(d.effective_max_blocking_threads(), (4 * RuntimeConfig::cores()).max(8));
-        let c = RuntimeConfig { worker_threads: 3, max_blocking_threads: 5 };
-        assert_eq!((c.effective_worker_threads(), c.effective_max_blocking_threads()), (3, 5));
+        assert_eq!(
+            d.effective_max_blocking_threads(),
+            (4 * RuntimeConfig::cores()).max(8)
+        );
+        let c = RuntimeConfig {
+            worker_threads: 3,
+            max_blocking_threads: 5,
+        };
+        assert_eq!(
+            (
+                c.effective_worker_threads(),
+                c.effective_max_blocking_threads()
+            ),
+            (3, 5)
+        );
     }
 
     #[test]
     fn the_blocking_pool_is_capped() {
-        let rt = RuntimeConfig { worker_threads: 1, max_blocking_threads: 2 }.build().expect("runtime");
+        let rt = RuntimeConfig {
+            worker_threads: 1,
+            max_blocking_threads: 2,
+        }
+        .build()
+        .expect("runtime");
         let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let now = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         rt.block_on(async {

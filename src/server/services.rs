@@ -26,10 +26,14 @@ impl SearchApi {
 
 #[tonic::async_trait]
 impl pb::search_service_server::SearchService for SearchApi {
-    async fn search(&self, request: Request<pb::SearchRequest>) -> Result<Response<pb::SearchResponse>, Status> {
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
         let (metadata, _, body) = request.into_parts();
-        let personal = (!body.user_id.is_empty()).then(|| (body.user_id.clone(), body.personalization));
-        let req = convert::search_request(body);
+        let personal =
+            (!body.user_id.is_empty()).then(|| (body.user_id.clone(), body.personalization));
+        let req = convert::search_request(body).map_err(status::from_pipeline)?;
         // One budget for both: the handler's timeout and the encoders' skip-if-late check.
         let budget = request_budget(&metadata, self.deadline_cap);
         let deadline = std::time::Instant::now() + budget;
@@ -43,7 +47,12 @@ impl pb::search_service_server::SearchService for SearchApi {
                     .map_err(status::from_pipeline)?;
                 return Ok(Response::new(convert::personalised_response(result, parts)));
             }
-            let result = self.engine.searcher().search_until(req, Some(deadline)).await.map_err(status::from_pipeline)?;
+            let result = self
+                .engine
+                .searcher()
+                .search_until(req, Some(deadline))
+                .await
+                .map_err(status::from_pipeline)?;
             Ok(Response::new(convert::search_response(result)))
         })
         .await
@@ -67,14 +76,19 @@ impl IngestApi {
 
 #[tonic::async_trait]
 impl pb::ingest_service_server::IngestService for IngestApi {
-    async fn upsert(&self, request: Request<Streaming<pb::UpsertRequest>>) -> Result<Response<pb::UpsertSummary>, Status> {
+    async fn upsert(
+        &self,
+        request: Request<Streaming<pb::UpsertRequest>>,
+    ) -> Result<Response<pb::UpsertSummary>, Status> {
         let mut stream = request.into_inner();
         let mut summary = pb::UpsertSummary::default();
         let mut position = 0u64;
         loop {
             // Wait for one message, then take whatever else is already buffered: a group is
             // written and WAL-synced together, so a fast client pays one fsync per group.
-            let Some(first) = stream.message().await.map_err(status::from_stream)? else { break };
+            let Some(first) = stream.message().await.map_err(status::from_stream)? else {
+                break;
+            };
             let mut group = vec![first];
             let group_commit_max = self.engine.config().ingest.group_commit_max;
             while group.len() < group_commit_max {
@@ -93,27 +107,39 @@ impl pb::ingest_service_server::IngestService for IngestApi {
         Ok(Response::new(summary))
     }
 
-    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
         let ids = request.into_inner().ids;
         let limit = self.engine.searcher().limits().max_delete_ids;
         if ids.is_empty() {
             return Err(Status::invalid_argument("no ids to delete"));
         }
         if ids.len() > limit {
-            return Err(Status::invalid_argument(format!("{} ids; at most {limit} per request", ids.len())));
+            return Err(Status::invalid_argument(format!(
+                "{} ids; at most {limit} per request",
+                ids.len()
+            )));
         }
         if ids.iter().any(|id| id.is_empty()) {
             return Err(Status::invalid_argument("empty id in delete request"));
         }
         let engine = self.engine.clone();
-        let (deleted, not_found) = tokio::task::spawn_blocking(move || engine.collection().delete(&ids))
-            .await
-            .map_err(|e| Status::internal(format!("delete task failed: {e}")))?
-            .map_err(status::from_collection)?;
+        let (deleted, not_found) =
+            tokio::task::spawn_blocking(move || engine.collection().delete(&ids))
+                .await
+                .map_err(|e| Status::internal(format!("delete task failed: {e}")))?
+                .map_err(status::from_collection)?;
         if deleted == 0 {
-            return Err(Status::not_found(format!("none of the ids exist: {not_found:?}")));
+            return Err(Status::not_found(format!(
+                "none of the ids exist: {not_found:?}"
+            )));
         }
-        Ok(Response::new(pb::DeleteResponse { deleted: deleted as u64, not_found }))
+        Ok(Response::new(pb::DeleteResponse {
+            deleted: deleted as u64,
+            not_found,
+        }))
     }
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Item>, Status> {
@@ -134,32 +160,52 @@ impl pb::ingest_service_server::IngestService for IngestApi {
 }
 
 impl IngestApi {
-    async fn write(&self, group: &mut Vec<pb::UpsertRequest>, position: &mut u64, summary: &mut pb::UpsertSummary) -> Result<(), Status> {
+    async fn write(
+        &self,
+        group: &mut Vec<pb::UpsertRequest>,
+        position: &mut u64,
+        summary: &mut pb::UpsertSummary,
+    ) -> Result<(), Status> {
         if group.is_empty() {
             return Ok(());
         }
         let base = *position;
         *position += group.len() as u64;
-        crate::telemetry::metrics().ingest_group_size.observe(group.len() as f64);
+        crate::telemetry::metrics()
+            .ingest_group_size
+            .observe(group.len() as f64);
         let mut items: Vec<NewItem> = Vec::with_capacity(group.len());
         for (i, req) in group.drain(..).enumerate() {
             match req.item {
                 Some(item) => items.push(convert::new_item(item)),
                 None => {
-                    summary.rejected.push(pb::Rejected { index: base + i as u64, id: String::new(), reason: "request has no item".into() });
+                    summary.rejected.push(pb::Rejected {
+                        index: base + i as u64,
+                        id: String::new(),
+                        reason: "request has no item".into(),
+                    });
                     // Keep positions aligned: a placeholder that validation rejects.
                     items.push(NewItem::default());
                 }
             }
         }
-        let outcome = self.engine.ingester().write_group(items).await.map_err(status::from_pipeline)?;
+        let outcome = self
+            .engine
+            .ingester()
+            .write_group(items)
+            .await
+            .map_err(status::from_pipeline)?;
         summary.accepted += outcome.accepted as u64;
         for r in outcome.rejected {
             let index = base + r.index as u64;
             if summary.rejected.iter().any(|x| x.index == index) {
                 continue;
             }
-            summary.rejected.push(pb::Rejected { index, id: r.id, reason: r.reason });
+            summary.rejected.push(pb::Rejected {
+                index,
+                id: r.id,
+                reason: r.reason,
+            });
         }
         if let Some(seq) = outcome.last_seq {
             summary.last_version = seq;
@@ -185,7 +231,12 @@ impl AdminApi {
 }
 
 /// Every service's role table, for `auth::role_for_path`.
-pub const ROLES: &[&[(&str, Role)]] = &[SearchApi::ROLES, IngestApi::ROLES, AdminApi::ROLES, super::recommend::RecommendApi::ROLES];
+pub const ROLES: &[&[(&str, Role)]] = &[
+    SearchApi::ROLES,
+    IngestApi::ROLES,
+    AdminApi::ROLES,
+    super::recommend::RecommendApi::ROLES,
+];
 
 type ProgressStream = Pin<Box<dyn Stream<Item = Result<pb::RebuildProgress, Status>> + Send>>;
 
@@ -194,26 +245,47 @@ impl pb::admin_service_server::AdminService for AdminApi {
     type RebuildStream = ProgressStream;
     type TrainStream = super::recommend::TrainStream;
 
-    async fn delete_user_data(&self, request: Request<pb::UserDataRequest>) -> Result<Response<pb::DeleteUserDataResponse>, Status> {
-        super::recommend::delete_user_data(&self.engine, request.into_inner()).await.map(Response::new)
+    async fn delete_user_data(
+        &self,
+        request: Request<pb::UserDataRequest>,
+    ) -> Result<Response<pb::DeleteUserDataResponse>, Status> {
+        super::recommend::delete_user_data(&self.engine, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn export_user_data(&self, request: Request<pb::UserDataRequest>) -> Result<Response<pb::ExportUserDataResponse>, Status> {
-        super::recommend::export_user_data(&self.engine, request.into_inner()).await.map(Response::new)
+    async fn export_user_data(
+        &self,
+        request: Request<pb::UserDataRequest>,
+    ) -> Result<Response<pb::ExportUserDataResponse>, Status> {
+        super::recommend::export_user_data(&self.engine, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn train(&self, _request: Request<pb::TrainRequest>) -> Result<Response<Self::TrainStream>, Status> {
+    async fn train(
+        &self,
+        _request: Request<pb::TrainRequest>,
+    ) -> Result<Response<Self::TrainStream>, Status> {
         Ok(Response::new(super::recommend::train(self.engine.clone())))
     }
 
-    async fn rebuild(&self, _request: Request<pb::RebuildRequest>) -> Result<Response<Self::RebuildStream>, Status> {
+    async fn rebuild(
+        &self,
+        _request: Request<pb::RebuildRequest>,
+    ) -> Result<Response<Self::RebuildStream>, Status> {
         let mut rx = self.engine.collection().rebuild();
         let stream = async_stream(move |tx| async move {
             loop {
                 let p = rx.borrow_and_update().clone();
                 let finished = matches!(p.phase, RebuildPhase::Done | RebuildPhase::Failed);
                 if p.phase == RebuildPhase::Failed {
-                    let _ = tx.send(Err(Status::internal(format!("rebuild failed: {}", p.error.unwrap_or_default())))).await;
+                    let _ = tx
+                        .send(Err(Status::internal(format!(
+                            "rebuild failed: {}",
+                            p.error.unwrap_or_default()
+                        ))))
+                        .await;
                     return;
                 }
                 if tx.send(Ok(convert::progress(&p))).await.is_err() {
@@ -229,18 +301,35 @@ impl pb::admin_service_server::AdminService for AdminApi {
         Ok(Response::new(stream))
     }
 
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let engine = self.engine.clone();
-        let (stats, interactions) = tokio::task::spawn_blocking(move || (engine.stats(), engine.collection().interaction_count()))
-            .await
-            .map_err(|e| Status::internal(format!("status task failed: {e}")))?;
-        let mut out = convert::status(stats, self.engine.roles(), self.engine.models(), self.engine.uptime().as_secs());
+        let (stats, interactions) = tokio::task::spawn_blocking(move || {
+            (engine.stats(), engine.collection().interaction_count())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("status task failed: {e}")))?;
+        let mut out = convert::status(
+            stats,
+            self.engine.roles(),
+            self.engine.models(),
+            self.engine.uptime().as_secs(),
+        );
         let interactions = interactions.map_err(status::from_collection)?;
-        convert::recommend_status(&mut out, self.engine.recommender().model_info(), interactions);
+        convert::recommend_status(
+            &mut out,
+            self.engine.recommender().model_info(),
+            interactions,
+        );
         Ok(Response::new(out))
     }
 
-    async fn snapshot(&self, request: Request<pb::SnapshotRequest>) -> Result<Response<pb::SnapshotResponse>, Status> {
+    async fn snapshot(
+        &self,
+        request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
         let req = request.into_inner();
         // Clients name snapshots; where they go is the server's configuration.
         if !req.directory.is_empty() {

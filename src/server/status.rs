@@ -9,7 +9,9 @@ use tonic::{Code, Status};
 pub fn from_collection(e: CollectionError) -> Status {
     match e {
         CollectionError::NotFound(id) => Status::not_found(format!("item {id:?} not found")),
-        CollectionError::UnknownSpace(s) => Status::invalid_argument(format!("unknown vector space {s:?}")),
+        CollectionError::UnknownSpace(s) => {
+            Status::invalid_argument(format!("unknown vector space {s:?}"))
+        }
         CollectionError::NoVector { id, space } => {
             Status::failed_precondition(format!("item {id:?} has no vector in space {space:?}"))
         }
@@ -17,12 +19,15 @@ pub fn from_collection(e: CollectionError) -> Status {
         CollectionError::Index(e) => internal("index", e),
         CollectionError::Snapshot(e) => from_snapshot(e),
         e @ CollectionError::OverBudget(_) => Status::resource_exhausted(e.to_string()),
+        CollectionError::Lexical(e) => internal("lexical index", e),
     }
 }
 
 /// A snapshot request that still names a server path (`SnapshotRequest.directory`).
 pub fn snapshot_path_refused() -> Status {
-    Status::invalid_argument("server paths are not accepted; name the snapshot (SnapshotRequest.name)")
+    Status::invalid_argument(
+        "server paths are not accepted; name the snapshot (SnapshotRequest.name)",
+    )
 }
 
 pub fn from_snapshot(e: SnapshotError) -> Status {
@@ -31,8 +36,12 @@ pub fn from_snapshot(e: SnapshotError) -> Status {
         SnapshotError::BadName(_) => Status::invalid_argument(e.to_string()),
         // The path comes from the server's snapshot_dir, not from the request: the server's
         // setup is wrong (e.g. the directory was linked into the data directory after start).
-        SnapshotError::BadTarget(_) | SnapshotError::InsideDataDir(_) => Status::failed_precondition(e.to_string()),
-        SnapshotError::TargetExists(_) | SnapshotError::TmpExists(_) => Status::already_exists(e.to_string()),
+        SnapshotError::BadTarget(_) | SnapshotError::InsideDataDir(_) => {
+            Status::failed_precondition(e.to_string())
+        }
+        SnapshotError::TargetExists(_) | SnapshotError::TmpExists(_) => {
+            Status::already_exists(e.to_string())
+        }
         // Paths under the snapshot directory, which the response reports anyway; an admin
         // needs to know what is wrong with it to fix it.
         SnapshotError::Target { source, .. } => match source.kind() {
@@ -44,7 +53,9 @@ pub fn from_snapshot(e: SnapshotError) -> Status {
             | ErrorKind::AlreadyExists
             | ErrorKind::DirectoryNotEmpty
             | ErrorKind::CrossesDevices => Status::failed_precondition(e.to_string()),
-            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Status::resource_exhausted(e.to_string()),
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+                Status::resource_exhausted(e.to_string())
+            }
             _ => internal("snapshot", e),
         },
         SnapshotError::InterruptedRestore(_) => Status::failed_precondition(e.to_string()),
@@ -62,7 +73,9 @@ pub fn from_encode(e: EncodeError) -> Status {
         EncodeError::TooLarge(m) => Status::invalid_argument(format!("input too large: {m}")),
         EncodeError::ModelUnavailable(m) => Status::unavailable(format!("model unavailable: {m}")),
         EncodeError::Shutdown => Status::unavailable("encoder is shutting down"),
-        EncodeError::DeadlineExceeded => Status::deadline_exceeded("deadline exceeded before encoding started"),
+        EncodeError::DeadlineExceeded => {
+            Status::deadline_exceeded("deadline exceeded before encoding started")
+        }
         other => internal("encoder", other),
     }
 }
@@ -106,20 +119,58 @@ mod tests {
 
     #[test]
     fn mapping() {
-        assert_eq!(from_collection(CollectionError::NotFound("x".into())).code(), Code::NotFound);
-        assert_eq!(from_encode(EncodeError::InvalidInput("bad".into())).code(), Code::InvalidArgument);
-        assert_eq!(from_pipeline(PipelineError::Unimplemented("x".into())).code(), Code::Unimplemented);
-        assert_eq!(from_pipeline(PipelineError::FailedPrecondition("x".into())).code(), Code::FailedPrecondition);
-        assert_eq!(from_pipeline(PipelineError::Unavailable("x".into())).code(), Code::Unavailable);
-        let s = from_stream(Status::out_of_range("Error, decoded message length too large: found 9 bytes"));
+        assert_eq!(
+            from_collection(CollectionError::NotFound("x".into())).code(),
+            Code::NotFound
+        );
+        assert_eq!(
+            from_encode(EncodeError::InvalidInput("bad".into())).code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            from_pipeline(PipelineError::Unimplemented("x".into())).code(),
+            Code::Unimplemented
+        );
+        assert_eq!(
+            from_pipeline(PipelineError::FailedPrecondition("x".into())).code(),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            from_pipeline(PipelineError::Unavailable("x".into())).code(),
+            Code::Unavailable
+        );
+        let s = from_stream(Status::out_of_range(
+            "Error, decoded message length too large: found 9 bytes",
+        ));
         assert_eq!(s.code(), Code::ResourceExhausted);
-        let target = |kind| SnapshotError::Target { path: "/x".into(), source: std::io::Error::from(kind) };
-        assert_eq!(from_snapshot(target(std::io::ErrorKind::PermissionDenied)).code(), Code::FailedPrecondition);
-        assert_eq!(from_snapshot(target(std::io::ErrorKind::StorageFull)).code(), Code::ResourceExhausted);
-        assert_eq!(from_snapshot(SnapshotError::TargetExists("/x".into())).code(), Code::AlreadyExists);
-        assert_eq!(from_snapshot(SnapshotError::BadName("../x".into())).code(), Code::InvalidArgument);
-        assert_eq!(from_snapshot(SnapshotError::InsideDataDir("/d/s".into())).code(), Code::FailedPrecondition);
+        let target = |kind| SnapshotError::Target {
+            path: "/x".into(),
+            source: std::io::Error::from(kind),
+        };
+        assert_eq!(
+            from_snapshot(target(std::io::ErrorKind::PermissionDenied)).code(),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            from_snapshot(target(std::io::ErrorKind::StorageFull)).code(),
+            Code::ResourceExhausted
+        );
+        assert_eq!(
+            from_snapshot(SnapshotError::TargetExists("/x".into())).code(),
+            Code::AlreadyExists
+        );
+        assert_eq!(
+            from_snapshot(SnapshotError::BadName("../x".into())).code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            from_snapshot(SnapshotError::InsideDataDir("/d/s".into())).code(),
+            Code::FailedPrecondition
+        );
         assert_eq!(snapshot_path_refused().code(), Code::InvalidArgument);
-        assert_eq!(from_collection(SnapshotError::TmpExists("/x.tmp".into()).into()).code(), Code::AlreadyExists);
+        assert_eq!(
+            from_collection(SnapshotError::TmpExists("/x.tmp".into()).into()).code(),
+            Code::AlreadyExists
+        );
     }
 }

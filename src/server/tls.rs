@@ -19,11 +19,17 @@ pub struct TlsConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("reading TLS file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read { path: path.clone(), source })
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.clone(),
+        source,
+    })
 }
 
 impl TlsConfig {

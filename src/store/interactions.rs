@@ -75,13 +75,30 @@ fn split_key(key: &[u8]) -> Option<(&str, u8)> {
 }
 
 fn decode(user: &str, key: &[u8], value: &[u8]) -> Result<Interaction> {
-    let (s, _): (Stored, usize) = bincode::serde::decode_from_slice(value, bincode::config::standard())
-        .map_err(|e| StoreError::Corrupt { key: format!("{key:?}"), reason: e.to_string() })?;
-    Ok(Interaction { user_id: user.to_string(), item_id: s.item_id, kind: s.kind, dwell_ms: s.dwell_ms, ts_ms: s.ts_ms, key: s.key })
+    let (s, _): (Stored, usize) =
+        bincode::serde::decode_from_slice(value, bincode::config::standard()).map_err(|e| {
+            StoreError::Corrupt {
+                key: format!("{key:?}"),
+                reason: e.to_string(),
+            }
+        })?;
+    Ok(Interaction {
+        user_id: user.to_string(),
+        item_id: s.item_id,
+        kind: s.kind,
+        dwell_ms: s.dwell_ms,
+        ts_ms: s.ts_ms,
+        key: s.key,
+    })
 }
 
 fn u64_le(b: Option<Vec<u8>>) -> u64 {
-    b.and_then(|b| b.get(..8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes)).unwrap_or(0)
+    b.and_then(|b| {
+        b.get(..8)
+            .and_then(|s| s.try_into().ok())
+            .map(u64::from_le_bytes)
+    })
+    .unwrap_or(0)
 }
 
 impl Store {
@@ -109,8 +126,15 @@ impl Store {
                 }
                 batch.put_cf(&cf, &ik, event_key(&i.user_id, i.ts_ms, n));
             }
-            let s = Stored { item_id: i.item_id.clone(), kind: i.kind, dwell_ms: i.dwell_ms, ts_ms: i.ts_ms, key: i.key.clone() };
-            let value = bincode::serde::encode_to_vec(&s, bincode::config::standard()).unwrap_or_default();
+            let s = Stored {
+                item_id: i.item_id.clone(),
+                kind: i.kind,
+                dwell_ms: i.dwell_ms,
+                ts_ms: i.ts_ms,
+                key: i.key.clone(),
+            };
+            let value =
+                bincode::serde::encode_to_vec(&s, bincode::config::standard()).unwrap_or_default();
             batch.put_cf(&cf, event_key(&i.user_id, i.ts_ms, n), value);
             n += 1;
             out.push(Recorded::Stored);
@@ -137,7 +161,10 @@ impl Store {
         let mut end = user_prefix(user);
         end.push(EVENT + 1);
         let mut out = Vec::new();
-        for entry in self.db.iterator_cf(&cf, IteratorMode::From(&start, rocksdb::Direction::Forward)) {
+        for entry in self
+            .db
+            .iterator_cf(&cf, IteratorMode::From(&start, rocksdb::Direction::Forward))
+        {
             let (k, v) = entry?;
             if *k >= *end {
                 break;
@@ -150,12 +177,20 @@ impl Store {
 
     /// Every stored interaction, user by user (training, retention).
     pub fn for_each_interaction(&self, mut f: impl FnMut(Interaction)) -> Result<()> {
-        for entry in self.db.iterator_cf(&self.cf(CF_INTERACTIONS), IteratorMode::Start) {
+        for entry in self
+            .db
+            .iterator_cf(&self.cf(CF_INTERACTIONS), IteratorMode::Start)
+        {
             let (k, v) = entry?;
             match split_key(&k) {
                 Some((user, EVENT)) => f(decode(user, &k, &v)?),
                 Some(_) => {}
-                None => return Err(StoreError::Corrupt { key: format!("{k:?}"), reason: "malformed interaction key".into() }),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        key: format!("{k:?}"),
+                        reason: "malformed interaction key".into(),
+                    })
+                }
             }
         }
         Ok(())
@@ -227,7 +262,8 @@ impl Store {
         }
         let mut opts = rocksdb::CompactOptions::default();
         opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
-        self.db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &opts);
+        self.db
+            .compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &opts);
         // The MANIFEST still records the key bounds of the files compacted away (they name
         // the user); one more change starts a new manifest from the live files only (the store
         // opens with a manifest per change), and the old one is deleted.
@@ -235,7 +271,8 @@ impl Store {
         let erasures = u64_le(self.db.get_cf(&meta, KEY_ERASURES)?) + 1;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.put_cf_opt(&meta, KEY_ERASURES, erasures.to_le_bytes(), &wo)?;
+        self.db
+            .put_cf_opt(&meta, KEY_ERASURES, erasures.to_le_bytes(), &wo)?;
         self.db.flush_cf(&meta)?;
         Ok(())
     }
@@ -247,18 +284,48 @@ mod tests {
     use crate::store::StoreConfig;
 
     fn ev(user: &str, item: &str, ts: i64, key: &str) -> Interaction {
-        Interaction { user_id: user.into(), item_id: item.into(), kind: InteractionKind::Click, dwell_ms: 0, ts_ms: ts, key: key.into() }
+        Interaction {
+            user_id: user.into(),
+            item_id: item.into(),
+            kind: InteractionKind::Click,
+            dwell_ms: 0,
+            ts_ms: ts,
+            key: key.into(),
+        }
     }
 
     #[test]
     fn record_dedup_export_erase() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        let r = store.record_interactions(&[ev("a", "x", 5, "k1"), ev("a", "y", 3, ""), ev("a", "x", 5, "k1"), ev("ab", "z", 1, "k1")]).unwrap();
-        assert_eq!(r, vec![Recorded::Stored, Recorded::Stored, Recorded::Duplicate, Recorded::Stored]);
-        assert_eq!(store.record_interactions(&[ev("a", "x", 9, "k1")]).unwrap(), vec![Recorded::Duplicate]);
+        let r = store
+            .record_interactions(&[
+                ev("a", "x", 5, "k1"),
+                ev("a", "y", 3, ""),
+                ev("a", "x", 5, "k1"),
+                ev("ab", "z", 1, "k1"),
+            ])
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![
+                Recorded::Stored,
+                Recorded::Stored,
+                Recorded::Duplicate,
+                Recorded::Stored
+            ]
+        );
+        assert_eq!(
+            store.record_interactions(&[ev("a", "x", 9, "k1")]).unwrap(),
+            vec![Recorded::Duplicate]
+        );
         // "a" is a prefix of "ab" as a string, never as a key: the length comes first.
-        let a: Vec<String> = store.user_interactions("a").unwrap().into_iter().map(|i| i.item_id).collect();
+        let a: Vec<String> = store
+            .user_interactions("a")
+            .unwrap()
+            .into_iter()
+            .map(|i| i.item_id)
+            .collect();
         assert_eq!(a, vec!["y", "x"]);
         assert_eq!(store.interaction_count().unwrap(), 3);
         let mut all = 0;
@@ -269,14 +336,30 @@ mod tests {
         assert_eq!(store.user_interactions("ab").unwrap().len(), 1);
         assert_eq!(store.interaction_count().unwrap(), 1);
         // The key is free again after an erasure.
-        assert_eq!(store.record_interactions(&[ev("a", "x", 9, "k1")]).unwrap(), vec![Recorded::Stored]);
+        assert_eq!(
+            store.record_interactions(&[ev("a", "x", 9, "k1")]).unwrap(),
+            vec![Recorded::Stored]
+        );
         // Nothing of an erased user stays in the store's files (keys, values, file bounds).
         let who = "erase-me-user";
-        let many: Vec<Interaction> = (0..50).map(|t| ev(who, "x", t, &format!("key-{t}"))).collect();
+        let many: Vec<Interaction> = (0..50)
+            .map(|t| ev(who, "x", t, &format!("key-{t}")))
+            .collect();
         store.record_interactions(&many).unwrap();
         store.record_interactions(&[ev("zz", "y", 1, "")]).unwrap();
         store.flush().unwrap();
-        store.record_interactions(&many[..5].iter().map(|e| Interaction { ts_ms: 99, key: String::new(), ..e.clone() }).collect::<Vec<_>>()).unwrap();
+        store
+            .record_interactions(
+                &many[..5]
+                    .iter()
+                    .map(|e| Interaction {
+                        ts_ms: 99,
+                        key: String::new(),
+                        ..e.clone()
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
         assert_eq!(store.erase_user(who).unwrap(), 55);
         let mut left = Vec::new();
         for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
@@ -285,8 +368,16 @@ mod tests {
                 left.push(e.file_name());
             }
         }
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
-        assert!(left.is_empty(), "{left:?} of {names:?}; CURRENT {}", std::fs::read_to_string(dir.path().join("CURRENT")).unwrap());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(
+            left.is_empty(),
+            "{left:?} of {names:?}; CURRENT {}",
+            std::fs::read_to_string(dir.path().join("CURRENT")).unwrap()
+        );
         // ts 1 of "ab" and of "zz" are older than 5; "a"'s ts 9 stays.
         assert_eq!(store.expire_interactions(5).unwrap(), 2);
         assert_eq!(store.interaction_count().unwrap(), 1);

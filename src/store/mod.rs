@@ -25,8 +25,8 @@ pub use interactions::Recorded;
 use crate::model::Version;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteBufferManager,
-    WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch,
+    WriteBufferManager, WriteOptions, DB,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -37,8 +37,13 @@ const CF_META: &str = "meta";
 const KEY_NEXT_SEQ: &[u8] = b"next_seq";
 const KEY_VECTOR_MODELS: &[u8] = b"vector_models";
 /// Every family the store opens, RocksDB's own `default` (which holds nothing) included.
-const FAMILIES: [&str; 5] =
-    [rocksdb::DEFAULT_COLUMN_FAMILY_NAME, CF_ITEMS, CF_VECTORS, CF_META, interactions::CF_INTERACTIONS];
+const FAMILIES: [&str; 5] = [
+    rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+    CF_ITEMS,
+    CF_VECTORS,
+    CF_META,
+    interactions::CF_INTERACTIONS,
+];
 
 const MIB: usize = 1024 * 1024;
 
@@ -58,7 +63,11 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { block_cache_bytes: 64 * MIB, write_buffer_bytes: 8 * MIB, memtable_budget_bytes: 64 * MIB }
+        StoreConfig {
+            block_cache_bytes: 64 * MIB,
+            write_buffer_bytes: 8 * MIB,
+            memtable_budget_bytes: 64 * MIB,
+        }
     }
 }
 
@@ -115,8 +124,15 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// One write of a batch.
 pub enum WriteOp<'a> {
-    Put { version: &'a Version, vectors: &'a [(String, Vec<f32>)], replaces_seq: Option<u64> },
-    Delete { id: &'a str, seq: u64 },
+    Put {
+        version: &'a Version,
+        vectors: &'a [(String, Vec<f32>)],
+        replaces_seq: Option<u64>,
+    },
+    Delete {
+        id: &'a str,
+        seq: u64,
+    },
 }
 
 pub struct Store {
@@ -136,13 +152,21 @@ fn vector_key(seq: u64, space: &str) -> Vec<u8> {
 }
 
 fn parse_vector_row(key: &[u8], value: &[u8]) -> Result<(u64, String, Vec<f32>)> {
-    let corrupt = |reason: &str| StoreError::Corrupt { key: format!("{key:?}"), reason: reason.into() };
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        key: format!("{key:?}"),
+        reason: reason.into(),
+    };
     if key.len() < 8 || value.len() % 4 != 0 {
         return Err(corrupt("malformed vector row"));
     }
     let seq = u64::from_be_bytes(key[..8].try_into().map_err(|_| corrupt("short key"))?);
-    let space = std::str::from_utf8(&key[8..]).map_err(|_| corrupt("space name not UTF-8"))?.to_string();
-    let row = value.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let space = std::str::from_utf8(&key[8..])
+        .map_err(|_| corrupt("space name not UTF-8"))?
+        .to_string();
+    let row = value
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     Ok((seq, space, row))
 }
 
@@ -152,11 +176,15 @@ fn row_bytes(v: &[f32]) -> Vec<u8> {
 
 impl Store {
     pub fn open(path: &Path, config: &StoreConfig) -> Result<Store> {
-        std::fs::create_dir_all(path).map_err(|source| StoreError::Io { path: path.into(), source })?;
+        std::fs::create_dir_all(path).map_err(|source| StoreError::Io {
+            path: path.into(),
+            source,
+        })?;
         let cache = Cache::new_lru_cache(config.block_cache_bytes);
         // Memtables are capped as a whole, not charged to the block cache, so the two parts
         // are reported (and sized) separately.
-        let memtables = WriteBufferManager::new_write_buffer_manager(config.memtable_budget_bytes, false);
+        let memtables =
+            WriteBufferManager::new_write_buffer_manager(config.memtable_budget_bytes, false);
         let family = || {
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
@@ -191,8 +219,13 @@ impl Store {
         opts.set_write_buffer_manager(&memtables);
         let cfs = FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        let mut store =
-            Store { db, path: path.to_path_buf(), cache, cache_capacity: config.block_cache_bytes, events: Default::default() };
+        let mut store = Store {
+            db,
+            path: path.to_path_buf(),
+            cache,
+            cache_capacity: config.block_cache_bytes,
+            events: Default::default(),
+        };
         *store.events.get_mut() = store.read_next_event()?;
         Ok(store)
     }
@@ -204,15 +237,22 @@ impl Store {
     fn cf(&self, name: &str) -> std::sync::Arc<rocksdb::BoundColumnFamily<'_>> {
         // The families are created at open (create_missing_column_families), so the
         // handle always exists for the life of the DB.
-        self.db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} is created at open"))
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| unreachable!("column family {name} is created at open"))
     }
 
     /// The sequence number the next write will get (1 on an empty store).
     pub fn next_seq(&self) -> Result<u64> {
         match self.db.get_cf(&self.cf(CF_META), KEY_NEXT_SEQ)? {
             None => Ok(1),
-            Some(b) if b.len() == 8 => Ok(u64::from_le_bytes(b[..8].try_into().unwrap_or_default())),
-            Some(_) => Err(StoreError::Corrupt { key: "next_seq".into(), reason: "not 8 bytes".into() }),
+            Some(b) if b.len() == 8 => {
+                Ok(u64::from_le_bytes(b[..8].try_into().unwrap_or_default()))
+            }
+            Some(_) => Err(StoreError::Corrupt {
+                key: "next_seq".into(),
+                reason: "not 8 bytes".into(),
+            }),
         }
     }
 
@@ -223,7 +263,10 @@ impl Store {
             None => Ok(None),
             Some(b) => String::from_utf8(b)
                 .map(Some)
-                .map_err(|_| StoreError::Corrupt { key: "vector_models".into(), reason: "not UTF-8".into() }),
+                .map_err(|_| StoreError::Corrupt {
+                    key: "vector_models".into(),
+                    reason: "not UTF-8".into(),
+                }),
         }
     }
 
@@ -231,7 +274,8 @@ impl Store {
     pub fn set_vector_models(&self, models: &str) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.put_cf_opt(&self.cf(CF_META), KEY_VECTOR_MODELS, models.as_bytes(), &wo)?;
+        self.db
+            .put_cf_opt(&self.cf(CF_META), KEY_VECTOR_MODELS, models.as_bytes(), &wo)?;
         Ok(())
     }
 
@@ -243,7 +287,11 @@ impl Store {
         let mut batch = WriteBatch::default();
         for op in ops {
             match op {
-                WriteOp::Put { version, vectors: rows, replaces_seq } => {
+                WriteOp::Put {
+                    version,
+                    vectors: rows,
+                    replaces_seq,
+                } => {
                     if let Some(old) = replaces_seq {
                         batch.delete_range_cf(&vectors, old.to_be_bytes(), (old + 1).to_be_bytes());
                     }
@@ -305,7 +353,11 @@ impl Store {
     }
 
     /// Visits vector rows with seq > `after` in (seq, space) order.
-    pub fn for_each_vector_after(&self, after: u64, mut f: impl FnMut(u64, String, Vec<f32>)) -> Result<()> {
+    pub fn for_each_vector_after(
+        &self,
+        after: u64,
+        mut f: impl FnMut(u64, String, Vec<f32>),
+    ) -> Result<()> {
         let start = (after.saturating_add(1)).to_be_bytes();
         let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
         for entry in self.db.iterator_cf(&self.cf(CF_VECTORS), mode) {
@@ -321,7 +373,9 @@ impl Store {
     pub fn snapshot_vectors(&self, mut f: impl FnMut(u64, String, Vec<f32>)) -> Result<u64> {
         let snap = self.db.snapshot();
         let covered = match snap.get_cf(&self.cf(CF_META), KEY_NEXT_SEQ)? {
-            Some(b) if b.len() == 8 => u64::from_le_bytes(b[..8].try_into().unwrap_or_default()).saturating_sub(1),
+            Some(b) if b.len() == 8 => {
+                u64::from_le_bytes(b[..8].try_into().unwrap_or_default()).saturating_sub(1)
+            }
             _ => 0,
         };
         for entry in snap.iterator_cf(&self.cf(CF_VECTORS), IteratorMode::Start) {
@@ -335,15 +389,26 @@ impl Store {
     /// What RocksDB holds in memory, by part, over all families (status and metrics).
     pub fn memory(&self) -> StoreMemory {
         let prop = |name: &str, p: &str| match self.db.cf_handle(name) {
-            Some(cf) => self.db.property_int_value_cf(&cf, p).ok().flatten().unwrap_or(0),
+            Some(cf) => self
+                .db
+                .property_int_value_cf(&cf, p)
+                .ok()
+                .flatten()
+                .unwrap_or(0),
             None => 0,
         };
         StoreMemory {
             block_cache: self.cache.get_usage() as u64,
             block_cache_capacity: self.cache_capacity as u64,
             block_cache_pinned: self.cache.get_pinned_usage() as u64,
-            memtables: FAMILIES.iter().map(|&f| (f, prop(f, "rocksdb.cur-size-all-mem-tables"))).collect(),
-            table_readers: FAMILIES.iter().map(|f| prop(f, "rocksdb.estimate-table-readers-mem")).sum(),
+            memtables: FAMILIES
+                .iter()
+                .map(|&f| (f, prop(f, "rocksdb.cur-size-all-mem-tables")))
+                .collect(),
+            table_readers: FAMILIES
+                .iter()
+                .map(|f| prop(f, "rocksdb.estimate-table-readers-mem"))
+                .sum(),
         }
     }
 
@@ -368,15 +433,22 @@ impl Store {
 /// The last write sequence (0 = none) of a store directory that no server has open (a
 /// checkpoint or a restored copy), read without modifying it.
 pub fn last_seq_at(path: &Path) -> Result<u64> {
-    let cfs = [CF_ITEMS, CF_VECTORS, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let cfs = [CF_ITEMS, CF_VECTORS, CF_META]
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     let db = DB::open_cf_descriptors_read_only(&Options::default(), path, cfs, false)?;
-    let cf = db
-        .cf_handle(CF_META)
-        .ok_or_else(|| StoreError::Corrupt { key: "meta".into(), reason: "column family missing".into() })?;
+    let cf = db.cf_handle(CF_META).ok_or_else(|| StoreError::Corrupt {
+        key: "meta".into(),
+        reason: "column family missing".into(),
+    })?;
     match db.get_cf(&cf, KEY_NEXT_SEQ)? {
         None => Ok(0),
-        Some(b) if b.len() == 8 => Ok(u64::from_le_bytes(b[..8].try_into().unwrap_or_default()).saturating_sub(1)),
-        Some(_) => Err(StoreError::Corrupt { key: "next_seq".into(), reason: "not 8 bytes".into() }),
+        Some(b) if b.len() == 8 => {
+            Ok(u64::from_le_bytes(b[..8].try_into().unwrap_or_default()).saturating_sub(1))
+        }
+        Some(_) => Err(StoreError::Corrupt {
+            key: "next_seq".into(),
+            reason: "not 8 bytes".into(),
+        }),
     }
 }
 
@@ -387,7 +459,10 @@ mod tests {
     #[test]
     fn families_share_one_block_cache_within_its_capacity() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = StoreConfig { block_cache_bytes: 256 * 1024, ..StoreConfig::default() };
+        let config = StoreConfig {
+            block_cache_bytes: 256 * 1024,
+            ..StoreConfig::default()
+        };
         let store = Store::open(dir.path(), &config).expect("open");
         // Rows in `vectors` only, flushed to SST files, then read back through the cache.
         let mut batch = WriteBatch::default();
@@ -398,7 +473,10 @@ mod tests {
         store.db.write(batch).expect("write");
         store.flush().expect("flush");
         for seq in 1..=4000u64 {
-            assert_eq!(store.vector(seq, "s").expect("read"), Some(vec![seq as f32; 32]));
+            assert_eq!(
+                store.vector(seq, "s").expect("read"),
+                Some(vec![seq as f32; 32])
+            );
         }
         let m = store.memory();
         assert!(m.block_cache > 0, "{m:?}");
@@ -407,8 +485,14 @@ mod tests {
         // Every family reports the same cache (a cache per family would report its own).
         for f in FAMILIES {
             let cf = store.db.cf_handle(f).expect("family");
-            let usage = store.db.property_int_value_cf(&cf, "rocksdb.block-cache-usage").expect("prop");
-            let capacity = store.db.property_int_value_cf(&cf, "rocksdb.block-cache-capacity").expect("prop");
+            let usage = store
+                .db
+                .property_int_value_cf(&cf, "rocksdb.block-cache-usage")
+                .expect("prop");
+            let capacity = store
+                .db
+                .property_int_value_cf(&cf, "rocksdb.block-cache-capacity")
+                .expect("prop");
             assert_eq!(capacity, Some(config.block_cache_bytes as u64), "{f}");
             // `items`, `meta` and `default` read nothing: only a shared cache holds blocks for them.
             assert_eq!(usage, Some(m.block_cache), "{f}");
@@ -419,8 +503,23 @@ mod tests {
     #[test]
     fn config_is_checked() {
         assert!(StoreConfig::default().validate().is_ok());
-        assert!(StoreConfig { write_buffer_bytes: 1000, ..StoreConfig::default() }.validate().is_err());
-        assert!(StoreConfig { block_cache_bytes: 0, ..StoreConfig::default() }.validate().is_err());
-        assert!(StoreConfig { memtable_budget_bytes: 0, ..StoreConfig::default() }.validate().is_err());
+        assert!(StoreConfig {
+            write_buffer_bytes: 1000,
+            ..StoreConfig::default()
+        }
+        .validate()
+        .is_err());
+        assert!(StoreConfig {
+            block_cache_bytes: 0,
+            ..StoreConfig::default()
+        }
+        .validate()
+        .is_err());
+        assert!(StoreConfig {
+            memtable_budget_bytes: 0,
+            ..StoreConfig::default()
+        }
+        .validate()
+        .is_err());
     }
 }

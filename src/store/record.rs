@@ -62,7 +62,11 @@ impl From<VersionV2> for Version {
             image_weight: i.image_weight,
             video_uris: Vec::new(),
         };
-        Version { item, seq: v.seq, spaces: v.spaces }
+        Version {
+            item,
+            seq: v.seq,
+            spaces: v.spaces,
+        }
     }
 }
 
@@ -97,15 +101,20 @@ pub fn encode(v: &Version) -> Vec<u8> {
 }
 
 pub fn decode(key: &str, bytes: &[u8]) -> Result<Version> {
-    let corrupt = |reason: String| StoreError::Corrupt { key: key.to_string(), reason };
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
     let config = bincode::config::standard();
     match bytes.first() {
         Some(&FORMAT) => bincode::serde::decode_from_slice::<Version, _>(&bytes[1..], config)
             .map(|(v, _)| v)
             .map_err(|e| corrupt(e.to_string())),
-        Some(&FORMAT_NO_VIDEO) => bincode::serde::decode_from_slice::<VersionV2, _>(&bytes[1..], config)
-            .map(|(v, _)| v.into())
-            .map_err(|e| corrupt(e.to_string())),
+        Some(&FORMAT_NO_VIDEO) => {
+            bincode::serde::decode_from_slice::<VersionV2, _>(&bytes[1..], config)
+                .map(|(v, _)| v.into())
+                .map_err(|e| corrupt(e.to_string()))
+        }
         Some(&FORMAT_FLAT) => bincode::serde::decode_from_slice::<FlatV1, _>(&bytes[1..], config)
             .map(|(v, _)| v.into())
             .map_err(|e| corrupt(e.to_string())),
@@ -144,9 +153,33 @@ mod tests {
     fn reads_format_1() {
         // A record as the flat format wrote it: id, seq, then the remaining metadata fields.
         #[derive(serde::Serialize)]
-        struct Flat<'a>(&'a str, u64, &'a str, &'a str, &'a str, f64, Vec<(String, String)>, Vec<String>, Option<f32>, Option<f32>, Vec<String>);
+        struct Flat<'a>(
+            &'a str,
+            u64,
+            &'a str,
+            &'a str,
+            &'a str,
+            f64,
+            Vec<(String, String)>,
+            Vec<String>,
+            Option<f32>,
+            Option<f32>,
+            Vec<String>,
+        );
         let v = version();
-        let flat = Flat("a", 7, "Tripod", "", "", 12.5, v.item.attributes.clone(), vec![], None, None, v.spaces.clone());
+        let flat = Flat(
+            "a",
+            7,
+            "Tripod",
+            "",
+            "",
+            12.5,
+            v.item.attributes.clone(),
+            vec![],
+            None,
+            None,
+            v.spaces.clone(),
+        );
         let mut bytes = vec![FORMAT_FLAT];
         bytes.extend(bincode::serde::encode_to_vec(&flat, bincode::config::standard()).unwrap());
         assert_eq!(decode("a", &bytes).unwrap(), v);
@@ -156,11 +189,35 @@ mod tests {
     fn reads_format_2() {
         // Format 2 was Version without Item::video_uris: the same bytes minus its empty list.
         #[derive(serde::Serialize)]
-        struct I2<'a>(&'a str, &'a str, &'a str, &'a str, f64, Vec<(String, String)>, Vec<String>, Option<f32>, Option<f32>);
+        struct I2<'a>(
+            &'a str,
+            &'a str,
+            &'a str,
+            &'a str,
+            f64,
+            Vec<(String, String)>,
+            Vec<String>,
+            Option<f32>,
+            Option<f32>,
+        );
         let mut v = version();
         v.item.image_uris = vec!["a.jpg".into()];
         let i = &v.item;
-        let old = (I2(&i.id, &i.title, "", "", i.price, i.attributes.clone(), i.image_uris.clone(), None, Some(0.3)), 7u64, v.spaces.clone());
+        let old = (
+            I2(
+                &i.id,
+                &i.title,
+                "",
+                "",
+                i.price,
+                i.attributes.clone(),
+                i.image_uris.clone(),
+                None,
+                Some(0.3),
+            ),
+            7u64,
+            v.spaces.clone(),
+        );
         let mut bytes = vec![FORMAT_NO_VIDEO];
         bytes.extend(bincode::serde::encode_to_vec(&old, bincode::config::standard()).unwrap());
         v.item.image_weight = Some(0.3);

@@ -61,8 +61,13 @@ pub fn router(probe: Arc<Probe>) -> Router {
                 async move {
                     match probe.phase() {
                         Phase::Ready => (StatusCode::OK, "ready\n"),
-                        Phase::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting: loading models and index\n"),
-                        Phase::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n"),
+                        Phase::Starting => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "starting: loading models and index\n",
+                        ),
+                        Phase::Draining => {
+                            (StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down\n")
+                        }
                     }
                 }
             }),
@@ -74,11 +79,19 @@ pub fn router(probe: Arc<Probe>) -> Router {
                 async move {
                     if let Some(source) = probe.source.get().cloned() {
                         // State is computed by walking the catalogue; keep that off the async workers.
-                        let _ = tokio::task::spawn_blocking(move || refresh_gauges(&source.state())).await;
+                        let _ =
+                            tokio::task::spawn_blocking(move || refresh_gauges(&source.state()))
+                                .await;
                     }
-                    super::metrics().memory_bytes.with_label_values(&["rss"]).set(super::rss_bytes() as i64);
+                    super::metrics()
+                        .memory_bytes
+                        .with_label_values(&["rss"])
+                        .set(super::rss_bytes() as i64);
                     (
-                        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
                         super::render(),
                     )
                 }
@@ -113,14 +126,22 @@ fn refresh_gauges(g: &StateGauges) {
     m.items.set(g.items as i64);
     m.generation.set(g.generation as i64);
     for (name, base, fresh, tombstones) in &g.layers {
-        m.layer_vectors.with_label_values(&[name, "base"]).set(*base as i64);
-        m.layer_vectors.with_label_values(&[name, "fresh"]).set(*fresh as i64);
-        m.layer_vectors.with_label_values(&[name, "tombstones"]).set(*tombstones as i64);
+        m.layer_vectors
+            .with_label_values(&[name, "base"])
+            .set(*base as i64);
+        m.layer_vectors
+            .with_label_values(&[name, "fresh"])
+            .set(*fresh as i64);
+        m.layer_vectors
+            .with_label_values(&[name, "tombstones"])
+            .set(*tombstones as i64);
     }
     for (kind, bytes) in &g.memory {
         m.memory_bytes.with_label_values(&[kind]).set(*bytes as i64);
     }
-    m.memory_bytes.with_label_values(&["mmap"]).set(g.mapped_bytes as i64);
+    m.memory_bytes
+        .with_label_values(&["mmap"])
+        .set(g.mapped_bytes as i64);
     m.rebuild_running.set(i64::from(g.rebuild_running));
     if let Some((done, total)) = g.rebuild_progress {
         m.rebuild_done.set(done as i64);
@@ -134,5 +155,7 @@ pub async fn serve(
     probe: Arc<Probe>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(probe)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(probe))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

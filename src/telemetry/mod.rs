@@ -13,8 +13,8 @@
 pub mod http;
 
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -124,16 +124,24 @@ pub fn observe_request(path: &str, code: tonic::Code, elapsed: Duration) {
     let m = metrics();
     let rpc = rpc_label(path);
     m.requests.with_label_values(&[rpc, code_label(code)]).inc();
-    m.request_seconds.with_label_values(&[rpc]).observe(elapsed.as_secs_f64());
+    m.request_seconds
+        .with_label_values(&[rpc])
+        .observe(elapsed.as_secs_f64());
 }
 
 /// Items per batched model call on the ingest path, by modality.
 pub fn observe_encode_batch(modality: &str, items: usize) {
-    metrics().encode_batch_size.with_label_values(&[modality]).observe(items as f64);
+    metrics()
+        .encode_batch_size
+        .with_label_values(&[modality])
+        .observe(items as f64);
 }
 
 pub fn observe_stage(stage: &str, elapsed: Duration) {
-    metrics().stage_seconds.with_label_values(&[stage]).observe(elapsed.as_secs_f64());
+    metrics()
+        .stage_seconds
+        .with_label_values(&[stage])
+        .observe(elapsed.as_secs_f64());
 }
 
 pub fn code_label(code: tonic::Code) -> &'static str {
@@ -178,7 +186,9 @@ pub fn rss_bytes() -> u64 {
 /// `None` where /proc is unavailable or the process is gone.
 pub fn proc_memory_bytes(pid: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let value = status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    let value = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
     let kib: u64 = value.split_whitespace().next()?.parse().ok()?;
     Some(kib * 1024)
 }
@@ -189,16 +199,29 @@ mod tests {
 
     #[test]
     fn definitions_register_and_render() {
-        observe_request("/mmsearch.v1.SearchService/Search", tonic::Code::Ok, Duration::from_millis(3));
+        observe_request(
+            "/mmsearch.v1.SearchService/Search",
+            tonic::Code::Ok,
+            Duration::from_millis(3),
+        );
         observe_stage("encode", Duration::from_millis(1));
         let text = render();
-        assert!(text.contains("mmsearch_requests_total{code=\"OK\",rpc=\"SearchService/Search\"}"), "{text}");
-        assert!(text.contains("mmsearch_stage_duration_seconds_bucket{stage=\"encode\""), "{text}");
+        assert!(
+            text.contains("mmsearch_requests_total{code=\"OK\",rpc=\"SearchService/Search\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mmsearch_stage_duration_seconds_bucket{stage=\"encode\""),
+            "{text}"
+        );
     }
 
     #[test]
     fn rpc_labels_drop_the_package() {
-        assert_eq!(rpc_label("/mmsearch.v1.SearchService/Search"), "SearchService/Search");
+        assert_eq!(
+            rpc_label("/mmsearch.v1.SearchService/Search"),
+            "SearchService/Search"
+        );
         assert_eq!(rpc_label("/grpc.health.v1.Health/Check"), "Health/Check");
         assert_eq!(rpc_label("/weird"), "weird");
     }

@@ -37,10 +37,18 @@ pub fn ort_dylib() -> PathBuf {
         .unwrap_or_else(|e| panic!("{}: {e} — run models/setup.sh", lib.display()))
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
+        })
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-    found.into_iter().next().unwrap_or_else(|| panic!("no libonnxruntime.so in {} — run models/setup.sh", lib.display()))
+    found.into_iter().next().unwrap_or_else(|| {
+        panic!(
+            "no libonnxruntime.so in {} — run models/setup.sh",
+            lib.display()
+        )
+    })
 }
 
 pub fn config() -> EncodeConfig {
@@ -62,7 +70,11 @@ pub fn encoders() -> &'static Encoders {
 pub fn multilingual() -> &'static Encoders {
     static E: OnceLock<Encoders> = OnceLock::new();
     E.get_or_init(|| {
-        let cfg = EncodeConfig { set: mmsearch::encode::ModelSet::Multilingual, speech_model: None, ..config() };
+        let cfg = EncodeConfig {
+            set: mmsearch::encode::ModelSet::Multilingual,
+            speech_model: None,
+            ..config()
+        };
         Encoders::load(&cfg).unwrap_or_else(|e| panic!("loading the multilingual set: {e}"))
     })
 }
@@ -74,17 +86,26 @@ pub fn golden() -> serde_json::Value {
 }
 
 pub fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number") as f32)
+        .collect()
 }
 
 pub fn max_abs(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 pub fn read_f32(p: &std::path::Path) -> Vec<f32> {
     let b = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// Cosine similarity; 0 when either side is zero.
@@ -129,9 +150,15 @@ pub fn wav_i16(samples: &[i16], rate: u32) -> Vec<u8> {
 pub fn demo_catalog() -> PathBuf {
     let dir = std::env::var_os("MMSEARCH_DEMO")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/mmsearch/demo"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/mmsearch/demo")
+        });
     let catalog = dir.join("catalog.jsonl");
-    assert!(catalog.is_file(), "{} missing: run deploy/demo/fetch_vendure.py (deploy/test.sh does)", catalog.display());
+    assert!(
+        catalog.is_file(),
+        "{} missing: run deploy/demo/fetch_vendure.py (deploy/test.sh does)",
+        catalog.display()
+    );
     catalog
 }
 

@@ -89,11 +89,21 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in reader.lines() {});
-        Server { child, addr, data_dir: data_dir.to_path_buf(), config: config.to_path_buf(), metrics_addr }
+        Server {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            config: config.to_path_buf(),
+            metrics_addr,
+        }
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.addr.clone()).unwrap().connect().await.expect("connect")
+        Channel::from_shared(self.addr.clone())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect")
     }
 
     pub async fn search(&self) -> SearchServiceClient<Channel> {
@@ -142,7 +152,10 @@ impl Server {
 }
 
 fn unsafe_sigterm(pid: u32) {
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
 }
 
 impl Drop for Server {
@@ -186,19 +199,34 @@ pub fn item(id: &str, title: &str, category: &str, price: f64, vector: Vec<f32>)
         title: title.into(),
         category: category.into(),
         price,
-        vectors: vec![pb::Vector { space: "shared".into(), values: vector }],
+        vectors: vec![pb::Vector {
+            space: "shared".into(),
+            values: vector,
+        }],
         ..Default::default()
     }
 }
 
 pub async fn upsert(server: &Server, items: Vec<pb::Item>) -> pb::UpsertSummary {
-    let reqs: Vec<pb::UpsertRequest> = items.into_iter().map(|i| pb::UpsertRequest { item: Some(i) }).collect();
-    server.ingest().await.upsert(tokio_stream::iter(reqs)).await.expect("upsert").into_inner()
+    let reqs: Vec<pb::UpsertRequest> = items
+        .into_iter()
+        .map(|i| pb::UpsertRequest { item: Some(i) })
+        .collect();
+    server
+        .ingest()
+        .await
+        .upsert(tokio_stream::iter(reqs))
+        .await
+        .expect("upsert")
+        .into_inner()
 }
 
 pub fn vector_query(v: Vec<f32>, k: u32) -> pb::SearchRequest {
     pb::SearchRequest {
-        query: Some(pb::search_request::Query::Vector(pb::Vector { space: "shared".into(), values: v })),
+        query: Some(pb::search_request::Query::Vector(pb::Vector {
+            space: "shared".into(),
+            values: v,
+        })),
         top_k: k,
         ..Default::default()
     }
@@ -209,7 +237,13 @@ pub fn ids(resp: &pb::SearchResponse) -> Vec<String> {
 }
 
 pub async fn rebuild(server: &Server) -> Vec<pb::RebuildProgress> {
-    let mut stream = server.admin().await.rebuild(pb::RebuildRequest {}).await.expect("rebuild").into_inner();
+    let mut stream = server
+        .admin()
+        .await
+        .rebuild(pb::RebuildRequest {})
+        .await
+        .expect("rebuild")
+        .into_inner();
     let mut seen = Vec::new();
     while let Some(p) = stream.message().await.expect("rebuild progress") {
         seen.push(p);

@@ -10,5 +10,6 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A memory line of /proc/<pid>/status (see `mmsearch::telemetry::proc_memory_bytes`) in MiB.
 pub fn proc_memory_mb(pid: u32, field: &str) -> Option<f64> {
-    mmsearch::telemetry::proc_memory_bytes(&pid.to_string(), field).map(|b| b as f64 / (1024.0 * 1024.0))
+    mmsearch::telemetry::proc_memory_bytes(&pid.to_string(), field)
+        .map(|b| b as f64 / (1024.0 * 1024.0))
 }

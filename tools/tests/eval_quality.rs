@@ -21,23 +21,35 @@ use std::sync::Arc;
 
 #[test]
 fn retrieval_quality_does_not_regress() {
-    let baseline_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/eval_baseline.json");
+    let baseline_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/eval_baseline.json");
     let baseline: Baseline = serde_json::from_str(
-        &std::fs::read_to_string(&baseline_path).unwrap_or_else(|e| panic!("{}: {e}", baseline_path.display())),
+        &std::fs::read_to_string(&baseline_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", baseline_path.display())),
     )
     .expect("baseline JSON");
     let data = DataDir::locate(None).unwrap_or_else(|e| panic!("{e}"));
     let mut config = Config::default();
     config.encode = encode_common::config();
-    let encoders = Encoders::load(&config.encode).unwrap_or_else(|e| panic!("loading encoders: {e}"));
+    let encoders =
+        Encoders::load(&config.encode).unwrap_or_else(|e| panic!("loading encoders: {e}"));
     let opts = EvalOptions::ci(data, config);
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let report = rt.block_on(mmsearch_tools::eval::run(&opts, Arc::new(encoders))).unwrap_or_else(|e| panic!("evaluation: {e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = rt
+        .block_on(mmsearch_tools::eval::run(&opts, Arc::new(encoders)))
+        .unwrap_or_else(|e| panic!("evaluation: {e}"));
     println!("{}", report.table());
 
     // The run must have measured what the baseline records (an empty report cannot pass).
-    assert!(baseline.metrics.len() >= 30, "baseline has only {} metrics", baseline.metrics.len());
+    assert!(
+        baseline.metrics.len() >= 30,
+        "baseline has only {} metrics",
+        baseline.metrics.len()
+    );
     let bad = baseline.regressions(&report);
     assert!(
         bad.is_empty(),

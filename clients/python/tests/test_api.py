@@ -170,6 +170,35 @@ def test_search_arguments_are_checked(vec_server: Server) -> None:
             c.search(vector=V1, filter={"category": "x"})
 
 
+def test_lexical_hybrid_modes_snippets_and_browse(vec_server: Server) -> None:
+    with mmsearch.Client(vec_server.addr) as c:
+        c.upsert([
+            {"id": "lx1", "title": "Trail shoe", "description": "Grippy Vibram outsole for wet rock.", "category": "lx-shoes", "price": 90.0, "vectors": {"shared": V1}},
+            {"id": "lx2", "title": "Road shoe", "description": "Light mesh upper.", "category": "lx-shoes", "price": 70.0, "vectors": {"shared": V2}},
+        ])
+        r = c.search("vibram", mode="lexical", explain=True)
+        assert [h.id for h in r.hits] == ["lx1"]
+        assert "<b>Vibram</b>" in r.hits[0].snippet
+        e = r.hits[0].explanation
+        assert e is not None and e.plan == "lexical" and e.lexical is not None and e.lexical.rank == 1
+        # Without models the server has no text tower: hybrid (the text default) is refused.
+        with pytest.raises(mmsearch.MmsearchError, match="LEXICAL"):
+            c.search("vibram", mode="hybrid")
+        # Vector queries are vector only.
+        with pytest.raises(mmsearch.InvalidArgumentError):
+            c.search(vector=V1, mode="lexical")
+        with pytest.raises(ValueError, match="mode must be one of"):
+            c.search("vibram", mode="bm25")
+        # Browse: a filter and a sort, no query.
+        b = c.search(filter={"categories": ["lx-shoes"]}, sort="price_asc")
+        assert [h.id for h in b.hits] == ["lx2", "lx1"] and b.total == 2
+    req = _convert.search_request(
+        text="x", image=None, voice=None, vector=None, item_id=None, space="", filter=None, top_k=5, offset=0,
+        min_score=0.0, ef=0, explain=False, mode="hybrid", fusion="convex", lexical_weight=0.25,
+    )
+    assert (req.mode, req.fusion, req.lexical_weight) == (pb.SEARCH_MODE_HYBRID, pb.FUSION_METHOD_CONVEX, 0.25)
+
+
 def test_readers(tmp_path: Path, vec_server: Server) -> None:
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "a.png").write_bytes(b"png")

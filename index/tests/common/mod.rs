@@ -4,7 +4,12 @@ use mmsearch_index::Metric;
 
 /// `n` random unit vectors of `dim` (xorshift from `seed`, components in [-1, 1)), with the ids
 /// `id(i)` chooses.
-pub fn random_rows(n: usize, dim: usize, seed: u64, id: impl Fn(usize) -> u64) -> Vec<(u64, Vec<f32>)> {
+pub fn random_rows(
+    n: usize,
+    dim: usize,
+    seed: u64,
+    id: impl Fn(usize) -> u64,
+) -> Vec<(u64, Vec<f32>)> {
     let mut s = seed;
     let mut next = move || {
         s ^= s << 13;
@@ -15,7 +20,12 @@ pub fn random_rows(n: usize, dim: usize, seed: u64, id: impl Fn(usize) -> u64) -
     (0..n)
         .map(|i| {
             let v: Vec<f32> = (0..dim).map(|_| next()).collect();
-            (id(i), Metric::Cosine.prepare(dim, &v).expect("random vectors are not zero"))
+            (
+                id(i),
+                Metric::Cosine
+                    .prepare(dim, &v)
+                    .expect("random vectors are not zero"),
+            )
         })
         .collect()
 }

@@ -25,13 +25,25 @@ pub struct MelFrontEnd {
 }
 
 impl MelFrontEnd {
-    pub fn new(filters: Vec<f32>, n_mels: usize, n_fft: usize, hop: usize, n_samples: usize, n_frames: usize) -> Result<Self> {
+    pub fn new(
+        filters: Vec<f32>,
+        n_mels: usize,
+        n_fft: usize,
+        hop: usize,
+        n_samples: usize,
+        n_frames: usize,
+    ) -> Result<Self> {
         let bins = n_fft / 2 + 1;
         if filters.len() != n_mels * bins {
-            return Err(EncodeError::Config(format!("mel filters: {} floats, expected {n_mels}×{bins}", filters.len())));
+            return Err(EncodeError::Config(format!(
+                "mel filters: {} floats, expected {n_mels}×{bins}",
+                filters.len()
+            )));
         }
         if hop == 0 || n_fft == 0 || n_samples / hop < n_frames {
-            return Err(EncodeError::Config("inconsistent mel front-end parameters".into()));
+            return Err(EncodeError::Config(
+                "inconsistent mel front-end parameters".into(),
+            ));
         }
         let ranges = (0..n_mels)
             .map(|m| {
@@ -42,10 +54,25 @@ impl MelFrontEnd {
             })
             .collect();
         let window = (0..n_fft)
-            .map(|n| f64::from((0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos()) as f32))
+            .map(|n| {
+                f64::from(
+                    (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos())
+                        as f32,
+                )
+            })
             .collect();
         let fft = FftPlanner::<f64>::new().plan_fft_forward(n_fft);
-        Ok(Self { n_fft, hop, n_mels, n_samples, n_frames, filters, ranges, window, fft })
+        Ok(Self {
+            n_fft,
+            hop,
+            n_mels,
+            n_samples,
+            n_frames,
+            filters,
+            ranges,
+            window,
+            fft,
+        })
     }
 
     pub fn n_mels(&self) -> usize {
@@ -96,6 +123,8 @@ impl MelFrontEnd {
             }
         }
         let max = mel.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        mel.into_iter().map(|v| ((v.max(max - 8.0) + 4.0) / 4.0) as f32).collect()
+        mel.into_iter()
+            .map(|v| ((v.max(max - 8.0) + 4.0) / 4.0) as f32)
+            .collect()
     }
 }

@@ -39,7 +39,10 @@ pub struct SpeechEncoder {
 impl SpeechEncoder {
     pub fn load(env: &Environment, manifest: Manifest, opts: &SessionOptions) -> Result<Self> {
         if manifest.kind != ModelKind::Whisper {
-            return Err(EncodeError::Config(format!("{} is a {} model, not whisper", manifest.id, manifest.kind)));
+            return Err(EncodeError::Config(format!(
+                "{} is a {} model, not whisper",
+                manifest.id, manifest.kind
+            )));
         }
         let p = &manifest.preprocess;
         let n_mels = p.n_mels.unwrap_or(80);
@@ -56,7 +59,13 @@ impl SpeechEncoder {
         let front = MelFrontEnd::new(filters, n_mels, n_fft, hop, n_samples, n_frames)?;
         let model = WhisperModel::load(env, &manifest, opts)?;
         let window_seconds = n_samples as f32 / sample_rate as f32;
-        Ok(Self { manifest, front, model, sample_rate, window_seconds })
+        Ok(Self {
+            manifest,
+            front,
+            model,
+            sample_rate,
+            window_seconds,
+        })
     }
 
     /// The model's window; longer audio cannot be transcribed in one pass.
@@ -82,16 +91,28 @@ impl SpeechEncoder {
 
     /// Greedy decoding of a log-mel as returned by [`Self::log_mel`].
     pub fn decode_mel(&self, mel: &[f32]) -> Result<whisper::Decoded> {
-        self.model.decode(mel, self.front.n_mels(), self.front.n_frames())
+        self.model
+            .decode(mel, self.front.n_mels(), self.front.n_frames())
     }
 
     /// Samples must already be mono at the model rate.
     pub fn transcribe_samples(&self, samples: &[f32], audio_seconds: f32) -> Result<Transcript> {
         let mel = self.front.compute(samples);
-        let d = self.model.decode(&mel, self.front.n_mels(), self.front.n_frames())?;
+        let d = self
+            .model
+            .decode(&mel, self.front.n_mels(), self.front.n_frames())?;
         if d.truncated {
-            tracing::warn!(tokens = d.tokens.len(), "whisper hit max_new_tokens without end-of-text");
+            tracing::warn!(
+                tokens = d.tokens.len(),
+                "whisper hit max_new_tokens without end-of-text"
+            );
         }
-        Ok(Transcript { text: d.text, audio_seconds, trimmed: false, no_speech_prob: d.no_speech_prob, language: d.language })
+        Ok(Transcript {
+            text: d.text,
+            audio_seconds,
+            trimmed: false,
+            no_speech_prob: d.no_speech_prob,
+            language: d.language,
+        })
     }
 }

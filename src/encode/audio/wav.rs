@@ -26,7 +26,9 @@ impl Pcm {
 /// Decodes a WAV file; stereo and multichannel audio is averaged to mono.
 pub fn decode_wav(bytes: &[u8], max_seconds: f32) -> Result<Pcm> {
     if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return Err(EncodeError::InvalidInput("audio is not a WAV (RIFF/WAVE) file".into()));
+        return Err(EncodeError::InvalidInput(
+            "audio is not a WAV (RIFF/WAVE) file".into(),
+        ));
     }
     let mut reader = hound::WavReader::new(Cursor::new(bytes))
         .map_err(|e| EncodeError::InvalidInput(format!("unreadable WAV: {e}")))?;
@@ -55,7 +57,9 @@ pub fn decode_wav(bytes: &[u8], max_seconds: f32) -> Result<Pcm> {
                 .collect::<std::result::Result<_, _>>()
                 .map_err(|e| EncodeError::InvalidInput(format!("corrupt WAV data: {e}")))?;
             if raw.iter().any(|x| !x.is_finite()) {
-                return Err(EncodeError::InvalidInput("WAV contains NaN/inf samples".into()));
+                return Err(EncodeError::InvalidInput(
+                    "WAV contains NaN/inf samples".into(),
+                ));
             }
             // Float PCM is nominally in [-1, 1]; clip like the reference's ffmpeg → s16 load.
             // Unclipped, a 3e38 sample summed in the channel average and the resampler to ±inf.
@@ -70,26 +74,40 @@ pub fn decode_wav(bytes: &[u8], max_seconds: f32) -> Result<Pcm> {
                 .map_err(|e| EncodeError::InvalidInput(format!("corrupt WAV data: {e}")))?
         }
         (fmt, bits) => {
-            return Err(EncodeError::InvalidInput(format!("unsupported WAV sample format {fmt:?} {bits}-bit")));
+            return Err(EncodeError::InvalidInput(format!(
+                "unsupported WAV sample format {fmt:?} {bits}-bit"
+            )));
         }
     };
     // hound stops at the data chunk's end; a truncated file just yields fewer frames
     let samples: Vec<f32> = if ch == 1 {
         interleaved
     } else {
-        interleaved.chunks_exact(ch).map(|f| f.iter().sum::<f32>() / ch as f32).collect()
+        interleaved
+            .chunks_exact(ch)
+            .map(|f| f.iter().sum::<f32>() / ch as f32)
+            .collect()
     };
     if samples.is_empty() {
         return Err(EncodeError::InvalidInput("WAV contains no samples".into()));
     }
     if samples.iter().any(|x| !x.is_finite()) {
-        return Err(EncodeError::InvalidInput("WAV contains NaN/inf samples".into()));
+        return Err(EncodeError::InvalidInput(
+            "WAV contains NaN/inf samples".into(),
+        ));
     }
-    Ok(Pcm { samples, sample_rate: spec.sample_rate })
+    Ok(Pcm {
+        samples,
+        sample_rate: spec.sample_rate,
+    })
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Zero crossings of the sinc kept on each side of the centre (at the lower of the two rates).
@@ -122,7 +140,11 @@ pub fn resample(x: &[f32], from: u32, to: u32) -> Vec<f32> {
     let taps = (2 * half + 1) as usize;
     let kernel = |d: f64| -> f64 {
         // d: distance in input samples
-        let w = if d.abs() >= half as f64 { 0.0 } else { 0.5 + 0.5 * (std::f64::consts::PI * d / half as f64).cos() };
+        let w = if d.abs() >= half as f64 {
+            0.0
+        } else {
+            0.5 + 0.5 * (std::f64::consts::PI * d / half as f64).cos()
+        };
         cutoff * sinc(cutoff * d) * w
     };
     let mut out = Vec::with_capacity(n_out);
@@ -168,18 +190,27 @@ mod tests {
     #[test]
     fn resample_sine_keeps_frequency() {
         let sr = 44_100u32;
-        let x: Vec<f32> = (0..sr).map(|i| (2.0 * std::f32::consts::PI * 440.0 * i as f32 / sr as f32).sin()).collect();
+        let x: Vec<f32> = (0..sr)
+            .map(|i| (2.0 * std::f32::consts::PI * 440.0 * i as f32 / sr as f32).sin())
+            .collect();
         let y = resample(&x, sr, 16_000);
         assert_eq!(y.len(), 16_000);
         // compare the middle against the analytic 440 Hz sine at 16 kHz
         let err = (4000..12000)
-            .map(|i| (y[i] - (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 16_000.0).sin()).abs())
+            .map(|i| {
+                (y[i] - (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 16_000.0).sin()).abs()
+            })
             .fold(0f32, f32::max);
         assert!(err < 0.01, "max err {err}");
     }
 
     fn float_wav(rate: u32, samples: &[f32]) -> Vec<u8> {
-        let spec = hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: rate,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
         let mut buf = Cursor::new(Vec::new());
         let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
         for &s in samples {
@@ -194,7 +225,9 @@ mod tests {
         let wav = float_wav(44_100, &[3e38, -3e38, 3e38, 0.5, 3e38, 3e38, 3e38, 3e38]);
         let pcm = decode_wav(&wav, 30.0).unwrap();
         assert_eq!(pcm.samples[..4], [1.0, -1.0, 1.0, 0.5]);
-        assert!(resample(&pcm.samples, pcm.sample_rate, 16_000).iter().all(|x| x.is_finite()));
+        assert!(resample(&pcm.samples, pcm.sample_rate, 16_000)
+            .iter()
+            .all(|x| x.is_finite()));
         let e = decode_wav(&float_wav(16_000, &[0.1, f32::INFINITY]), 30.0).unwrap_err();
         assert!(matches!(e, EncodeError::InvalidInput(_)), "{e}");
     }
@@ -203,7 +236,12 @@ mod tests {
     fn length_limit_is_read_from_the_header() {
         // a data chunk claiming 1 GB at 16 kHz mono 16-bit (9 hours) with 4 bytes present:
         // rejected as too long before any sample is read
-        let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut buf = Cursor::new(Vec::new());
         let mut w = hound::WavWriter::new(&mut buf, spec).unwrap();
         w.write_sample(0i16).unwrap();

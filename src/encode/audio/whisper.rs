@@ -71,7 +71,12 @@ pub struct Decoded {
 
 fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
     let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = logits.iter().map(|&x| f64::from(x - m).exp()).sum::<f64>().ln() as f32 + m;
+    let lse = logits
+        .iter()
+        .map(|&x| f64::from(x - m).exp())
+        .sum::<f64>()
+        .ln() as f32
+        + m;
     logits[i] - lse
 }
 
@@ -103,7 +108,10 @@ impl WhisperModel {
             )));
         }
         if tok.prompt.is_empty() || tok.prompt.len() >= tok.n_text_ctx {
-            return Err(EncodeError::Config(format!("{}: bad prompt {:?}", m.id, tok.prompt)));
+            return Err(EncodeError::Config(format!(
+                "{}: bad prompt {:?}",
+                m.id, tok.prompt
+            )));
         }
         let mut mask = vec![false; tok.vocab_size];
         for &t in &tok.suppress {
@@ -115,8 +123,9 @@ impl WhisperModel {
             *x = true;
         }
         let tokenizer_path = m.file_by_role("tokenizer", "tokenizer.json");
-        let tokenizer = Tokenizer::from_file(&tokenizer_path)
-            .map_err(|e| EncodeError::ModelUnavailable(format!("tokenizer {}: {e}", tokenizer_path.display())))?;
+        let tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| {
+            EncodeError::ModelUnavailable(format!("tokenizer {}: {e}", tokenizer_path.display()))
+        })?;
         let encoder = SessionPool::load(env, &m.file_by_role("encoder", "encoder.onnx"), opts)?;
         let decoder = SessionPool::load(env, &m.file_by_role("decoder", "decoder.onnx"), opts)?;
         Ok(Self {
@@ -139,34 +148,50 @@ impl WhisperModel {
         let mel_t = TensorRef::from_array_view(([1usize, n_mels, n_frames], mel))
             .map_err(|e| EncodeError::runtime("mel tensor", e))?;
         let (cross_k, cross_v) = self.encoder.with(|s| -> Result<(DynValue, DynValue)> {
-            let mut out = s.run(ort::inputs!["mel" => mel_t]).map_err(|e| EncodeError::runtime("whisper encoder", e))?;
-            let k = out.remove("cross_k").ok_or_else(|| EncodeError::Runtime("encoder has no cross_k".into()))?;
-            let v = out.remove("cross_v").ok_or_else(|| EncodeError::Runtime("encoder has no cross_v".into()))?;
+            let mut out = s
+                .run(ort::inputs!["mel" => mel_t])
+                .map_err(|e| EncodeError::runtime("whisper encoder", e))?;
+            let k = out
+                .remove("cross_k")
+                .ok_or_else(|| EncodeError::Runtime("encoder has no cross_k".into()))?;
+            let v = out
+                .remove("cross_v")
+                .ok_or_else(|| EncodeError::Runtime("encoder has no cross_v".into()))?;
             Ok((k, v))
         })?;
 
         let (l, d) = (self.n_layers, self.d_model);
-        let empty = || Tensor::<f32>::from_array(([l, 1, 0, d], Vec::<f32>::new())).map(|t| t.into_dyn());
+        let empty =
+            || Tensor::<f32>::from_array(([l, 1, 0, d], Vec::<f32>::new())).map(|t| t.into_dyn());
         let mut past_k: DynValue = empty().map_err(|e| EncodeError::runtime("empty kv", e))?;
         let mut past_v: DynValue = empty().map_err(|e| EncodeError::runtime("empty kv", e))?;
         // with a no-speech token, `[sot]` runs alone first (its logits give P(no speech)); the
         // rest of the prompt follows on the cache, which gives the same logits as one call
         let split = usize::from(self.tok.no_speech.is_some() && self.tok.prompt.len() > 1);
-        let mut feed: Vec<u32> = if split == 1 { vec![self.tok.prompt[0]] } else { self.tok.prompt.clone() };
+        let mut feed: Vec<u32> = if split == 1 {
+            vec![self.tok.prompt[0]]
+        } else {
+            self.tok.prompt.clone()
+        };
         let mut generated: Vec<u32> = Vec::new();
         let mut truncated = true;
         let mut no_speech_prob = 0f32;
         let mut sum_logprob = 0f32;
         let mut n_logprob = 0usize;
         let mut language = None;
-        let budget = self.tok.max_new_tokens.min(self.tok.n_text_ctx - self.tok.prompt.len()) + split;
+        let budget = self
+            .tok
+            .max_new_tokens
+            .min(self.tok.n_text_ctx - self.tok.prompt.len())
+            + split;
 
         // one decoder session for the whole utterance: the cache lives in its allocator
         self.decoder.with(|s| -> Result<()> {
             for call in 0..budget {
                 let step = call.wrapping_sub(split); // generated-token index; usize::MAX for the sot-only call
                 let ids: Vec<i64> = feed.iter().map(|&t| i64::from(t)).collect();
-                let tokens = Tensor::from_array(([1usize, ids.len()], ids)).map_err(|e| EncodeError::runtime("tokens", e))?;
+                let tokens = Tensor::from_array(([1usize, ids.len()], ids))
+                    .map_err(|e| EncodeError::runtime("tokens", e))?;
                 let inputs: Vec<(&str, SessionInputValue<'_>)> = vec![
                     ("tokens", tokens.into()),
                     ("past_self_k", past_k.into()),
@@ -174,12 +199,21 @@ impl WhisperModel {
                     ("cross_k", (&cross_k).into()),
                     ("cross_v", (&cross_v).into()),
                 ];
-                let mut out = s.run(inputs).map_err(|e| EncodeError::runtime("whisper decoder", e))?;
+                let mut out = s
+                    .run(inputs)
+                    .map_err(|e| EncodeError::runtime("whisper decoder", e))?;
                 let next = {
-                    let logits = out.get("logits").ok_or_else(|| EncodeError::Runtime("decoder has no logits".into()))?;
-                    let (_, lg) = logits.try_extract_tensor::<f32>().map_err(|e| EncodeError::runtime("logits", e))?;
+                    let logits = out
+                        .get("logits")
+                        .ok_or_else(|| EncodeError::Runtime("decoder has no logits".into()))?;
+                    let (_, lg) = logits
+                        .try_extract_tensor::<f32>()
+                        .map_err(|e| EncodeError::runtime("logits", e))?;
                     if lg.len() < self.tok.vocab_size {
-                        return Err(EncodeError::Runtime(format!("decoder returned {} logits", lg.len())));
+                        return Err(EncodeError::Runtime(format!(
+                            "decoder returned {} logits",
+                            lg.len()
+                        )));
                     }
                     let lg = &lg[..self.tok.vocab_size];
                     if split == 1 && call == 0 {
@@ -201,8 +235,12 @@ impl WhisperModel {
                         Some(n)
                     }
                 };
-                past_k = out.remove("present_self_k").ok_or_else(|| EncodeError::Runtime("no present_self_k".into()))?;
-                past_v = out.remove("present_self_v").ok_or_else(|| EncodeError::Runtime("no present_self_v".into()))?;
+                past_k = out
+                    .remove("present_self_k")
+                    .ok_or_else(|| EncodeError::Runtime("no present_self_k".into()))?;
+                past_v = out
+                    .remove("present_self_v")
+                    .ok_or_else(|| EncodeError::Runtime("no present_self_v".into()))?;
                 let Some(next) = next else {
                     feed = self.tok.prompt[1..].to_vec();
                     if let Some((t, _)) = &language {
@@ -225,13 +263,26 @@ impl WhisperModel {
             .map_err(|e| EncodeError::runtime("detokenize", e))?
             .trim()
             .to_string();
-        let avg_logprob = if n_logprob > 0 { sum_logprob / n_logprob as f32 } else { 0.0 };
-        let silent = (no_speech_prob > NO_SPEECH_THRESHOLD && avg_logprob < LOGPROB_THRESHOLD) || no_speech_prob > NO_SPEECH_ALONE;
+        let avg_logprob = if n_logprob > 0 {
+            sum_logprob / n_logprob as f32
+        } else {
+            0.0
+        };
+        let silent = (no_speech_prob > NO_SPEECH_THRESHOLD && avg_logprob < LOGPROB_THRESHOLD)
+            || no_speech_prob > NO_SPEECH_ALONE;
         if silent {
             text.clear();
         }
         let language = language.map(|(_, code)| code);
-        Ok(Decoded { tokens: generated, text, truncated, no_speech_prob, avg_logprob, silent, language })
+        Ok(Decoded {
+            tokens: generated,
+            text,
+            truncated,
+            no_speech_prob,
+            avg_logprob,
+            silent,
+            language,
+        })
     }
 
     fn argmax(&self, logits: &[f32], first: bool) -> u32 {

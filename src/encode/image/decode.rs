@@ -24,9 +24,18 @@ fn too_large(w: u32, h: u32, max_pixels: u64) -> Option<EncodeError> {
 /// `into_dimensions` reads further than the size field (the png crate wants the chunks up to the
 /// first IDAT): a bomb is then rejected as `TooLarge` even when the rest of the file is missing.
 fn sniff_dimensions(b: &[u8]) -> Option<(u32, u32)> {
-    let be32 = |i: usize| b.get(i..i + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
-    let be16 = |i: usize| b.get(i..i + 2).map(|s| u32::from(u16::from_be_bytes([s[0], s[1]])));
-    let le16 = |i: usize| b.get(i..i + 2).map(|s| u32::from(u16::from_le_bytes([s[0], s[1]])));
+    let be32 = |i: usize| {
+        b.get(i..i + 4)
+            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    let be16 = |i: usize| {
+        b.get(i..i + 2)
+            .map(|s| u32::from(u16::from_be_bytes([s[0], s[1]])))
+    };
+    let le16 = |i: usize| {
+        b.get(i..i + 2)
+            .map(|s| u32::from(u16::from_le_bytes([s[0], s[1]])))
+    };
     if b.starts_with(b"\x89PNG\r\n\x1a\n") && b.get(12..16) == Some(&b"IHDR"[..]) {
         return Some((be32(16)?, be32(20)?));
     }
@@ -68,14 +77,16 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<(ImageFormat, u32, u32)> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| EncodeError::InvalidInput(format!("unreadable image: {e}")))?;
-    let format = reader
-        .format()
-        .ok_or_else(|| EncodeError::InvalidInput("not a supported image format (jpeg, png, webp, gif, bmp)".into()))?;
+    let format = reader.format().ok_or_else(|| {
+        EncodeError::InvalidInput("not a supported image format (jpeg, png, webp, gif, bmp)".into())
+    })?;
     let (w, h) = reader
         .into_dimensions()
         .map_err(|e| EncodeError::InvalidInput(format!("corrupt {format:?} header: {e}")))?;
     if w == 0 || h == 0 {
-        return Err(EncodeError::InvalidInput(format!("image has zero size ({w}x{h})")));
+        return Err(EncodeError::InvalidInput(format!(
+            "image has zero size ({w}x{h})"
+        )));
     }
     if let Some(e) = too_large(w, h, max_pixels) {
         return Err(e);
@@ -90,7 +101,10 @@ pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<(ImageFormat, u32, u32)> {
 fn check_working_size(w: u32, h: u32, cfg: &PreprocessConfig) -> Result<()> {
     let work = working_pixels(w, h, cfg);
     // the floor keeps small pixel limits from refusing ordinary aspect ratios
-    let limit = cfg.max_pixels.saturating_mul(2).max(16 * u64::from(cfg.size).pow(2));
+    let limit = cfg
+        .max_pixels
+        .saturating_mul(2)
+        .max(16 * u64::from(cfg.size).pow(2));
     if work > limit {
         return Err(EncodeError::TooLarge(format!(
             "image is {w}x{h}: {:?} preprocessing would need a {:.1} MP buffer, the limit is {:.1} MP \
@@ -115,7 +129,9 @@ pub fn decode_rgb(bytes: &[u8], cfg: &PreprocessConfig) -> Result<RgbImage> {
         match decode_jpeg_scaled(bytes, 2 * cfg.size, use_long, cfg.max_pixels) {
             Ok(img) => return Ok(img),
             // zune-jpeg (below) is more tolerant of odd files than jpeg-decoder; try it before giving up
-            Err(e) => tracing::debug!(error = %e, "scaled JPEG decode failed; decoding at full size"),
+            Err(e) => {
+                tracing::debug!(error = %e, "scaled JPEG decode failed; decoding at full size")
+            }
         }
     }
     check_working_size(w, h, cfg)?;
@@ -150,10 +166,18 @@ fn jpeg_scale_denom(side: u32, min_side: u32) -> u32 {
 
 /// DCT-domain downscaled decode: the smallest of 1/8..1/1 whose longer (or shorter, with
 /// `!use_long`) side is still ≥ `min_side`, so the final bicubic step still downsamples ≥ 2×.
-fn decode_jpeg_scaled(bytes: &[u8], min_side: u32, use_long: bool, max_pixels: u64) -> Result<RgbImage> {
+fn decode_jpeg_scaled(
+    bytes: &[u8],
+    min_side: u32,
+    use_long: bool,
+    max_pixels: u64,
+) -> Result<RgbImage> {
     let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    dec.read_info().map_err(|e| EncodeError::InvalidInput(format!("corrupt JPEG: {e}")))?;
-    let info = dec.info().ok_or_else(|| EncodeError::InvalidInput("corrupt JPEG header".into()))?;
+    dec.read_info()
+        .map_err(|e| EncodeError::InvalidInput(format!("corrupt JPEG: {e}")))?;
+    let info = dec
+        .info()
+        .ok_or_else(|| EncodeError::InvalidInput("corrupt JPEG header".into()))?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
     // jpeg-decoder parses the header itself; a file whose frames disagree with what the probe
     // saw must not get past the limits through this path
@@ -167,27 +191,38 @@ fn decode_jpeg_scaled(bytes: &[u8], min_side: u32, use_long: bool, max_pixels: u
     let (sw, sh) = dec
         .scale(req_w, req_h)
         .map_err(|e| EncodeError::InvalidInput(format!("corrupt JPEG: {e}")))?;
-    let pixels = dec.decode().map_err(|e| EncodeError::InvalidInput(format!("corrupt JPEG: {e}")))?;
-    let info = dec.info().ok_or_else(|| EncodeError::InvalidInput("corrupt JPEG header".into()))?;
+    let pixels = dec
+        .decode()
+        .map_err(|e| EncodeError::InvalidInput(format!("corrupt JPEG: {e}")))?;
+    let info = dec
+        .info()
+        .ok_or_else(|| EncodeError::InvalidInput("corrupt JPEG header".into()))?;
     let (sw, sh) = (u32::from(sw), u32::from(sh));
     let n = (sw * sh) as usize;
     let rgb: Vec<u8> = match info.pixel_format {
         jpeg_decoder::PixelFormat::RGB24 => pixels,
         jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
-        jpeg_decoder::PixelFormat::L16 => {
-            pixels.chunks_exact(2).map(|c| c[0]).flat_map(|l| [l, l, l]).collect()
-        }
+        jpeg_decoder::PixelFormat::L16 => pixels
+            .chunks_exact(2)
+            .map(|c| c[0])
+            .flat_map(|l| [l, l, l])
+            .collect(),
         jpeg_decoder::PixelFormat::CMYK32 => {
-            return Err(EncodeError::InvalidInput("CMYK JPEG not handled by the fast path".into()))
+            return Err(EncodeError::InvalidInput(
+                "CMYK JPEG not handled by the fast path".into(),
+            ))
         }
     };
     if rgb.len() != n * 3 {
-        return Err(EncodeError::InvalidInput("JPEG decoded to an unexpected size".into()));
+        return Err(EncodeError::InvalidInput(
+            "JPEG decoded to an unexpected size".into(),
+        ));
     }
     // jpeg-decoder does not read EXIF orientation; take it from the full decoder's header parse,
     // which stops before the entropy-coded data.
     let mut img = DynamicImage::ImageRgb8(
-        RgbImage::from_raw(sw, sh, rgb).ok_or_else(|| EncodeError::Runtime("jpeg buffer size".into()))?,
+        RgbImage::from_raw(sw, sh, rgb)
+            .ok_or_else(|| EncodeError::Runtime("jpeg buffer size".into()))?,
     );
     if let Ok(mut d) = image::codecs::jpeg::JpegDecoder::new(Cursor::new(bytes)) {
         if let Ok(o) = d.orientation() {
@@ -224,8 +259,8 @@ pub fn to_rgb_on_white(img: DynamicImage) -> RgbImage {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::preprocess_bytes;
+    use super::*;
 
     #[test]
     fn composite_matches_pillow_formula() {
@@ -259,7 +294,9 @@ mod tests {
     fn png(w: u32, h: u32) -> Vec<u8> {
         let img = RgbImage::from_pixel(w, h, image::Rgb([10, 20, 30]));
         let mut out = Vec::new();
-        DynamicImage::ImageRgb8(img).write_to(&mut Cursor::new(&mut out), ImageFormat::Png).unwrap();
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
         out
     }
 
@@ -268,8 +305,16 @@ mod tests {
         // 1×100000 is within a 100 kP limit, but its pad canvas is 10^10 pixels (30 GB) and its
         // crop intermediate 6.4 G pixels: before the check this aborted on allocation.
         let tall = png(1, 100_000);
-        for resize in [ResizeMode::Pad, ResizeMode::Crop { padding: 32 }, ResizeMode::Squash] {
-            let cfg = PreprocessConfig { resize, max_pixels: 100_000, ..Default::default() };
+        for resize in [
+            ResizeMode::Pad,
+            ResizeMode::Crop { padding: 32 },
+            ResizeMode::Squash,
+        ] {
+            let cfg = PreprocessConfig {
+                resize,
+                max_pixels: 100_000,
+                ..Default::default()
+            };
             let e = preprocess_bytes(&tall, &cfg).unwrap_err();
             assert!(matches!(e, EncodeError::TooLarge(_)), "{resize:?}: {e}");
             let t = preprocess_bytes(&png(400, 250), &cfg).unwrap();

@@ -47,7 +47,14 @@ pub struct PreprocessConfig {
 
 impl Default for PreprocessConfig {
     fn default() -> Self {
-        Self { size: 224, resize: ResizeMode::Pad, mean: [127.0; 3], std: [128.0; 3], max_pixels: 40_000_000, fast_jpeg: true }
+        Self {
+            size: 224,
+            resize: ResizeMode::Pad,
+            mean: [127.0; 3],
+            std: [128.0; 3],
+            max_pixels: 40_000_000,
+            fast_jpeg: true,
+        }
     }
 }
 
@@ -82,16 +89,30 @@ pub struct ImageEncoder {
 }
 
 impl ImageEncoder {
-    pub fn load(env: &Environment, manifest: Manifest, opts: &SessionOptions, max_pixels: u64, fast_jpeg: bool) -> Result<Self> {
+    pub fn load(
+        env: &Environment,
+        manifest: Manifest,
+        opts: &SessionOptions,
+        max_pixels: u64,
+        fast_jpeg: bool,
+    ) -> Result<Self> {
         let p = &manifest.preprocess;
         let (crop_padding, default_input, default_outputs) = match manifest.kind {
             ModelKind::ImageClassifier => (32, "image", vec!["logits", "features"]),
             ModelKind::ClipImage => (0, "pixel_values", vec!["image_embeds"]),
-            k => return Err(EncodeError::Config(format!("{} is a {k} model, not an image model", manifest.id))),
+            k => {
+                return Err(EncodeError::Config(format!(
+                    "{} is a {k} model, not an image model",
+                    manifest.id
+                )))
+            }
         };
         if let Some(bg) = &p.background {
             if bg != "white" {
-                return Err(EncodeError::Config(format!("{}: background {bg:?} unsupported (white only)", manifest.id)));
+                return Err(EncodeError::Config(format!(
+                    "{}: background {bg:?} unsupported (white only)",
+                    manifest.id
+                )));
             }
         }
         let prep = PreprocessConfig {
@@ -103,7 +124,10 @@ impl ImageEncoder {
             fast_jpeg,
         };
         if prep.std.contains(&0.0) {
-            return Err(EncodeError::Config(format!("{}: std must be non-zero", manifest.id)));
+            return Err(EncodeError::Config(format!(
+                "{}: std must be non-zero",
+                manifest.id
+            )));
         }
         let model_path = manifest.file_by_role("model", "model.onnx");
         let pool = SessionPool::load(env, &model_path, opts)?;
@@ -116,10 +140,19 @@ impl ImageEncoder {
         let graph_out = pool.output_names();
         for o in &outputs {
             if !graph_out.contains(o) {
-                return Err(EncodeError::Config(format!("{}: graph has no output {o:?} (has {graph_out:?})", manifest.id)));
+                return Err(EncodeError::Config(format!(
+                    "{}: graph has no output {o:?} (has {graph_out:?})",
+                    manifest.id
+                )));
             }
         }
-        Ok(Self { manifest, pool, prep, input, outputs })
+        Ok(Self {
+            manifest,
+            pool,
+            prep,
+            input,
+            outputs,
+        })
     }
 
     pub fn pool(&self) -> &SessionPool {
@@ -138,8 +171,12 @@ impl ImageEncoder {
         let mut data = vec![0f32; per * images.len()];
         for (i, bytes) in images.iter().enumerate() {
             let img = decode_rgb(bytes, &self.prep).map_err(|e| match e {
-                EncodeError::InvalidInput(m) if images.len() > 1 => EncodeError::InvalidInput(format!("image #{i}: {m}")),
-                EncodeError::TooLarge(m) if images.len() > 1 => EncodeError::TooLarge(format!("image #{i}: {m}")),
+                EncodeError::InvalidInput(m) if images.len() > 1 => {
+                    EncodeError::InvalidInput(format!("image #{i}: {m}"))
+                }
+                EncodeError::TooLarge(m) if images.len() > 1 => {
+                    EncodeError::TooLarge(format!("image #{i}: {m}"))
+                }
                 e => e,
             })?;
             preprocess_rgb(&img, &self.prep, &mut data[i * per..(i + 1) * per]);
@@ -152,22 +189,32 @@ impl ImageEncoder {
         let s = self.prep.size as usize;
         let per = 3 * s * s;
         if data.len() != per * n {
-            return Err(EncodeError::InvalidInput(format!("tensor has {} floats, expected {n}×3×{s}×{s}", data.len())));
+            return Err(EncodeError::InvalidInput(format!(
+                "tensor has {} floats, expected {n}×3×{s}×{s}",
+                data.len()
+            )));
         }
         let mut out = Vec::with_capacity(n);
         for chunk in data.chunks(per * MAX_RUN_BATCH) {
             let b = chunk.len() / per;
-            let tensor = TensorRef::from_array_view(([b, 3, s, s], chunk)).map_err(|e| EncodeError::runtime("image tensor", e))?;
+            let tensor = TensorRef::from_array_view(([b, 3, s, s], chunk))
+                .map_err(|e| EncodeError::runtime("image tensor", e))?;
             let mut cols: Vec<Vec<f32>> = Vec::with_capacity(self.outputs.len());
             self.pool.with(|sess| -> Result<()> {
                 let res = sess
                     .run(ort::inputs![self.input.as_str() => tensor])
                     .map_err(|e| EncodeError::runtime("image model run", e))?;
                 for name in &self.outputs {
-                    let v = res.get(name).ok_or_else(|| EncodeError::Runtime(format!("missing output {name}")))?;
-                    let (shape, d) = v.try_extract_tensor::<f32>().map_err(|e| EncodeError::runtime("image output", e))?;
+                    let v = res
+                        .get(name)
+                        .ok_or_else(|| EncodeError::Runtime(format!("missing output {name}")))?;
+                    let (shape, d) = v
+                        .try_extract_tensor::<f32>()
+                        .map_err(|e| EncodeError::runtime("image output", e))?;
                     if shape.len() != 2 || shape[0] as usize != b {
-                        return Err(EncodeError::Runtime(format!("output {name} has shape {shape:?}, batch {b}")));
+                        return Err(EncodeError::Runtime(format!(
+                            "output {name} has shape {shape:?}, batch {b}"
+                        )));
                     }
                     cols.push(d.to_vec());
                 }

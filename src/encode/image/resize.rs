@@ -3,8 +3,8 @@
 
 use image::RgbImage;
 
-use super::PreprocessConfig;
 use super::super::error::{EncodeError, Result};
+use super::PreprocessConfig;
 
 /// Pixels of the largest buffer [`preprocess_rgb`] builds from a `w`×`h` image: the white
 /// square canvas for pad, the resized image before the centre crop for crop, the
@@ -75,7 +75,11 @@ fn coeffs(in_size: u32, out_size: u32) -> (usize, Vec<(usize, usize)>, Vec<i32>)
         for x in 0..n {
             let k = if ww != 0.0 { w[x] / ww } else { w[x] };
             let f = k * f64::from(1u32 << PRECISION_BITS);
-            kk[xx * ksize + x] = if k < 0.0 { (-0.5 + f) as i32 } else { (0.5 + f) as i32 };
+            kk[xx * ksize + x] = if k < 0.0 {
+                (-0.5 + f) as i32
+            } else {
+                (0.5 + f) as i32
+            };
         }
         bounds.push((xmin, n));
     }
@@ -157,9 +161,13 @@ impl ResizeMode {
     pub fn parse(s: Option<&str>, crop_padding: u32) -> Result<Self> {
         match s.unwrap_or("pad") {
             "pad" => Ok(ResizeMode::Pad),
-            "crop" => Ok(ResizeMode::Crop { padding: crop_padding }),
+            "crop" => Ok(ResizeMode::Crop {
+                padding: crop_padding,
+            }),
             "squash" => Ok(ResizeMode::Squash),
-            other => Err(EncodeError::Config(format!("unknown resize mode {other:?} (pad | crop | squash)"))),
+            other => Err(EncodeError::Config(format!(
+                "unknown resize mode {other:?} (pad | crop | squash)"
+            ))),
         }
     }
 }
@@ -168,7 +176,11 @@ fn resize_to_square(img: &RgbImage, s: u32, mode: ResizeMode) -> RgbImage {
     match mode {
         ResizeMode::Pad => {
             let sq = pad_square(img);
-            if sq.dimensions() == (s, s) { sq } else { resize_bicubic(&sq, s, s) }
+            if sq.dimensions() == (s, s) {
+                sq
+            } else {
+                resize_bicubic(&sq, s, s)
+            }
         }
         ResizeMode::Squash => resize_bicubic(img, s, s),
         ResizeMode::Crop { padding } => {

@@ -78,10 +78,16 @@ impl Default for VideoConfig {
 impl VideoConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.max_frames == 0 || self.max_frames > 64 {
-            return Err(format!("encode.video.max_frames {} must be in 1..=64", self.max_frames));
+            return Err(format!(
+                "encode.video.max_frames {} must be in 1..=64",
+                self.max_frames
+            ));
         }
         if !(self.max_seconds > 0.0 && self.timeout_seconds > 0.0 && self.speech_seconds >= 0.0) {
-            return Err("encode.video: max_seconds and timeout_seconds must be > 0, speech_seconds ≥ 0".into());
+            return Err(
+                "encode.video: max_seconds and timeout_seconds must be > 0, speech_seconds ≥ 0"
+                    .into(),
+            );
         }
         if self.frame_side < 32 || self.memory_bytes < (64 << 20) {
             return Err("encode.video: frame_side ≥ 32 and memory_bytes ≥ 64 MiB".into());
@@ -148,7 +154,8 @@ impl VideoDecoder {
             wall,
             memory_bytes: self.cfg.memory_bytes,
             // CPU time may exceed wall time with threads; the wall deadline is the real bound
-            cpu_seconds: (self.cfg.timeout_seconds.ceil() as u64 + 1) * (self.cfg.threads.max(1) as u64 + 1),
+            cpu_seconds: (self.cfg.timeout_seconds.ceil() as u64 + 1)
+                * (self.cfg.threads.max(1) as u64 + 1),
             max_output,
         }
     }
@@ -181,39 +188,73 @@ impl VideoDecoder {
             return Err(EncodeError::InvalidInput("video is empty".into()));
         }
         if bytes.len() > self.cfg.max_bytes {
-            return Err(EncodeError::TooLarge(format!("video of {} bytes; at most {}", bytes.len(), self.cfg.max_bytes)));
+            return Err(EncodeError::TooLarge(format!(
+                "video of {} bytes; at most {}",
+                bytes.len(),
+                self.cfg.max_bytes
+            )));
         }
         run::memfd(bytes).map_err(|e| EncodeError::Runtime(format!("memfd: {e}")))
     }
 
     fn probe_file(&self, input: &std::fs::File) -> Result<VideoInfo> {
-        let args: Vec<String> = ["-v", "error", "-print_format", "json", "-show_format", "-show_streams", "file:/dev/stdin"]
-            .map(String::from)
-            .to_vec();
-        let out = run::run(&self.cfg.ffprobe, &args, input, self.limits(1 << 20)).map_err(|e| self.failed("ffprobe", e))?;
-        let p: Probe = serde_json::from_slice(&out)
-            .map_err(|e| EncodeError::InvalidInput(format!("not a decodable video (ffprobe output: {e})")))?;
+        let args: Vec<String> = [
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            "file:/dev/stdin",
+        ]
+        .map(String::from)
+        .to_vec();
+        let out = run::run(&self.cfg.ffprobe, &args, input, self.limits(1 << 20))
+            .map_err(|e| self.failed("ffprobe", e))?;
+        let p: Probe = serde_json::from_slice(&out).map_err(|e| {
+            EncodeError::InvalidInput(format!("not a decodable video (ffprobe output: {e})"))
+        })?;
         let video = p
             .streams
             .iter()
             .find(|s| s.codec_type.as_deref() == Some("video") && s.width.unwrap_or(0) > 0)
             .ok_or_else(|| EncodeError::InvalidInput("no video stream in the file".into()))?;
-        let has_audio = p.streams.iter().any(|s| s.codec_type.as_deref() == Some("audio"));
-        let num = |s: &Option<String>| s.as_deref().and_then(|d| d.parse::<f64>().ok()).filter(|d| d.is_finite() && *d > 0.0);
+        let has_audio = p
+            .streams
+            .iter()
+            .any(|s| s.codec_type.as_deref() == Some("audio"));
+        let num = |s: &Option<String>| {
+            s.as_deref()
+                .and_then(|d| d.parse::<f64>().ok())
+                .filter(|d| d.is_finite() && *d > 0.0)
+        };
         let seconds = p
             .format
             .as_ref()
             .and_then(|f| num(&f.duration))
             .or_else(|| num(&video.duration))
-            .ok_or_else(|| EncodeError::InvalidInput("the container header states no duration".into()))?;
+            .ok_or_else(|| {
+                EncodeError::InvalidInput("the container header states no duration".into())
+            })?;
         let (width, height) = (video.width.unwrap_or(0), video.height.unwrap_or(0));
         if seconds > self.cfg.max_seconds {
-            return Err(EncodeError::TooLarge(format!("video of {seconds:.1} s; at most {} s", self.cfg.max_seconds)));
+            return Err(EncodeError::TooLarge(format!(
+                "video of {seconds:.1} s; at most {} s",
+                self.cfg.max_seconds
+            )));
         }
         if width as u64 * height as u64 > self.cfg.max_pixels {
-            return Err(EncodeError::TooLarge(format!("{width}×{height} video; at most {} pixels per frame", self.cfg.max_pixels)));
+            return Err(EncodeError::TooLarge(format!(
+                "{width}×{height} video; at most {} pixels per frame",
+                self.cfg.max_pixels
+            )));
         }
-        Ok(VideoInfo { seconds, width, height, has_audio })
+        Ok(VideoInfo {
+            seconds,
+            width,
+            height,
+            has_audio,
+        })
     }
 
     /// Header check, then keyframes and soundtrack (in two processes side by side).
@@ -227,16 +268,27 @@ impl VideoDecoder {
             let audio = want_audio.then(|| s.spawn(|| self.soundtrack(&input, speech_seconds)));
             let frames = self.keyframes(&input, &info);
             let audio = match audio {
-                Some(h) => h.join().unwrap_or_else(|_| Err(EncodeError::Runtime("soundtrack thread panicked".into()))).map(Some),
+                Some(h) => h
+                    .join()
+                    .unwrap_or_else(|_| {
+                        Err(EncodeError::Runtime("soundtrack thread panicked".into()))
+                    })
+                    .map(Some),
                 None => Ok(None),
             };
             (frames, audio)
         });
         let frames = frames?;
         if frames.is_empty() {
-            return Err(EncodeError::InvalidInput("no frame could be decoded from the video".into()));
+            return Err(EncodeError::InvalidInput(
+                "no frame could be decoded from the video".into(),
+            ));
         }
-        Ok(DecodedVideo { info, frames, audio: audio? })
+        Ok(DecodedVideo {
+            info,
+            frames,
+            audio: audio?,
+        })
     }
 
     /// The `select` expression of the keyframe pass (see the module docs).
@@ -255,9 +307,23 @@ impl VideoDecoder {
     /// The FFmpeg arguments of the keyframe pass (also what the benchmark runs alone).
     pub fn keyframe_args(&self, seconds: f64) -> Vec<String> {
         let c = &self.cfg;
-        let mut a: Vec<String> = ["-nostdin", "-v", "error", "-threads"].map(String::from).to_vec();
+        let mut a: Vec<String> = ["-nostdin", "-v", "error", "-threads"]
+            .map(String::from)
+            .to_vec();
         a.push(c.threads.to_string());
-        a.extend(["-i", "file:/dev/stdin", "-map", "0:v:0", "-an", "-sn", "-dn", "-vf"].map(String::from));
+        a.extend(
+            [
+                "-i",
+                "file:/dev/stdin",
+                "-map",
+                "0:v:0",
+                "-an",
+                "-sn",
+                "-dn",
+                "-vf",
+            ]
+            .map(String::from),
+        );
         a.push(self.select_filter(seconds));
         a.extend(["-fps_mode", "vfr", "-frames:v"].map(String::from));
         a.push(c.max_frames.to_string());
@@ -268,20 +334,41 @@ impl VideoDecoder {
     fn keyframes(&self, input: &std::fs::File, info: &VideoInfo) -> Result<Vec<Vec<u8>>> {
         let side = self.cfg.frame_side as usize;
         let per_frame = side * side * 3 + 4096;
-        let out = run::run(&self.cfg.ffmpeg, &self.keyframe_args(info.seconds), input, self.limits(per_frame * self.cfg.max_frames))
-            .map_err(|e| self.failed("ffmpeg", e))?;
+        let out = run::run(
+            &self.cfg.ffmpeg,
+            &self.keyframe_args(info.seconds),
+            input,
+            self.limits(per_frame * self.cfg.max_frames),
+        )
+        .map_err(|e| self.failed("ffmpeg", e))?;
         split_bmps(&out)
     }
 
     fn soundtrack(&self, input: &std::fs::File, seconds: f32) -> Result<Vec<f32>> {
-        let mut a: Vec<String> = ["-nostdin", "-v", "error", "-i", "file:/dev/stdin", "-map", "0:a:0", "-vn", "-sn", "-dn", "-t"]
-            .map(String::from)
-            .to_vec();
+        let mut a: Vec<String> = [
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            "file:/dev/stdin",
+            "-map",
+            "0:a:0",
+            "-vn",
+            "-sn",
+            "-dn",
+            "-t",
+        ]
+        .map(String::from)
+        .to_vec();
         a.push(format!("{seconds:.3}"));
         a.extend(["-ac", "1", "-ar", "16000", "-f", "s16le", "pipe:1"].map(String::from));
         let max = (seconds as usize + 1) * 16_000 * 2 + 4096;
-        let out = run::run(&self.cfg.ffmpeg, &a, input, self.limits(max)).map_err(|e| self.failed("ffmpeg", e))?;
-        Ok(out.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect())
+        let out = run::run(&self.cfg.ffmpeg, &a, input, self.limits(max))
+            .map_err(|e| self.failed("ffmpeg", e))?;
+        Ok(out
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
+            .collect())
     }
 }
 
@@ -290,11 +377,15 @@ pub fn split_bmps(mut data: &[u8]) -> Result<Vec<Vec<u8>>> {
     let mut frames = Vec::new();
     while !data.is_empty() {
         if data.len() < 6 || &data[..2] != b"BM" {
-            return Err(EncodeError::Runtime("ffmpeg wrote something other than BMP frames".into()));
+            return Err(EncodeError::Runtime(
+                "ffmpeg wrote something other than BMP frames".into(),
+            ));
         }
         let size = u32::from_le_bytes([data[2], data[3], data[4], data[5]]) as usize;
         if size < 6 || size > data.len() {
-            return Err(EncodeError::Runtime("truncated BMP frame from ffmpeg".into()));
+            return Err(EncodeError::Runtime(
+                "truncated BMP frame from ffmpeg".into(),
+            ));
         }
         frames.push(data[..size].to_vec());
         data = &data[size..];
@@ -325,7 +416,11 @@ mod tests {
     fn filter_budget_follows_duration() {
         let d = VideoDecoder::new(VideoConfig::default());
         // 10 s over 8 frames: one uniform sample every 1.25 s
-        assert!(d.select_filter(10.0).contains("prev_selected_t\\,1.250"), "{}", d.select_filter(10.0));
+        assert!(
+            d.select_filter(10.0).contains("prev_selected_t\\,1.250"),
+            "{}",
+            d.select_filter(10.0)
+        );
         // very short: never closer than min_gap_seconds
         assert!(d.select_filter(1.0).contains("prev_selected_t\\,0.500"));
     }

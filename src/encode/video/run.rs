@@ -37,7 +37,10 @@ pub enum RunError {
     /// Wrote more than `max_output` bytes.
     OutputTooLarge(usize),
     /// Exited non-zero or died of a signal; the last lines of its stderr.
-    Failed { status: String, stderr: String },
+    Failed {
+        status: String,
+        stderr: String,
+    },
     Io(std::io::Error),
 }
 
@@ -55,7 +58,12 @@ pub fn memfd(bytes: &[u8]) -> std::io::Result<File> {
 }
 
 /// Runs `program args…` with `input` as stdin; returns its stdout.
-pub fn run(program: &Path, args: &[String], input: &File, limits: ChildLimits) -> Result<Vec<u8>, RunError> {
+pub fn run(
+    program: &Path,
+    args: &[String],
+    input: &File,
+    limits: ChildLimits,
+) -> Result<Vec<u8>, RunError> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .stdin(Stdio::from(input.try_clone().map_err(RunError::Io)?))
@@ -67,7 +75,10 @@ pub fn run(program: &Path, args: &[String], input: &File, limits: ChildLimits) -
     unsafe {
         cmd.pre_exec(move || {
             let set = |res, v: u64| {
-                let r = libc::rlimit { rlim_cur: v as libc::rlim_t, rlim_max: v as libc::rlim_t };
+                let r = libc::rlimit {
+                    rlim_cur: v as libc::rlim_t,
+                    rlim_max: v as libc::rlim_t,
+                };
                 if libc::setrlimit(res, &r) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -119,7 +130,11 @@ pub fn run(program: &Path, args: &[String], input: &File, limits: ChildLimits) -
         match child.try_wait().map_err(RunError::Io)? {
             Some(s) => break Some(s),
             // a child past its output cap would block on the full pipe until the deadline
-            None if Instant::now() >= deadline || capped.load(std::sync::atomic::Ordering::Relaxed) => break None,
+            None if Instant::now() >= deadline
+                || capped.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                break None
+            }
             None => std::thread::sleep(Duration::from_millis(5)),
         }
     };
@@ -136,22 +151,34 @@ pub fn run(program: &Path, args: &[String], input: &File, limits: ChildLimits) -
             return Err(RunError::Timeout(limits.wall));
         }
     };
-    let (out, capped) = out_reader.join().map_err(|_| RunError::Io(std::io::Error::other("reader panicked")))?.map_err(RunError::Io)?;
+    let (out, capped) = out_reader
+        .join()
+        .map_err(|_| RunError::Io(std::io::Error::other("reader panicked")))?
+        .map_err(RunError::Io)?;
     let err = err_reader.join().unwrap_or_default();
     if capped {
         return Err(RunError::OutputTooLarge(cap));
     }
     if !status.success() {
         let text = String::from_utf8_lossy(&err);
-        let tail: Vec<&str> = text.lines().map(tidy).filter(|l| !l.trim().is_empty()).collect();
+        let tail: Vec<&str> = text
+            .lines()
+            .map(tidy)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
         let status = match (status.code(), status.signal()) {
             (Some(c), _) => format!("exit status {c}"),
-            (None, Some(s)) if s == libc::SIGXCPU || s == libc::SIGKILL => format!("killed by signal {s} (CPU limit)"),
+            (None, Some(s)) if s == libc::SIGXCPU || s == libc::SIGKILL => {
+                format!("killed by signal {s} (CPU limit)")
+            }
             (None, Some(s)) => format!("killed by signal {s}"),
             _ => "failed".into(),
         };
-        return Err(RunError::Failed { status, stderr: tail });
+        return Err(RunError::Failed {
+            status,
+            stderr: tail,
+        });
     }
     Ok(out)
 }
@@ -169,7 +196,13 @@ fn tidy(line: &str) -> &str {
 mod tests {
     #[test]
     fn log_context_is_dropped() {
-        assert_eq!(super::tidy("[mov,mp4,m4a @ 0x55f10b0711c0] moov atom not found"), "moov atom not found");
-        assert_eq!(super::tidy("file:/dev/stdin: Invalid data"), "file:/dev/stdin: Invalid data");
+        assert_eq!(
+            super::tidy("[mov,mp4,m4a @ 0x55f10b0711c0] moov atom not found"),
+            "moov atom not found"
+        );
+        assert_eq!(
+            super::tidy("file:/dev/stdin: Invalid data"),
+            "file:/dev/stdin: Invalid data"
+        );
     }
 }

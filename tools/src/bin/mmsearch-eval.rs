@@ -6,6 +6,12 @@
 //!   mmsearch-eval --profile ci --write-baseline tools/tests/data/eval_baseline.json
 //!   mmsearch-eval --profile ci --check-baseline tools/tests/data/eval_baseline.json
 //!
+//! Search modes (#12): VECTOR vs LEXICAL vs HYBRID on any catalogue and query sets:
+//!
+//!   mmsearch-eval --catalog ~/.cache/mmsearch/demo/catalog.jsonl --queries names \
+//!       --queries benches/eval/queries/vendure_paraphrases.json \
+//!       --queries benches/eval/queries/vendure_exact_tokens.json --modes vector,lexical,rrf,convex
+//!
 //! `--config` takes the server's TOML (spaces, fusion weights, index, encoders), so a config
 //! change can be measured before it is deployed.
 
@@ -18,7 +24,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(about = "Retrieval quality (R@k, MRR, zero-shot accuracy, P@10, voice) on Vendure, Tux Paint, Fashion-MNIST, KTuberling")]
+#[command(
+    about = "Retrieval quality (R@k, MRR, zero-shot accuracy, P@10, voice) on Vendure, Tux Paint, Fashion-MNIST, KTuberling"
+)]
 struct Args {
     /// `full` (everything) or `ci` (what tools/tests/eval_quality.rs runs).
     #[arg(long, default_value = "full")]
@@ -59,6 +67,16 @@ struct Args {
     /// vendure_paraphrases, vendure_zh (Mandarin; use with a multilingual speech_model).
     #[arg(long, value_delimiter = ',')]
     espeak: Vec<String>,
+    /// Compare search modes on this catalogue (the JSONL `mmsearch ingest` reads) instead of
+    /// running the suites.
+    #[arg(long)]
+    catalog: Option<PathBuf>,
+    /// With --catalog: query sets, `names` (each title) or JSON `[[target id, query], …]` (repeatable).
+    #[arg(long)]
+    queries: Vec<String>,
+    /// With --catalog: vector, lexical, hybrid (server's fusion), rrf[:w], convex[:w].
+    #[arg(long, value_delimiter = ',', default_value = "vector,lexical,hybrid")]
+    modes: Vec<String>,
 }
 
 fn parse_sets(names: &[String]) -> anyhow::Result<Option<Vec<Set>>> {
@@ -81,12 +99,46 @@ fn parse_sets(names: &[String]) -> anyhow::Result<Option<Vec<Set>>> {
 async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn,hnsw_rs=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
 
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(m) = &args.models {
         config.encode.model_dir = m.clone();
+    }
+    let enc_cfg = config.encode.clone();
+    let encoders = tokio::task::spawn_blocking(move || Encoders::load(&enc_cfg)).await??;
+    if let Some(catalog) = &args.catalog {
+        use mmsearch_tools::eval::modes;
+        let items = modes::load_catalog(catalog)?;
+        let sets = args
+            .queries
+            .iter()
+            .map(|q| modes::load_queries(q, &items))
+            .collect::<Result<Vec<_>, _>>()?;
+        let variants = args
+            .modes
+            .iter()
+            .map(|m| modes::Variant::parse(m))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        let (sections, table) = modes::run(
+            &config,
+            Arc::new(encoders),
+            items,
+            &sets,
+            &variants,
+            !args.no_rebuild,
+        )
+        .await?;
+        println!("{table}");
+        if let Some(p) = &args.out {
+            std::fs::write(p, serde_json::to_string_pretty(&sections)? + "\n")?;
+        }
+        return Ok(());
     }
     let data = DataDir::locate(args.data.as_deref())?;
     let mut opts = match args.profile.as_str() {
@@ -105,8 +157,6 @@ async fn main() -> anyhow::Result<()> {
         opts.espeak_sets = args.espeak.clone();
     }
 
-    let enc_cfg = config.encode.clone();
-    let encoders = tokio::task::spawn_blocking(move || Encoders::load(&enc_cfg)).await??;
     let report: Report = mmsearch_tools::eval::run(&opts, Arc::new(encoders)).await?;
     println!("{}", report.table());
     if let Some(p) = &args.out {
@@ -116,13 +166,22 @@ async fn main() -> anyhow::Result<()> {
     if let Some(p) = &args.write_baseline {
         let b = Baseline::from_report(&report, args.tolerance);
         std::fs::write(p, serde_json::to_string_pretty(&b)? + "\n")?;
-        eprintln!("baseline ({} metrics) written to {}", b.metrics.len(), p.display());
+        eprintln!(
+            "baseline ({} metrics) written to {}",
+            b.metrics.len(),
+            p.display()
+        );
     }
     if let Some(p) = &args.check_baseline {
         let b: Baseline = serde_json::from_str(&std::fs::read_to_string(p)?)?;
         let bad = b.regressions(&report);
         if !bad.is_empty() {
-            eprintln!("{} regression(s) against {}:\n  {}", bad.len(), p.display(), bad.join("\n  "));
+            eprintln!(
+                "{} regression(s) against {}:\n  {}",
+                bad.len(),
+                p.display(),
+                bad.join("\n  ")
+            );
             std::process::exit(1);
         }
         eprintln!("no metric below {} − {}", p.display(), b.tolerance);

@@ -37,14 +37,27 @@ struct Args {
 }
 
 const TEXTS: [&str; 8] = [
-    "camera on a tripod", "wireless mouse", "running shoes", "leather sofa", "indoor plant", "gaming pc", "boxing gloves", "wooden stool",
+    "camera on a tripod",
+    "wireless mouse",
+    "running shoes",
+    "leather sofa",
+    "indoor plant",
+    "gaming pc",
+    "boxing gloves",
+    "wooden stool",
 ];
 
 fn query(args: &Args, i: usize, file: &Option<Vec<u8>>) -> anyhow::Result<Query> {
     Ok(match args.kind.as_str() {
         "text" => Query::Text(TEXTS[i % TEXTS.len()].to_string()),
-        "image" => Query::Image(file.clone().ok_or_else(|| anyhow::anyhow!("--file needed"))?),
-        "voice" => Query::Audio(file.clone().ok_or_else(|| anyhow::anyhow!("--file needed"))?),
+        "image" => Query::Image(
+            file.clone()
+                .ok_or_else(|| anyhow::anyhow!("--file needed"))?,
+        ),
+        "voice" => Query::Audio(
+            file.clone()
+                .ok_or_else(|| anyhow::anyhow!("--file needed"))?,
+        ),
         "vector" => {
             // Deterministic pseudo-random directions.
             let mut s = (i as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15);
@@ -56,7 +69,10 @@ fn query(args: &Args, i: usize, file: &Option<Vec<u8>>) -> anyhow::Result<Query>
                     (s % 2000) as f32 / 1000.0 - 1.0
                 })
                 .collect();
-            Query::Vector(pb::Vector { space: args.space.clone(), values })
+            Query::Vector(pb::Vector {
+                space: args.space.clone(),
+                values,
+            })
         }
         other => anyhow::bail!("unknown kind {other}"),
     })
@@ -77,7 +93,13 @@ async fn main() -> anyhow::Result<()> {
         for worker in 0..c {
             let mut client = connection.search();
             let requests: Vec<pb::SearchRequest> = (0..16)
-                .map(|i| query(&args, worker * 16 + i, &file).map(|q| pb::SearchRequest { query: Some(q), top_k: args.top_k, ..Default::default() }))
+                .map(|i| {
+                    query(&args, worker * 16 + i, &file).map(|q| pb::SearchRequest {
+                        query: Some(q),
+                        top_k: args.top_k,
+                        ..Default::default()
+                    })
+                })
                 .collect::<anyhow::Result<_>>()?;
             tasks.push(tokio::spawn(async move {
                 let (mut lat, mut errors, mut i) = (Vec::new(), 0u64, 0usize);

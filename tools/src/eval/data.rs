@@ -15,8 +15,18 @@ const VOICE_QUERIES: &str = include_str!("../../../benches/eval/queries/voice_qu
 const ZH_QUERIES: &str = include_str!("../../../benches/eval/queries/vendure_zh_queries.json");
 const ZH_CATALOG: &str = include_str!("../../../deploy/eval/vendure_zh.jsonl");
 
-pub const FASHION_MNIST_CLASSES: [&str; 10] =
-    ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot"];
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+];
 
 #[derive(Debug, Clone)]
 pub struct DataDir(pub PathBuf);
@@ -67,11 +77,13 @@ pub struct Recording {
 pub type QuerySet = Vec<(String, String)>;
 
 pub fn paraphrases() -> Result<QuerySet, EvalError> {
-    serde_json::from_str(PARAPHRASES).map_err(|e| EvalError::Data(format!("vendure_paraphrases.json: {e}")))
+    serde_json::from_str(PARAPHRASES)
+        .map_err(|e| EvalError::Data(format!("vendure_paraphrases.json: {e}")))
 }
 
 pub fn zh_queries() -> Result<QuerySet, EvalError> {
-    serde_json::from_str(ZH_QUERIES).map_err(|e| EvalError::Data(format!("vendure_zh_queries.json: {e}")))
+    serde_json::from_str(ZH_QUERIES)
+        .map_err(|e| EvalError::Data(format!("vendure_zh_queries.json: {e}")))
 }
 
 /// One product of the Chinese catalogue: the Vendure id with a Chinese title and description.
@@ -87,12 +99,16 @@ pub fn zh_catalog() -> Result<Vec<ZhText>, EvalError> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| EvalError::Data(format!("vendure_zh.jsonl:{}: {e}", i + 1))))
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| EvalError::Data(format!("vendure_zh.jsonl:{}: {e}", i + 1)))
+        })
         .collect()
 }
 
 pub fn voice_queries() -> Result<QuerySet, EvalError> {
-    serde_json::from_str(VOICE_QUERIES).map_err(|e| EvalError::Data(format!("voice_queries.json: {e}")))
+    serde_json::from_str(VOICE_QUERIES)
+        .map_err(|e| EvalError::Data(format!("voice_queries.json: {e}")))
 }
 
 impl DataDir {
@@ -103,7 +119,9 @@ impl DataDir {
             None => match std::env::var_os("MMSEARCH_EVAL_DATA") {
                 Some(p) => PathBuf::from(p),
                 None => {
-                    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+                    let home = std::env::var_os("HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from("."));
                     home.join(".cache/mmsearch/eval")
                 }
             },
@@ -120,11 +138,15 @@ impl DataDir {
 
     fn jsonl<T: for<'de> Deserialize<'de>>(&self, rel: &str) -> Result<Vec<T>, EvalError> {
         let path = self.0.join(rel);
-        let text = std::fs::read_to_string(&path).map_err(|e| EvalError::Data(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| EvalError::Data(format!("{}: {e}", path.display())))?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .enumerate()
-            .map(|(i, l)| serde_json::from_str(l).map_err(|e| EvalError::Data(format!("{}:{}: {e}", path.display(), i + 1))))
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .map_err(|e| EvalError::Data(format!("{}:{}: {e}", path.display(), i + 1)))
+            })
             .collect()
     }
 
@@ -160,17 +182,27 @@ impl DataDir {
         let images = read("t10k-images-idx3-ubyte.idx")?;
         let labels = read("t10k-labels-idx1-ubyte.idx")?;
         // IDX: big-endian magic, counts, then the payload (16-byte header for images, 8 for labels).
-        let be = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
-        if images.len() < 16 || labels.len() < 8 || be(&images, 0) != 0x803 || be(&labels, 0) != 0x801 {
+        let be = |b: &[u8], at: usize| {
+            u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize
+        };
+        if images.len() < 16
+            || labels.len() < 8
+            || be(&images, 0) != 0x803
+            || be(&labels, 0) != 0x801
+        {
             return Err(EvalError::Data("fashion-mnist: not IDX files".into()));
         }
         let total = be(&images, 4).min(be(&labels, 4));
         let (rows, cols) = (be(&images, 8), be(&images, 12));
         if rows != 28 || cols != 28 || images.len() < 16 + total * 784 || labels.len() < 8 + total {
-            return Err(EvalError::Data("fashion-mnist: truncated or unexpected shape".into()));
+            return Err(EvalError::Data(
+                "fashion-mnist: truncated or unexpected shape".into(),
+            ));
         }
         let n = n.min(total);
-        let x = (0..n).map(|i| images[16 + i * 784..16 + (i + 1) * 784].to_vec()).collect();
+        let x = (0..n)
+            .map(|i| images[16 + i * 784..16 + (i + 1) * 784].to_vec())
+            .collect();
         Ok((x, labels[8..8 + n].to_vec()))
     }
 }
@@ -180,7 +212,8 @@ pub fn png_from_gray(pixels: &[u8], side: u32) -> Result<Vec<u8>, EvalError> {
     let img = image::GrayImage::from_raw(side, side, pixels.to_vec())
         .ok_or_else(|| EvalError::Data("grey image has the wrong size".into()))?;
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).map_err(|e| EvalError::Data(format!("png: {e}")))?;
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| EvalError::Data(format!("png: {e}")))?;
     Ok(out.into_inner())
 }
 

@@ -7,7 +7,9 @@ use mmsearch::collection::RebuildPhase;
 use mmsearch::config::Config;
 use mmsearch::encode::Encoders;
 use mmsearch::model::{FilterSpec, NewItem};
-use mmsearch::pipeline::{PipelineError, Query, SearchRequest, SearchResult, SpaceRole};
+use mmsearch::pipeline::{
+    PipelineError, Query, SearchMode, SearchRequest, SearchResult, SpaceRole,
+};
 use std::sync::Arc;
 
 /// Items per `write_group` call: large enough that the batcher fills its batches.
@@ -23,10 +25,15 @@ impl Engine {
     /// A fresh, empty engine with `config` (its `data_dir` is replaced by a temporary one).
     /// Must be called inside a tokio runtime.
     pub async fn open(config: &Config, encoders: Arc<Encoders>) -> Result<Engine, EvalError> {
-        let dir = tempfile::Builder::new().prefix("mmsearch-eval-").tempdir().map_err(|e| EvalError::Io(e.to_string()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("mmsearch-eval-")
+            .tempdir()
+            .map_err(|e| EvalError::Io(e.to_string()))?;
         let mut config = config.engine();
         config.data_dir = dir.path().to_path_buf();
-        let engine = mmsearch::engine::Engine::open(config, Some(encoders)).await.map_err(|e| EvalError::Engine(e.to_string()))?;
+        let engine = mmsearch::engine::Engine::open(config, Some(encoders))
+            .await
+            .map_err(|e| EvalError::Engine(e.to_string()))?;
         Ok(Engine { engine, _dir: dir })
     }
 
@@ -36,7 +43,12 @@ impl Engine {
         while !items.is_empty() {
             let rest = items.split_off(items.len().min(GROUP));
             let group = std::mem::replace(&mut items, rest);
-            let out = self.engine.ingester().write_group(group).await.map_err(|e| EvalError::Engine(e.to_string()))?;
+            let out = self
+                .engine
+                .ingester()
+                .write_group(group)
+                .await
+                .map_err(|e| EvalError::Engine(e.to_string()))?;
             if let Some(r) = out.rejected.first() {
                 return Err(EvalError::Engine(format!(
                     "{} item(s) rejected, first {:?}: {}",
@@ -58,7 +70,10 @@ impl Engine {
             match p.phase {
                 RebuildPhase::Done => return Ok(()),
                 RebuildPhase::Failed => {
-                    return Err(EvalError::Engine(format!("rebuild failed: {}", p.error.unwrap_or_default())))
+                    return Err(EvalError::Engine(format!(
+                        "rebuild failed: {}",
+                        p.error.unwrap_or_default()
+                    )))
                 }
                 _ => {}
             }
@@ -67,25 +82,53 @@ impl Engine {
                 let p = rx.borrow().clone();
                 return match p.phase {
                     RebuildPhase::Done => Ok(()),
-                    _ => Err(EvalError::Engine(format!("rebuild ended in phase {}", p.phase.as_str()))),
+                    _ => Err(EvalError::Engine(format!(
+                        "rebuild ended in phase {}",
+                        p.phase.as_str()
+                    ))),
                 };
             }
         }
     }
 
-    pub async fn search(&self, query: Query, top_k: usize, space: Option<&str>, filter: FilterSpec) -> Result<SearchResult, PipelineError> {
-        let request = SearchRequest { filter, space: space.map(str::to_string), ..SearchRequest::new(query, top_k as u32) };
+    pub async fn search(
+        &self,
+        query: Query,
+        top_k: usize,
+        space: Option<&str>,
+        filter: FilterSpec,
+    ) -> Result<SearchResult, PipelineError> {
+        // The suites measure the vector towers and spaces; HYBRID and LEXICAL are compared by
+        // `modes`. Text and voice would otherwise default to HYBRID (#12).
+        let request = SearchRequest {
+            filter,
+            space: space.map(str::to_string),
+            mode: Some(SearchMode::Vector),
+            ..SearchRequest::new(query, top_k as u32)
+        };
+        self.engine.searcher().search(request).await
+    }
+
+    /// A request as a client would send it (mode, fusion, filter…).
+    pub async fn request(&self, request: SearchRequest) -> Result<SearchResult, PipelineError> {
         self.engine.searcher().search(request).await
     }
 
     /// Ids of the hits, best first.
     pub async fn ranked(&self, query: Query, top_k: usize) -> Result<Vec<String>, EvalError> {
-        let r = self.search(query, top_k, None, FilterSpec::default()).await.map_err(|e| EvalError::Search(e.to_string()))?;
+        let r = self
+            .search(query, top_k, None, FilterSpec::default())
+            .await
+            .map_err(|e| EvalError::Search(e.to_string()))?;
         Ok(r.hits.into_iter().map(|h| h.id).collect())
     }
 
     /// The name of the space with `role` (the suites compare spaces by role).
     pub fn space(&self, role: SpaceRole) -> Result<String, EvalError> {
-        self.engine.roles().get(role).map(|s| s.name.clone()).ok_or_else(|| EvalError::Engine(format!("no space has role {}", role.as_str())))
+        self.engine
+            .roles()
+            .get(role)
+            .map(|s| s.name.clone())
+            .ok_or_else(|| EvalError::Engine(format!("no space has role {}", role.as_str())))
     }
 }

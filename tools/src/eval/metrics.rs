@@ -9,15 +9,25 @@
 use std::collections::BTreeMap;
 
 /// 1-based rank of the first relevant id in `ranked`, or `None` when none is there.
-pub fn first_relevant_rank<S: AsRef<str>>(ranked: &[S], relevant: impl Fn(&str) -> bool) -> Option<usize> {
-    ranked.iter().position(|id| relevant(id.as_ref())).map(|p| p + 1)
+pub fn first_relevant_rank<S: AsRef<str>>(
+    ranked: &[S],
+    relevant: impl Fn(&str) -> bool,
+) -> Option<usize> {
+    ranked
+        .iter()
+        .position(|id| relevant(id.as_ref()))
+        .map(|p| p + 1)
 }
 
 /// R@1/5/10 and MRR from one rank per query.
 pub fn rank_metrics(ranks: &[Option<usize>]) -> BTreeMap<String, f64> {
     let n = ranks.len().max(1) as f64;
     let hit = |k: usize| ranks.iter().filter(|r| r.is_some_and(|r| r <= k)).count() as f64 / n;
-    let mrr = ranks.iter().map(|r| r.map_or(0.0, |r| 1.0 / r as f64)).sum::<f64>() / n;
+    let mrr = ranks
+        .iter()
+        .map(|r| r.map_or(0.0, |r| 1.0 / r as f64))
+        .sum::<f64>()
+        / n;
     BTreeMap::from([
         ("R@1".to_string(), hit(1)),
         ("R@5".to_string(), hit(5)),
@@ -32,7 +42,10 @@ pub fn precision_at(k: usize, per_query: &[(String, Vec<String>)]) -> f64 {
     if per_query.is_empty() || k == 0 {
         return 0.0;
     }
-    let hits: usize = per_query.iter().map(|(label, got)| got.iter().take(k).filter(|g| *g == label).count()).sum();
+    let hits: usize = per_query
+        .iter()
+        .map(|(label, got)| got.iter().take(k).filter(|g| *g == label).count())
+        .sum();
     hits as f64 / (per_query.len() * k) as f64
 }
 
@@ -74,7 +87,10 @@ pub fn transcript_exact(reference: &str, hypothesis: &str) -> bool {
 /// (spaces and underscores removed too, so "palm tree" matches "palmtree").
 pub fn word_heard(word: &str, hypothesis: &str) -> bool {
     let squash = |ws: Vec<String>| -> String {
-        ws.into_iter().filter(|w| !matches!(w.as_str(), "a" | "an" | "the")).collect::<Vec<_>>().join("")
+        ws.into_iter()
+            .filter(|w| !matches!(w.as_str(), "a" | "an" | "the"))
+            .collect::<Vec<_>>()
+            .join("")
     };
     let want = squash(words(word));
     !want.is_empty() && squash(words(hypothesis)) == want
@@ -91,7 +107,10 @@ mod tests {
         assert_eq!(m["R@5"], 0.5);
         assert_eq!(m["R@10"], 0.75);
         assert!((m["MRR"] - (1.0 + 1.0 / 3.0 + 1.0 / 7.0) / 4.0).abs() < 1e-12);
-        assert_eq!(first_relevant_rank(&["a", "b", "c"], |id| id == "c" || id == "b"), Some(2));
+        assert_eq!(
+            first_relevant_rank(&["a", "b", "c"], |id| id == "c" || id == "b"),
+            Some(2)
+        );
         assert_eq!(first_relevant_rank(&["a"], |id| id == "z"), None);
     }
 
@@ -103,10 +122,16 @@ mod tests {
 
     #[test]
     fn transcripts() {
-        assert_eq!(word_error_rate("red boxing gloves", "Red Marking Gloves."), 1.0 / 3.0);
+        assert_eq!(
+            word_error_rate("red boxing gloves", "Red Marking Gloves."),
+            1.0 / 3.0
+        );
         assert_eq!(word_error_rate("wireless mouse", "wireless mouse."), 0.0);
         assert!(transcript_exact("camera on a tripod", "Camera on a tripod"));
-        assert!(!transcript_exact("a laptop computer", "The laptop computer."));
+        assert!(!transcript_exact(
+            "a laptop computer",
+            "The laptop computer."
+        ));
         assert!(word_heard("palmtree", "Palm tree."));
         assert!(word_heard("hat", "A hat."));
         assert!(!word_heard("hat", "Hot."));

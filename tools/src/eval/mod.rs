@@ -9,12 +9,13 @@
 pub mod data;
 pub mod engine;
 pub mod metrics;
+pub mod modes;
 pub mod report;
 pub mod suites;
 
+use data::DataDir;
 use mmsearch::config::Config;
 use mmsearch::encode::Encoders;
-use data::DataDir;
 use report::Report;
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,7 +61,16 @@ pub struct EvalOptions {
 }
 
 /// The words the CI profile plays: clothing and objects from the issue.
-pub const CI_WORDS: [&str; 8] = ["hat", "shoe", "coat", "skirt", "tie", "sunglasses", "umbrella", "bicycle"];
+pub const CI_WORDS: [&str; 8] = [
+    "hat",
+    "shoe",
+    "coat",
+    "skirt",
+    "tie",
+    "sunglasses",
+    "umbrella",
+    "bicycle",
+];
 
 impl EvalOptions {
     /// Everything: all Vendure queries spoken, all 71 recordings, `fmnist_n` images.
@@ -116,7 +126,11 @@ pub async fn run(opts: &EvalOptions, encoders: Arc<Encoders>) -> Result<Report, 
         profile: opts.profile.clone(),
         date_utc: utc_now(),
         machine: machine(),
-        models: encoders.models().into_iter().map(|m| format!("{} ({:?})", m.id, m.provider_in_use)).collect(),
+        models: encoders
+            .models()
+            .into_iter()
+            .map(|m| format!("{} ({:?})", m.id, m.provider_in_use))
+            .collect(),
         sections: out.sections,
         transcripts: out.transcripts,
         timings: out.timings,
@@ -126,7 +140,9 @@ pub async fn run(opts: &EvalOptions, encoders: Arc<Encoders>) -> Result<Report, 
 
 /// `YYYY-MM-DD HH:MM` UTC from the system clock (civil-from-days, no date crate needed).
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -137,14 +153,23 @@ pub fn utc_now() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 /// CPU model and core count, for the report header.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cpu}, {cores} cores")

@@ -51,25 +51,46 @@ impl Report {
     pub fn flat(&self) -> BTreeMap<String, f64> {
         self.sections
             .iter()
-            .flat_map(|s| s.metrics.iter().map(move |(k, v)| (format!("{}/{k}", s.name), *v)))
+            .flat_map(|s| {
+                s.metrics
+                    .iter()
+                    .map(move |(k, v)| (format!("{}/{k}", s.name), *v))
+            })
             .collect()
     }
 
     /// Markdown tables: metrics per section, encode timings, and the transcripts.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "profile {} · {} · {}", self.profile, self.date_utc, self.machine);
+        let _ = writeln!(
+            out,
+            "profile {} · {} · {}",
+            self.profile, self.date_utc, self.machine
+        );
         let _ = writeln!(out, "models: {}\n", self.models.join(", "));
         let cols = ["R@1", "R@5", "R@10", "MRR"];
         let _ = writeln!(out, "| set | n | R@1 | R@5 | R@10 | MRR | other |");
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
         for s in &self.sections {
-            let cell = |k: &str| s.metrics.get(k).map_or(String::new(), |v| format!("{v:.3}"));
-            let other: Vec<String> =
-                s.metrics.iter().filter(|(k, _)| !cols.contains(&k.as_str())).map(|(k, v)| format!("{k} {v:.3}")).collect();
+            let cell = |k: &str| {
+                s.metrics
+                    .get(k)
+                    .map_or(String::new(), |v| format!("{v:.3}"))
+            };
+            let other: Vec<String> = s
+                .metrics
+                .iter()
+                .filter(|(k, _)| !cols.contains(&k.as_str()))
+                .map(|(k, v)| format!("{k} {v:.3}"))
+                .collect();
             let mut other = other.join(", ");
             if !s.note.is_empty() {
-                let _ = write!(other, "{}{}", if other.is_empty() { "" } else { " — " }, s.note);
+                let _ = write!(
+                    other,
+                    "{}{}",
+                    if other.is_empty() { "" } else { " — " },
+                    s.note
+                );
             }
             let _ = writeln!(
                 out,
@@ -84,17 +105,39 @@ impl Report {
             );
         }
         if !self.timings.is_empty() {
-            let _ = writeln!(out, "\n| ingest (encode + fuse + write) | items | s | items/s |\n|---|---|---|---|");
+            let _ = writeln!(
+                out,
+                "\n| ingest (encode + fuse + write) | items | s | items/s |\n|---|---|---|---|"
+            );
             for t in &self.timings {
-                let rate = if t.seconds > 0.0 { t.items as f64 / t.seconds } else { 0.0 };
-                let _ = writeln!(out, "| {} | {} | {:.1} | {:.1} |", t.what, t.items, t.seconds, rate);
+                let rate = if t.seconds > 0.0 {
+                    t.items as f64 / t.seconds
+                } else {
+                    0.0
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} | {:.1} |",
+                    t.what, t.items, t.seconds, rate
+                );
             }
         }
         if !self.transcripts.is_empty() {
-            let _ = writeln!(out, "\n| set | said | heard | rank typed | rank voice |\n|---|---|---|---|---|");
+            let _ = writeln!(
+                out,
+                "\n| set | said | heard | rank typed | rank voice |\n|---|---|---|---|---|"
+            );
             let r = |x: Option<usize>| x.map_or("–".to_string(), |x| x.to_string());
             for t in &self.transcripts {
-                let _ = writeln!(out, "| {} | {} | {} | {} | {} |", t.set, t.said, t.heard, r(t.rank_typed), r(t.rank_voice));
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} |",
+                    t.set,
+                    t.said,
+                    t.heard,
+                    r(t.rank_typed),
+                    r(t.rank_voice)
+                );
             }
         }
         let _ = writeln!(out, "\ntotal {:.0} s", self.total_seconds);
@@ -127,14 +170,18 @@ impl Baseline {
         let now = report.flat();
         let mut out = Vec::new();
         if report.profile != self.profile {
-            out.push(format!("report profile {:?} ≠ baseline profile {:?}", report.profile, self.profile));
+            out.push(format!(
+                "report profile {:?} ≠ baseline profile {:?}",
+                report.profile, self.profile
+            ));
         }
         for (k, &want) in &self.metrics {
             match now.get(k) {
                 None => out.push(format!("{k}: missing from the report (recorded {want:.3})")),
-                Some(&got) if got < want - self.tolerance => {
-                    out.push(format!("{k}: {got:.3} < recorded {want:.3} − {:.2}", self.tolerance))
-                }
+                Some(&got) if got < want - self.tolerance => out.push(format!(
+                    "{k}: {got:.3} < recorded {want:.3} − {:.2}",
+                    self.tolerance
+                )),
                 Some(_) => {}
             }
         }
@@ -152,7 +199,12 @@ mod tests {
             date_utc: String::new(),
             machine: String::new(),
             models: vec![],
-            sections: vec![Section { name: "a/b".into(), n: 1, metrics: BTreeMap::from([("MRR".into(), v)]), note: String::new() }],
+            sections: vec![Section {
+                name: "a/b".into(),
+                n: 1,
+                metrics: BTreeMap::from([("MRR".into(), v)]),
+                note: String::new(),
+            }],
             transcripts: vec![],
             timings: vec![],
             total_seconds: 0.0,

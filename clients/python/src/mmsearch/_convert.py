@@ -24,6 +24,7 @@ from .types import (
     RebuildProgress,
     SearchResult,
     SnapshotInfo,
+    LexicalScore,
     SpaceScore,
     SpaceStatus,
     Status,
@@ -147,18 +148,30 @@ def search_request(
     explain: bool,
     user_id: str = "",
     personalization: float = 0.0,
+    mode: str | None = None,
+    fusion: str | None = None,
+    lexical_weight: float | None = None,
+    sort: str | None = None,
 ) -> pb.SearchRequest:
     given = [
         n
         for n, v in (("text", text), ("image", image), ("voice", voice), ("video", video), ("vector", vector), ("item_id", item_id))
         if v is not None
     ]
-    if len(given) != 1:
-        raise ValueError(f"give exactly one of text, image, voice, video, vector, item_id (got {given or 'none'})")
+    browsing = not given and (sort is not None or filter is not None)
+    if len(given) != 1 and not browsing:
+        raise ValueError(
+            f"give exactly one of text, image, voice, video, vector, item_id, or browse with filter/sort (got {given or 'none'})"
+        )
     req = pb.SearchRequest(
         top_k=top_k, offset=offset, min_score=min_score, space=space, ef=ef, explain=explain, user_id=user_id,
         personalization=personalization,
     )
+    req.mode = _enum(_MODES, "mode", mode)
+    req.fusion = _enum(_FUSIONS, "fusion", fusion)
+    req.sort = _enum(_SORTS, "sort", sort)
+    if lexical_weight is not None:
+        req.lexical_weight = lexical_weight
     if text is not None:
         req.text = text
     elif image is not None:
@@ -176,6 +189,19 @@ def search_request(
     if flt is not None:
         req.filter.CopyFrom(flt)
     return req
+
+
+_MODES = {"vector": pb.SEARCH_MODE_VECTOR, "lexical": pb.SEARCH_MODE_LEXICAL, "hybrid": pb.SEARCH_MODE_HYBRID}
+_FUSIONS = {"rrf": pb.FUSION_METHOD_RRF, "convex": pb.FUSION_METHOD_CONVEX}
+_SORTS = {"newest": pb.SORT_BY_NEWEST, "price_asc": pb.SORT_BY_PRICE_ASC, "price_desc": pb.SORT_BY_PRICE_DESC}
+
+
+def _enum(values: Mapping[str, Any], what: str, v: str | None) -> Any:
+    if v is None:
+        return 0
+    if v not in values:
+        raise ValueError(f"{what} must be one of {', '.join(values)} (got {v!r})")
+    return values[v]
 
 
 _ITEM_FIELDS = {f.name for f in dataclasses.fields(Item)}
@@ -321,6 +347,9 @@ def explanation(m: pb.Explanation) -> Explanation:
         video=VideoQueryParts(v.frames, v.frame_weight, v.speech_weight, v.seconds) if m.HasField("video") and (v := m.video) else None,
         offset=m.offset,
         parts=[(p.name, p.value, p.weight, p.contribution) for p in m.parts],
+        lexical=LexicalScore(m.lexical.bm25, m.lexical.rank, m.lexical.contribution) if m.HasField("lexical") else None,
+        fusion=m.fusion,
+        vector_contribution=m.vector_contribution,
     )
 
 
@@ -331,11 +360,13 @@ def search_result(m: pb.SearchResponse) -> SearchResult:
             h.score,
             item(h.item) if h.HasField("item") else Item(h.id),
             explanation(h.explanation) if h.HasField("explanation") else None,
+            h.snippet,
         )
         for h in m.hits
     ]
     t = m.timing
-    return SearchResult(hits, m.transcript, m.exact, Timing(t.encode_us, t.search_us, t.hydrate_us))
+    total = m.total if m.HasField("total") else None
+    return SearchResult(hits, m.transcript, m.exact, Timing(t.encode_us, t.search_us, t.hydrate_us), total)
 
 
 def delete_result(m: pb.DeleteResponse) -> DeleteResult:

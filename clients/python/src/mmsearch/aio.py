@@ -145,6 +145,10 @@ class AsyncClient:
         explain: bool = False,
         user_id: str = "",
         personalization: float = 0.0,
+        mode: str | None = None,
+        fusion: str | None = None,
+        lexical_weight: float | None = None,
+        sort: str | None = None,
         timeout: float | None = None,
     ) -> SearchResult:
         """Searches with exactly one query of ``text``, ``image``, ``voice``, ``video``, ``vector`` or
@@ -152,7 +156,7 @@ class AsyncClient:
         req = convert.search_request(
             text=text, image=image, voice=voice, video=video, vector=vector, item_id=item_id, space=space, filter=filter,
             top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain, user_id=user_id,
-            personalization=personalization,
+            personalization=personalization, mode=mode, fusion=fusion, lexical_weight=lexical_weight, sort=sort,
         )
         resp = await self._call(
             lambda t: self._search.Search(req, timeout=t, metadata=self._metadata),

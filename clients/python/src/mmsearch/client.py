@@ -161,6 +161,10 @@ class Client:
         explain: bool = False,
         user_id: str = "",
         personalization: float = 0.0,
+        mode: str | None = None,
+        fusion: str | None = None,
+        lexical_weight: float | None = None,
+        sort: str | None = None,
         timeout: float | None = None,
     ) -> SearchResult:
         """Searches with exactly one query: ``text``; ``image`` (a path, bytes or a PIL
@@ -175,11 +179,19 @@ class Client:
         ``min_score`` drops weaker hits; ``ef`` widens the search beam (0: the server's
         default); ``explain`` attaches an ``Explanation`` (plan and per-space scores) to
         every hit. Retried on UNAVAILABLE and admission refusals.
+
+        ``mode``: ``"vector"``, ``"lexical"`` (BM25 over title, description, category and
+        attributes; one typo allowed on long words) or ``"hybrid"`` (both lists fused);
+        default hybrid for text and voice, vector otherwise. Lexical and hybrid hits carry a
+        ``snippet``. ``fusion`` (``"convex"``, the server default, or ``"rrf"``) and ``lexical_weight`` (0..1)
+        override the server's hybrid fusion. Without a query, a ``filter`` and/or ``sort``
+        (``"newest"``, ``"price_asc"``, ``"price_desc"``) browse: the matching items in that
+        order, with ``SearchResult.total``.
         """
         req = convert.search_request(
             text=text, image=image, voice=voice, video=video, vector=vector, item_id=item_id, space=space, filter=filter,
             top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain, user_id=user_id,
-            personalization=personalization,
+            personalization=personalization, mode=mode, fusion=fusion, lexical_weight=lexical_weight, sort=sort,
         )
         resp = self._call(
             lambda t: self._search.Search(req, timeout=t, metadata=self._metadata),

@@ -110,11 +110,22 @@ class VideoQueryParts:
 
 
 @dataclass(slots=True)
+class LexicalScore:
+    """The lexical (BM25) list's part in a hit's score (modes ``lexical`` and ``hybrid``)."""
+
+    bm25: float
+    #: 1-based rank in the lexical list; 0 when absent from it.
+    rank: int
+    #: What it added to the hit's score.
+    contribution: float
+
+
+@dataclass(slots=True)
 class Explanation:
     """Why a hit scored what it did (asked for with ``search(..., explain=True)``)."""
 
     #: How candidates were found: "graph", "graph_widened", "exact" (per space searched,
-    #: joined with "+").
+    #: joined with "+"; "+lexical" for hybrid, "lexical", "browse").
     plan: str
     spaces: list[SpaceScore]
     score: float
@@ -124,6 +135,11 @@ class Explanation:
     #: each part is (name, value, weight, contribution), names "similarity" and "personal".
     offset: float = 0.0
     parts: list[tuple[str, float, float, float]] = field(default_factory=list)
+    #: Modes ``lexical`` and ``hybrid``: the BM25 list's part.
+    lexical: LexicalScore | None = None
+    #: Mode ``hybrid``: the fusion, e.g. "rrf(k=60, w=0.5)", and the vector list's share.
+    fusion: str = ""
+    vector_contribution: float = 0.0
 
 
 @dataclass(slots=True)
@@ -136,6 +152,9 @@ class Hit:
     score: float
     item: Item
     explanation: Explanation | None = None
+    #: Modes ``lexical`` and ``hybrid``: the description (else title) fragment matching the
+    #: query's words, matches in ``<b>…</b>``, the rest HTML-escaped; empty when none matches.
+    snippet: str = ""
 
 
 @dataclass(slots=True)
@@ -157,6 +176,8 @@ class SearchResult:
     #: True when the filter was so selective that matching items were scanned exactly.
     exact: bool = False
     timing: Timing = field(default_factory=Timing)
+    #: Browse (no query): how many items match the filter.
+    total: int | None = None
 
 
 @dataclass(slots=True)

@@ -25,9 +25,13 @@ pub struct IngestArgs {
     batch: u64,
 }
 
-const CATEGORIES: [&str; 12] =
-    ["shoes", "shirts", "jackets", "bags", "watches", "lamps", "chairs", "tables", "phones", "cameras", "toys", "plants"];
-const COLOURS: [&str; 9] = ["black", "white", "red", "blue", "green", "grey", "brown", "pink", "yellow"];
+const CATEGORIES: [&str; 12] = [
+    "shoes", "shirts", "jackets", "bags", "watches", "lamps", "chairs", "tables", "phones",
+    "cameras", "toys", "plants",
+];
+const COLOURS: [&str; 9] = [
+    "black", "white", "red", "blue", "green", "grey", "brown", "pink", "yellow",
+];
 
 /// Item `row` of the catalogue, with metadata shaped like a real product's (title,
 /// description, category, price, attributes, photo URI) so store bytes per item are realistic.
@@ -38,12 +42,21 @@ pub fn item(gen: &mut Clustered, c: &Catalogue, row: u64) -> pb::Item {
     pb::Item {
         id: item_id(row),
         title: format!("{brand} {colour} {category} model {row}"),
-        description: format!("A {colour} item from the {category} range by {brand}; synthetic catalogue row {row}."),
+        description: format!(
+            "A {colour} item from the {category} range by {brand}; synthetic catalogue row {row}."
+        ),
         category: category.into(),
         price: (row.wrapping_mul(40503) % 50_000) as f64 / 100.0 + 0.99,
-        attributes: [("brand".to_string(), brand), ("colour".to_string(), colour.to_string())].into(),
+        attributes: [
+            ("brand".to_string(), brand),
+            ("colour".to_string(), colour.to_string()),
+        ]
+        .into(),
         image_uris: vec![format!("https://img.example.com/p/{row}.jpg")],
-        vectors: vec![pb::Vector { space: c.space.clone(), values: gen.row(row, 0, c.spread) }],
+        vectors: vec![pb::Vector {
+            space: c.space.clone(),
+            values: gen.row(row, 0, c.spread),
+        }],
         ..Default::default()
     }
 }
@@ -67,8 +80,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             let (mut accepted, mut rejected, mut calls) = (0u64, 0u64, 0u64);
             let mut first_rejection = None;
             while rows.peek().is_some() {
-                let chunk: Vec<pb::UpsertRequest> =
-                    rows.by_ref().take(batch as usize).map(|r| pb::UpsertRequest { item: Some(item(&mut gen, &c, r)) }).collect();
+                let chunk: Vec<pb::UpsertRequest> = rows
+                    .by_ref()
+                    .take(batch as usize)
+                    .map(|r| pb::UpsertRequest {
+                        item: Some(item(&mut gen, &c, r)),
+                    })
+                    .collect();
                 let summary = client.upsert(tokio_stream::iter(chunk)).await?.into_inner();
                 accepted += summary.accepted;
                 rejected += summary.rejected.len() as u64;
@@ -97,6 +115,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             "seconds": secs, "items_per_s": accepted as f64 / secs,
         })
     );
-    anyhow::ensure!(rejected == 0 && accepted == args.catalogue.n, "not every item was accepted");
+    anyhow::ensure!(
+        rejected == 0 && accepted == args.catalogue.n,
+        "not every item was accepted"
+    );
     Ok(())
 }

@@ -7,8 +7,12 @@
 //!       in-process search pipeline, then a cold-started `mmsearch serve` over gRPC: time to
 //!       the first answer, RSS, first-query vs steady latency, and the gRPC overhead.
 //!
+//!   mmsearch-scale hybrid --data-dir D --n 100000
+//!       HYBRID vs VECTOR latency with the text model, in process (#12).
+//!
 //! Prints one JSON object per measurement on stdout; `benches/run_scale.sh` drives it.
 
+mod hybrid;
 mod ingest;
 mod measure;
 mod rebuild;
@@ -27,6 +31,7 @@ enum Command {
     Ingest(ingest::IngestArgs),
     Rebuild(rebuild::RebuildArgs),
     Measure(measure::MeasureArgs),
+    Hybrid(hybrid::HybridArgs),
 }
 
 /// The synthetic catalogue: row `i` is the same in every process (see `mmsearch_index::synthetic`).
@@ -52,7 +57,11 @@ pub struct Catalogue {
 /// Latency summary in milliseconds.
 pub fn summary(mut ms: Vec<f64>, wall_s: f64) -> serde_json::Value {
     ms.sort_by(f64::total_cmp);
-    let mean = if ms.is_empty() { 0.0 } else { ms.iter().sum::<f64>() / ms.len() as f64 };
+    let mean = if ms.is_empty() {
+        0.0
+    } else {
+        ms.iter().sum::<f64>() / ms.len() as f64
+    };
     serde_json::json!({
         "n": ms.len(),
         "qps": if wall_s > 0.0 { ms.len() as f64 / wall_s } else { 0.0 },
@@ -71,5 +80,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Ingest(a) => ingest::run(a).await,
         Command::Rebuild(a) => rebuild::run(a).await,
         Command::Measure(a) => measure::run(a).await,
+        Command::Hybrid(a) => hybrid::run(a).await,
     }
 }

@@ -12,14 +12,14 @@
 
 use crate::{summary, Catalogue};
 use clap::Args;
-use mmsearch_tools::stats::proc_memory_mb;
 use mmsearch::client::ClientOptions;
 use mmsearch::config::Config;
 use mmsearch::engine::Engine;
-use mmsearch_index::synthetic::Clustered;
 use mmsearch::pb;
 use mmsearch::pipeline::search::prepare_query_vector;
 use mmsearch::server::convert;
+use mmsearch_index::synthetic::Clustered;
+use mmsearch_tools::stats::proc_memory_mb;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,7 +78,10 @@ fn drop_page_cache() -> anyhow::Result<()> {
 
 fn request(space: &str, values: &[f32], top_k: usize, ef: usize) -> pb::SearchRequest {
     pb::SearchRequest {
-        query: Some(pb::search_request::Query::Vector(pb::Vector { space: space.to_string(), values: values.to_vec() })),
+        query: Some(pb::search_request::Query::Vector(pb::Vector {
+            space: space.to_string(),
+            values: values.to_vec(),
+        })),
         top_k: top_k as u32,
         ef: ef as u32,
         ..Default::default()
@@ -95,7 +98,11 @@ struct Answer {
 
 fn answer(r: &pb::SearchResponse) -> Answer {
     let timing = r.timing.clone().unwrap_or_default();
-    Answer { ids: r.hits.iter().map(|h| h.id.clone()).collect(), search_us: timing.search_us, hydrate_us: timing.hydrate_us }
+    Answer {
+        ids: r.hits.iter().map(|h| h.id.clone()).collect(),
+        search_us: timing.search_us,
+        hydrate_us: timing.hydrate_us,
+    }
 }
 
 /// Median server-side stage times of a pass, in milliseconds.
@@ -109,7 +116,11 @@ fn stages(answers: &[Answer]) -> serde_json::Value {
 }
 
 /// Times `f` over every query after a warm-up pass; returns the summary and f's outputs.
-async fn timed<T, F, Fut>(queries: &[Vec<f32>], warmup: usize, mut f: F) -> anyhow::Result<(serde_json::Value, Vec<T>)>
+async fn timed<T, F, Fut>(
+    queries: &[Vec<f32>],
+    warmup: usize,
+    mut f: F,
+) -> anyhow::Result<(serde_json::Value, Vec<T>)>
 where
     F: FnMut(&[f32]) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -138,8 +149,9 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
     let k = args.top_k;
     // Queries: fresh points near the blobs of rows spread over the whole catalogue.
     let mut gen = Clustered::new(c.dim, c.clusters, c.seed);
-    let raw: Vec<Vec<f32>> =
-        (0..args.queries as u64).map(|i| gen.row((i * 7919 + 13) % c.n.max(1), 1, c.spread)).collect();
+    let raw: Vec<Vec<f32>> = (0..args.queries as u64)
+        .map(|i| gen.row((i * 7919 + 13) % c.n.max(1), 1, c.spread))
+        .collect();
 
     let mut pipeline_ids = None;
     let mut pipeline_p50 = None;
@@ -159,16 +171,22 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("query: {e}"))?;
 
         let generation = collection.base_generation();
-        let segment = generation
-            .segment(&c.space)
-            .ok_or_else(|| anyhow::anyhow!("generation {} has no graph for space {:?}: rebuild first", generation.id, c.space))?;
+        let segment = generation.segment(&c.space).ok_or_else(|| {
+            anyhow::anyhow!(
+                "generation {} has no graph for space {:?}: rebuild first",
+                generation.id,
+                c.space
+            )
+        })?;
         let (index, _) = timed(&prepared, args.warmup, |q| {
             let hits = segment.search(q, k, ef, &|_| true);
             async move { anyhow::Ok(hits.len()) }
         })
         .await?;
         let (coll, _) = timed(&prepared, args.warmup, |q| {
-            let hits = collection.search(&c.space, q, k, Some(ef), None, None).map(|o| o.hits.len());
+            let hits = collection
+                .search(&c.space, q, k, Some(ef), None, None)
+                .map(|o| o.hits.len());
             async move { hits.map_err(anyhow::Error::from) }
         })
         .await?;
@@ -176,7 +194,11 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
         let (pipeline, responses) = timed(&raw, args.warmup, |q| {
             let req = convert::search_request(request(&c.space, q, k, ef));
             async move {
-                let result = searcher.search(req).await.map_err(|e| anyhow::anyhow!("search: {e}"))?;
+                let req = req.map_err(|e| anyhow::anyhow!("request: {e}"))?;
+                let result = searcher
+                    .search(req)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("search: {e}"))?;
                 anyhow::Ok(answer(&convert::search_response(result)))
             }
         })
@@ -193,7 +215,10 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
         }));
         drop(engine);
         drop(generation);
-        anyhow::ensure!(std::sync::Arc::strong_count(&collection) == 1, "collection still shared; cannot hand the store to the server");
+        anyhow::ensure!(
+            std::sync::Arc::strong_count(&collection) == 1,
+            "collection still shared; cannot hand the store to the server"
+        );
         drop(collection);
     }
 
@@ -212,18 +237,29 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
         .arg(&args.config)
         .arg("--data-dir")
         .arg(&args.data_dir)
-        .args(["--listen", &args.listen, "--no-models", "--insecure-no-auth"])
+        .args([
+            "--listen",
+            &args.listen,
+            "--no-models",
+            "--insecure-no-auth",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log.try_clone()?))
         .spawn()?;
     // Connect only once the server says it listens: polling a closed port is what invites the
     // self-connection described at `listen`. The line is printed right after the bind.
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no server stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no server stdout"))?;
     let (listening_tx, listening_rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         use std::io::{BufRead, Write};
         let mut tx = Some(listening_tx);
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = writeln!(log, "{line}");
             if line.contains("listening on") {
                 if let Some(tx) = tx.take() {
@@ -238,17 +274,30 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
         _ = tokio::time::sleep(Duration::from_secs(args.start_timeout)) => None,
     };
     let Some(listening_at) = listening_at else {
-        anyhow::bail!("server did not start listening; see {}", args.server_log.display());
+        anyhow::bail!(
+            "server did not start listening; see {}",
+            args.server_log.display()
+        );
     };
     let pid = server.0.id();
-    let opts = ClientOptions { server: format!("http://{}", args.listen), ..Default::default() };
+    let opts = ClientOptions {
+        server: format!("http://{}", args.listen),
+        ..Default::default()
+    };
     let first_req = request(&c.space, &raw[0], k, ef);
     let mut attempts = 0u32;
     let (mut client, first_ms) = loop {
         if let Some(status) = server.0.try_wait()? {
-            anyhow::bail!("server exited ({status}) before answering; see {}", args.server_log.display());
+            anyhow::bail!(
+                "server exited ({status}) before answering; see {}",
+                args.server_log.display()
+            );
         }
-        anyhow::ensure!(spawned.elapsed() < Duration::from_secs(args.start_timeout), "no answer within {}s", args.start_timeout);
+        anyhow::ensure!(
+            spawned.elapsed() < Duration::from_secs(args.start_timeout),
+            "no answer within {}s",
+            args.start_timeout
+        );
         attempts += 1;
         if let Ok(conn) = opts.connect().await {
             let mut client = conn.search();
@@ -263,7 +312,10 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
     let rss_first = proc_memory_mb(pid, "VmRSS");
     // Anonymous = heap (graph, catalogue, caches); file = mapped generation pages, which the
     // kernel can drop and re-read under memory pressure.
-    let (anon_first, file_first) = (proc_memory_mb(pid, "RssAnon"), proc_memory_mb(pid, "RssFile"));
+    let (anon_first, file_first) = (
+        proc_memory_mb(pid, "RssAnon"),
+        proc_memory_mb(pid, "RssFile"),
+    );
     // The next queries one by one: how long the cold tail lasts.
     let mut following = Vec::new();
     for q in raw.iter().skip(1).take(20) {
@@ -284,9 +336,13 @@ pub async fn run(args: MeasureArgs) -> anyhow::Result<()> {
         "server_rss_mb_at_first_answer": rss_first, "server_rss_anon_mb_at_first_answer": anon_first,
         "server_rss_file_mb_at_first_answer": file_first,
     }));
-    let same = pipeline_ids
-        .as_ref()
-        .map(|p| p.iter().zip(&responses).filter(|(a, b)| **a == b.ids).count() as f64 / responses.len() as f64);
+    let same = pipeline_ids.as_ref().map(|p| {
+        p.iter()
+            .zip(&responses)
+            .filter(|(a, b)| **a == b.ids)
+            .count() as f64
+            / responses.len() as f64
+    });
     let grpc_p50 = grpc["p50_ms"].as_f64();
     print(serde_json::json!({
         "measure": "grpc", "ef": ef, "top_k": k, "grpc": grpc, "server_stages": stages(&responses),

@@ -34,7 +34,11 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
     });
 
     let started = Instant::now();
-    let mut stream = connection.admin().rebuild(pb::RebuildRequest {}).await?.into_inner();
+    let mut stream = connection
+        .admin()
+        .rebuild(pb::RebuildRequest {})
+        .await?
+        .into_inner();
     let mut phases: Vec<(String, f64)> = Vec::new();
     let mut last_report = Instant::now();
     let mut last = None;
@@ -44,7 +48,10 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
             eprintln!("{t:8.1}s  {}", p.phase);
             phases.push((p.phase.clone(), t));
         } else if last_report.elapsed() > Duration::from_secs(30) {
-            eprintln!("{t:8.1}s  {} {}/{} eta {:.0}s", p.phase, p.done, p.total, p.eta_seconds);
+            eprintln!(
+                "{t:8.1}s  {} {}/{} eta {:.0}s",
+                p.phase, p.done, p.total, p.eta_seconds
+            );
             last_report = Instant::now();
         }
         last = Some(p);
@@ -56,7 +63,11 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
         None => None,
     };
     let last = last.ok_or_else(|| anyhow::anyhow!("the rebuild stream ended without progress"))?;
-    anyhow::ensure!(last.phase == "done", "rebuild ended in phase {:?}", last.phase);
+    anyhow::ensure!(
+        last.phase == "done",
+        "rebuild ended in phase {:?}",
+        last.phase
+    );
     // Seconds spent in each phase: from its first report to the next phase's.
     let mut per_phase = serde_json::Map::new();
     for (i, (name, t)) in phases.iter().enumerate() {

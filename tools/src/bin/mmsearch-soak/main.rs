@@ -69,7 +69,11 @@ struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.trim().len()));
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(s.trim().len()),
+    );
     let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
     let secs = match unit {
         "" | "s" => n,
@@ -89,7 +93,9 @@ struct State {
 }
 
 fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[tokio::main]
@@ -97,7 +103,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut state: State = match &args.state {
         Some(p) if p.exists() => serde_json::from_slice(&std::fs::read(p)?)?,
-        _ => State { started_unix: unix_now(), seed: args.seed, ..Default::default() },
+        _ => State {
+            started_unix: unix_now(),
+            seed: args.seed,
+            ..Default::default()
+        },
     };
     let resumed = !state.phases.is_empty();
     let phase = state.phases.len() + 1;
@@ -120,7 +130,11 @@ async fn main() -> anyhow::Result<()> {
         args.server, args.duration, args.concurrency
     );
 
-    let model = Arc::new(Model::new(state.seed, dim, std::mem::take(&mut state.model)));
+    let model = Arc::new(Model::new(
+        state.seed,
+        dim,
+        std::mem::take(&mut state.model),
+    ));
     let stats = Arc::new(Stats::default());
     let mut csv = Csv::open(&args.csv)?;
     let mut rss = Vec::new();
@@ -135,7 +149,14 @@ async fn main() -> anyhow::Result<()> {
 
     let restart = if resumed {
         eprintln!("verifying every acknowledged write of the previous phases");
-        let ctx = Ctx::new(channel.clone(), model.clone(), stats.clone(), Instant::now(), text, args.ef);
+        let ctx = Ctx::new(
+            channel.clone(),
+            model.clone(),
+            stats.clone(),
+            Instant::now(),
+            text,
+            args.ef,
+        );
         Some(verify_all(&ctx, "restart_verify").await)
     } else {
         None
@@ -143,21 +164,39 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let deadline = started + args.duration;
-    let ctx = Ctx::new(channel.clone(), model.clone(), stats.clone(), deadline, text, args.ef);
+    let ctx = Ctx::new(
+        channel.clone(),
+        model.clone(),
+        stats.clone(),
+        deadline,
+        text,
+        args.ef,
+    );
     let writers = (args.concurrency / 4).max(1);
     let per_writer = args.max_ids.div_ceil(writers);
     let mut tasks = Vec::new();
     for w in 0..writers {
         let rng = StdRng::seed_from_u64(state.seed ^ (phase as u64) << 32 ^ w as u64);
-        tasks.push(tokio::spawn(workload::writer(ctx.clone(), w, per_writer, rng)));
+        tasks.push(tokio::spawn(workload::writer(
+            ctx.clone(),
+            w,
+            per_writer,
+            rng,
+        )));
     }
     for s in 0..args.concurrency.saturating_sub(writers).max(1) {
         let rng = StdRng::seed_from_u64(state.seed ^ (phase as u64) << 32 ^ (1000 + s as u64));
         tasks.push(tokio::spawn(workload::searcher(ctx.clone(), rng)));
     }
-    tasks.push(tokio::spawn(workload::checker(ctx.clone(), StdRng::seed_from_u64(state.seed ^ 0xC4EC))));
+    tasks.push(tokio::spawn(workload::checker(
+        ctx.clone(),
+        StdRng::seed_from_u64(state.seed ^ 0xC4EC),
+    )));
     if args.rebuild_every > 0.0 {
-        tasks.push(tokio::spawn(workload::rebuilder(ctx.clone(), Duration::from_secs_f64(args.rebuild_every))));
+        tasks.push(tokio::spawn(workload::rebuilder(
+            ctx.clone(),
+            Duration::from_secs_f64(args.rebuild_every),
+        )));
     }
 
     let mut admin = ctx.admin.clone();
@@ -165,7 +204,11 @@ async fn main() -> anyhow::Result<()> {
     while Instant::now() < deadline {
         next_sample += Duration::from_secs_f64(args.sample_every.max(0.5));
         tokio::time::sleep_until(next_sample.min(deadline).into()).await;
-        let st = admin.status(pb::StatusRequest {}).await.ok().map(|r| status_triple(&r.into_inner()));
+        let st = admin
+            .status(pb::StatusRequest {})
+            .await
+            .ok()
+            .map(|r| status_triple(&r.into_inner()));
         sample(&mut csv, &mut rss, st)?;
         let (ids, live) = model.counts();
         eprintln!(
@@ -185,7 +228,11 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("workload done; verifying every acknowledged write");
     let final_check = verify_all(&ctx, "final_verify").await;
-    let st = admin.status(pb::StatusRequest {}).await.ok().map(|r| status_triple(&r.into_inner()));
+    let st = admin
+        .status(pb::StatusRequest {})
+        .await
+        .ok()
+        .map(|r| status_triple(&r.into_inner()));
     sample(&mut csv, &mut rss, st)?;
 
     let (ids, live) = model.counts();
@@ -195,7 +242,9 @@ async fn main() -> anyhow::Result<()> {
     let rss_at = |frac: f64| -> Option<f64> {
         let (t0, t1) = (rss.first()?.0, rss.last()?.0);
         let t = t0 + (t1 - t0) * frac;
-        rss.iter().min_by(|a, b| (a.0 - t).abs().total_cmp(&(b.0 - t).abs())).map(|x| x.1)
+        rss.iter()
+            .min_by(|a, b| (a.0 - t).abs().total_cmp(&(b.0 - t).abs()))
+            .map(|x| x.1)
     };
     let summary = serde_json::json!({
         "phase": phase,
@@ -241,7 +290,12 @@ async fn main() -> anyhow::Result<()> {
             o.remove("previous_phases");
         }
         phases.push(this);
-        let saved = State { started_unix: state.started_unix, seed: state.seed, model: serde_json::from_value(model.export())?, phases };
+        let saved = State {
+            started_unix: state.started_unix,
+            seed: state.seed,
+            model: serde_json::from_value(model.export())?,
+            phases,
+        };
         std::fs::write(p, serde_json::to_vec(&saved)?)?;
     }
     if lost > 0 || resurrected > 0 || unexpected > 0 {
@@ -253,7 +307,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn status_triple(s: &pb::StatusResponse) -> (u64, u64, u64) {
-    (s.items, s.generation, s.spaces.iter().map(|sp| sp.fresh_vectors).sum())
+    (
+        s.items,
+        s.generation,
+        s.spaces.iter().map(|sp| sp.fresh_vectors).sum(),
+    )
 }
 
 /// Checks every settled id (nothing is writing now), 8 at a time.

@@ -19,8 +19,30 @@ const CLUSTERS: usize = 32;
 const SPREAD: f32 = 0.03;
 
 const WORDS: [&str; 24] = [
-    "red", "blue", "leather", "wooden", "wireless", "running", "gaming", "indoor", "vintage", "compact", "steel", "cotton",
-    "shoes", "sofa", "mouse", "camera", "plant", "stool", "gloves", "lamp", "backpack", "kettle", "jacket", "headphones",
+    "red",
+    "blue",
+    "leather",
+    "wooden",
+    "wireless",
+    "running",
+    "gaming",
+    "indoor",
+    "vintage",
+    "compact",
+    "steel",
+    "cotton",
+    "shoes",
+    "sofa",
+    "mouse",
+    "camera",
+    "plant",
+    "stool",
+    "gloves",
+    "lamp",
+    "backpack",
+    "kettle",
+    "jacket",
+    "headphones",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,8 +94,14 @@ pub struct Settled {
 impl Model {
     pub fn new(seed: u64, dim: usize, data: ModelData) -> Model {
         let mut rng = Rng64::new(seed ^ 0xC1A5_7E25);
-        let centres = (0..CLUSTERS).map(|_| normalise((0..dim).map(|_| rng.gauss()).collect())).collect();
-        Model { seed, centres, data: Mutex::new(data) }
+        let centres = (0..CLUSTERS)
+            .map(|_| normalise((0..dim).map(|_| rng.gauss()).collect()))
+            .collect();
+        Model {
+            seed,
+            centres,
+            data: Mutex::new(data),
+        }
     }
 
     pub fn id(&self, writer: usize, n: u64) -> String {
@@ -87,7 +115,11 @@ impl Model {
         let mut mine: Vec<(u64, String)> = data
             .ids
             .iter()
-            .filter_map(|id| id.strip_prefix(&prefix).and_then(|n| n.parse().ok()).map(|n| (n, id.clone())))
+            .filter_map(|id| {
+                id.strip_prefix(&prefix)
+                    .and_then(|n| n.parse().ok())
+                    .map(|n| (n, id.clone()))
+            })
             .collect();
         mine.sort();
         let next = mine.last().map_or(0, |(n, _)| n + 1);
@@ -102,7 +134,16 @@ impl Model {
         for (id, text) in ids {
             if !data.slots.contains_key(id) {
                 data.ids.push(id.clone());
-                data.slots.insert(id.clone(), Slot { expect: Expect::Unknown, next_rev: 0, text: *text, busy: false, epoch: 0 });
+                data.slots.insert(
+                    id.clone(),
+                    Slot {
+                        expect: Expect::Unknown,
+                        next_rev: 0,
+                        text: *text,
+                        busy: false,
+                        epoch: 0,
+                    },
+                );
             }
             let slot = data.slots.get_mut(id).expect("registered above");
             slot.busy = true;
@@ -154,7 +195,12 @@ impl Model {
             let id = &data.ids[rng.random_range(0..data.ids.len())];
             let slot = &data.slots[id];
             if !slot.busy && slot.expect != Expect::Unknown {
-                return Some(Settled { id: id.clone(), expect: slot.expect, text: slot.text, epoch: slot.epoch });
+                return Some(Settled {
+                    id: id.clone(),
+                    expect: slot.expect,
+                    text: slot.text,
+                    epoch: slot.epoch,
+                });
             }
         }
         None
@@ -162,7 +208,11 @@ impl Model {
 
     /// True when `s` still describes its id: nothing was written to it since the snapshot.
     pub fn still(&self, s: &Settled) -> bool {
-        self.data.lock().slots.get(&s.id).is_some_and(|slot| !slot.busy && slot.epoch == s.epoch)
+        self.data
+            .lock()
+            .slots
+            .get(&s.id)
+            .is_some_and(|slot| !slot.busy && slot.epoch == s.epoch)
     }
 
     /// Every settled id, for the final full verification (no writers are running then).
@@ -175,7 +225,12 @@ impl Model {
             if slot.expect == Expect::Unknown || slot.busy {
                 unknown += 1;
             } else {
-                out.push(Settled { id: id.clone(), expect: slot.expect, text: slot.text, epoch: slot.epoch });
+                out.push(Settled {
+                    id: id.clone(),
+                    expect: slot.expect,
+                    text: slot.text,
+                    epoch: slot.epoch,
+                });
             }
         }
         (out, unknown)
@@ -183,7 +238,11 @@ impl Model {
 
     pub fn counts(&self) -> (usize, usize) {
         let data = self.data.lock();
-        let live = data.slots.values().filter(|s| matches!(s.expect, Expect::Live(_))).count();
+        let live = data
+            .slots
+            .values()
+            .filter(|s| matches!(s.expect, Expect::Live(_)))
+            .count();
         (data.ids.len(), live)
     }
 
@@ -210,7 +269,14 @@ impl Model {
             category: category(h),
             price: (h % 100_000) as f64 / 100.0,
             attributes,
-            vectors: if text { Vec::new() } else { vec![pb::Vector { space: SPACE.into(), values: self.vector(id, rev) }] },
+            vectors: if text {
+                Vec::new()
+            } else {
+                vec![pb::Vector {
+                    space: SPACE.into(),
+                    values: self.vector(id, rev),
+                }]
+            },
             ..Default::default()
         }
     }

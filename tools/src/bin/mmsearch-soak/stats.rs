@@ -7,8 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Request kinds, in CSV column order.
-pub const KINDS: [&str; 9] =
-    ["search_vector", "search_item", "search_filtered", "search_text", "upsert_stream", "delete", "get", "rebuild", "check"];
+pub const KINDS: [&str; 9] = [
+    "search_vector",
+    "search_item",
+    "search_filtered",
+    "search_text",
+    "upsert_stream",
+    "delete",
+    "get",
+    "rebuild",
+    "check",
+];
 
 /// Unexpected failures printed in full; later ones are only counted.
 const PRINT_LIMIT: usize = 200;
@@ -62,7 +71,10 @@ impl Stats {
     }
 
     pub fn requests(&self, kind: &str) -> u64 {
-        self.kinds.lock().get(kind).map_or(0, |k| k.ok + k.expected_errors + k.unexpected)
+        self.kinds
+            .lock()
+            .get(kind)
+            .map_or(0, |k| k.ok + k.expected_errors + k.unexpected)
     }
 
     pub fn unexpected_total(&self) -> u64 {
@@ -90,7 +102,12 @@ impl Stats {
     }
 
     pub fn unexpected_samples(&self) -> Vec<String> {
-        self.unexpected_log.lock().iter().take(20).cloned().collect()
+        self.unexpected_log
+            .lock()
+            .iter()
+            .take(20)
+            .cloned()
+            .collect()
     }
 
     pub fn get(a: &AtomicU64) -> u64 {
@@ -115,10 +132,20 @@ pub fn rss_mb(pid: u32) -> Option<f64> {
 pub fn find_server_pid() -> Option<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_server = args.first().is_some_and(|a| a.ends_with(b"/mmsearch") || *a == b"mmsearch")
+        let is_server = args
+            .first()
+            .is_some_and(|a| a.ends_with(b"/mmsearch") || *a == b"mmsearch")
             && args.get(1).is_some_and(|a| *a == b"serve");
         if is_server {
             found.push(pid);
@@ -136,19 +163,37 @@ impl Csv {
     pub fn open(path: &std::path::Path) -> anyhow::Result<Csv> {
         use std::io::Write;
         let fresh = !path.exists();
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         if fresh {
-            writeln!(file, "t_s,phase,rss_mb,items,generation,fresh_vectors,{},unexpected_errors", KINDS.join(","))?;
+            writeln!(
+                file,
+                "t_s,phase,rss_mb,items,generation,fresh_vectors,{},unexpected_errors",
+                KINDS.join(",")
+            )?;
         }
         Ok(Csv { file })
     }
 
-    pub fn row(&mut self, t_s: f64, phase: usize, rss: Option<f64>, status: Option<(u64, u64, u64)>, stats: &Stats) -> anyhow::Result<()> {
+    pub fn row(
+        &mut self,
+        t_s: f64,
+        phase: usize,
+        rss: Option<f64>,
+        status: Option<(u64, u64, u64)>,
+        stats: &Stats,
+    ) -> anyhow::Result<()> {
         use std::io::Write;
-        let counts: Vec<String> = KINDS.iter().map(|k| stats.requests(k).to_string()).collect();
-        let (items, generation, fresh) = status.map_or((String::new(), String::new(), String::new()), |(a, b, c)| {
-            (a.to_string(), b.to_string(), c.to_string())
-        });
+        let counts: Vec<String> = KINDS
+            .iter()
+            .map(|k| stats.requests(k).to_string())
+            .collect();
+        let (items, generation, fresh) = status.map_or(
+            (String::new(), String::new(), String::new()),
+            |(a, b, c)| (a.to_string(), b.to_string(), c.to_string()),
+        );
         writeln!(
             self.file,
             "{t_s:.1},{phase},{},{items},{generation},{fresh},{},{}",

@@ -36,12 +36,23 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(channel: AuthChannel, model: Arc<Model>, stats: Arc<Stats>, deadline: Instant, text: bool, ef: u32) -> Ctx {
+    pub fn new(
+        channel: AuthChannel,
+        model: Arc<Model>,
+        stats: Arc<Stats>,
+        deadline: Instant,
+        text: bool,
+        ef: u32,
+    ) -> Ctx {
         Ctx {
             model,
             stats,
-            search: SearchServiceClient::new(channel.clone()).max_encoding_message_size(MAX_MESSAGE).max_decoding_message_size(MAX_MESSAGE),
-            ingest: IngestServiceClient::new(channel.clone()).max_encoding_message_size(MAX_MESSAGE).max_decoding_message_size(MAX_MESSAGE),
+            search: SearchServiceClient::new(channel.clone())
+                .max_encoding_message_size(MAX_MESSAGE)
+                .max_decoding_message_size(MAX_MESSAGE),
+            ingest: IngestServiceClient::new(channel.clone())
+                .max_encoding_message_size(MAX_MESSAGE)
+                .max_decoding_message_size(MAX_MESSAGE),
             admin: AdminServiceClient::new(channel),
             deadline,
             text,
@@ -53,9 +64,17 @@ impl Ctx {
         Instant::now() < self.deadline
     }
 
-    async fn timed_search(&mut self, kind: &'static str, req: pb::SearchRequest) -> Result<pb::SearchResponse, Status> {
+    async fn timed_search(
+        &mut self,
+        kind: &'static str,
+        req: pb::SearchRequest,
+    ) -> Result<pb::SearchResponse, Status> {
         let t0 = Instant::now();
-        let r = self.search.search(with_timeout(req)).await.map(|r| r.into_inner());
+        let r = self
+            .search
+            .search(with_timeout(req))
+            .await
+            .map(|r| r.into_inner());
         if r.is_ok() {
             self.stats.ok(kind, t0.elapsed());
         }
@@ -64,7 +83,11 @@ impl Ctx {
 
     async fn timed_get(&mut self, kind: &'static str, id: &str) -> Result<pb::Item, Status> {
         let t0 = Instant::now();
-        let r = self.ingest.get(with_timeout(pb::GetRequest { id: id.to_string() })).await.map(|r| r.into_inner());
+        let r = self
+            .ingest
+            .get(with_timeout(pb::GetRequest { id: id.to_string() }))
+            .await
+            .map(|r| r.into_inner());
         if r.is_ok() {
             self.stats.ok(kind, t0.elapsed());
         }
@@ -104,23 +127,40 @@ pub async fn check(ctx: &mut Ctx, kind: &'static str, s: &Settled, searches: boo
     match (s.expect, got) {
         (Expect::Live(rev), Ok(item)) => {
             let want = ctx.model.item(&s.id, rev, s.text);
-            if item.id != want.id || item.title != want.title || item.category != want.category || item.price != want.price || item.attributes != want.attributes {
-                f.lost = Some(format!("{}: Get returned {:?} rev {:?}, want rev {rev}", s.id, item.title, item.attributes.get("rev")));
+            if item.id != want.id
+                || item.title != want.title
+                || item.category != want.category
+                || item.price != want.price
+                || item.attributes != want.attributes
+            {
+                f.lost = Some(format!(
+                    "{}: Get returned {:?} rev {:?}, want rev {rev}",
+                    s.id,
+                    item.title,
+                    item.attributes.get("rev")
+                ));
                 return f;
             }
         }
         (Expect::Live(rev), Err(e)) if e.code() == Code::NotFound => {
             ctx.stats.expected(kind);
-            f.lost = Some(format!("{}: acknowledged rev {rev} but Get says NOT_FOUND", s.id));
+            f.lost = Some(format!(
+                "{}: acknowledged rev {rev} but Get says NOT_FOUND",
+                s.id
+            ));
             return f;
         }
         (Expect::Deleted, Ok(item)) => {
-            f.resurrected = Some(format!("{}: deleted but Get returned {:?}", s.id, item.title));
+            f.resurrected = Some(format!(
+                "{}: deleted but Get returned {:?}",
+                s.id, item.title
+            ));
             return f;
         }
         (Expect::Deleted, Err(e)) if e.code() == Code::NotFound => ctx.stats.expected(kind),
         (_, Err(e)) => {
-            ctx.stats.unexpected(kind, format!("Get {}: {}", s.id, status_text(&e)));
+            ctx.stats
+                .unexpected(kind, format!("Get {}: {}", s.id, status_text(&e)));
             f.failed = true;
             return f;
         }
@@ -140,15 +180,22 @@ pub async fn check(ctx: &mut Ctx, kind: &'static str, s: &Settled, searches: boo
                 let own = resp.hits.iter().find(|h| h.id == s.id);
                 approx_ok = Some(own.is_some_and(|h| h.score >= top - SCORE_TIE));
                 if let Some(h) = own {
-                    let hit_rev = h.item.as_ref().and_then(|i| i.attributes.get("rev").cloned());
+                    let hit_rev = h
+                        .item
+                        .as_ref()
+                        .and_then(|i| i.attributes.get("rev").cloned());
                     if hit_rev != Some(rev.to_string()) {
-                        f.lost = Some(format!("{}: search hit carries rev {hit_rev:?}, want {rev}", s.id));
+                        f.lost = Some(format!(
+                            "{}: search hit carries rev {hit_rev:?}, want {rev}",
+                            s.id
+                        ));
                         return f;
                     }
                 }
             }
             Err(e) => {
-                ctx.stats.unexpected(kind, format!("self-query {}: {}", s.id, status_text(&e)));
+                ctx.stats
+                    .unexpected(kind, format!("self-query {}: {}", s.id, status_text(&e)));
                 f.failed = true;
                 return f;
             }
@@ -160,19 +207,33 @@ pub async fn check(ctx: &mut Ctx, kind: &'static str, s: &Settled, searches: boo
         (Expect::Live(rev), false) => ctx.model.vector(&s.id, rev),
         _ => ctx.model.vector("probe", 0),
     };
-    let filter = pb::Filter { attributes: HashMap::from([("uid".to_string(), s.id.clone())]), ..Default::default() };
-    match ctx.timed_search(kind, vector_request(probe, 1, 0, Some(filter))).await {
+    let filter = pb::Filter {
+        attributes: HashMap::from([("uid".to_string(), s.id.clone())]),
+        ..Default::default()
+    };
+    match ctx
+        .timed_search(kind, vector_request(probe, 1, 0, Some(filter)))
+        .await
+    {
         Ok(resp) => {
             let found = resp.hits.iter().any(|h| h.id == s.id);
             match s.expect {
-                Expect::Live(rev) if !found => f.lost = Some(format!("{}: rev {rev} is not in the index (exact filtered query)", s.id)),
+                Expect::Live(rev) if !found => {
+                    f.lost = Some(format!(
+                        "{}: rev {rev} is not in the index (exact filtered query)",
+                        s.id
+                    ))
+                }
                 Expect::Live(_) => f.ann_miss = approx_ok == Some(false),
-                Expect::Deleted if found => f.resurrected = Some(format!("{}: deleted but still in the index", s.id)),
+                Expect::Deleted if found => {
+                    f.resurrected = Some(format!("{}: deleted but still in the index", s.id))
+                }
                 _ => {}
             }
         }
         Err(e) => {
-            ctx.stats.unexpected(kind, format!("exact query {}: {}", s.id, status_text(&e)));
+            ctx.stats
+                .unexpected(kind, format!("exact query {}: {}", s.id, status_text(&e)));
             f.failed = true;
         }
     }
@@ -197,9 +258,17 @@ pub fn record(stats: &Stats, kind: &'static str, f: &Finding) {
     }
 }
 
-fn vector_request(values: Vec<f32>, top_k: u32, ef: u32, filter: Option<pb::Filter>) -> pb::SearchRequest {
+fn vector_request(
+    values: Vec<f32>,
+    top_k: u32,
+    ef: u32,
+    filter: Option<pb::Filter>,
+) -> pb::SearchRequest {
     pb::SearchRequest {
-        query: Some(pb::search_request::Query::Vector(pb::Vector { space: SPACE.into(), values })),
+        query: Some(pb::search_request::Query::Vector(pb::Vector {
+            space: SPACE.into(),
+            values,
+        })),
         top_k,
         ef,
         filter,
@@ -216,16 +285,32 @@ pub async fn writer(mut ctx: Ctx, w: usize, max_ids: usize, mut rng: StdRng) {
     while ctx.running() {
         let r: f64 = rng.random();
         if r < 0.65 || mine.is_empty() {
-            upsert(&mut ctx, w, max_ids, &mut mine, &mut next_n, &mut last_version, &mut rng).await;
+            upsert(
+                &mut ctx,
+                w,
+                max_ids,
+                &mut mine,
+                &mut next_n,
+                &mut last_version,
+                &mut rng,
+            )
+            .await;
         } else if r < 0.80 {
             delete(&mut ctx, w, &mine, &mut rng).await;
         } else {
             let id = &mine[rng.random_range(0..mine.len())];
-            let Some(slot) = ctx.model.get(id) else { continue };
+            let Some(slot) = ctx.model.get(id) else {
+                continue;
+            };
             if slot.expect == Expect::Unknown {
                 continue;
             }
-            let s = Settled { id: id.clone(), expect: slot.expect, text: slot.text, epoch: slot.epoch };
+            let s = Settled {
+                id: id.clone(),
+                expect: slot.expect,
+                text: slot.text,
+                epoch: slot.epoch,
+            };
             let f = check(&mut ctx, "get", &s, false).await;
             record(&ctx.stats, "get", &f);
         }
@@ -266,7 +351,9 @@ async fn upsert(
     let items: Vec<pb::UpsertRequest> = batch
         .iter()
         .zip(&revs)
-        .map(|((id, text), rev)| pb::UpsertRequest { item: Some(ctx.model.item(id, *rev, *text)) })
+        .map(|((id, text), rev)| pb::UpsertRequest {
+            item: Some(ctx.model.item(id, *rev, *text)),
+        })
         .collect();
     let count = items.len() as u64;
     let t0 = Instant::now();
@@ -281,9 +368,15 @@ async fn upsert(
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         });
-        ctx.ingest.upsert(with_timeout(tokio_stream::wrappers::ReceiverStream::new(rx))).await
+        ctx.ingest
+            .upsert(with_timeout(tokio_stream::wrappers::ReceiverStream::new(
+                rx,
+            )))
+            .await
     } else {
-        ctx.ingest.upsert(with_timeout(tokio_stream::iter(items))).await
+        ctx.ingest
+            .upsert(with_timeout(tokio_stream::iter(items)))
+            .await
     };
     let outcome: Vec<(String, Expect)> = match result {
         Ok(resp) => {
@@ -294,22 +387,42 @@ async fn upsert(
                 if summary.last_version <= *last_version {
                     ctx.stats.unexpected(
                         "upsert_stream",
-                        format!("last_version {} does not follow this writer's previous {}", summary.last_version, last_version),
+                        format!(
+                            "last_version {} does not follow this writer's previous {}",
+                            summary.last_version, last_version
+                        ),
                     );
                 }
                 *last_version = summary.last_version;
-                batch.iter().zip(&revs).map(|((id, _), rev)| (id.clone(), Expect::Live(*rev))).collect()
+                batch
+                    .iter()
+                    .zip(&revs)
+                    .map(|((id, _), rev)| (id.clone(), Expect::Live(*rev)))
+                    .collect()
             } else {
                 ctx.stats.unexpected(
                     "upsert_stream",
-                    format!("{} of {count} accepted; rejected {:?}", summary.accepted, summary.rejected.iter().take(3).collect::<Vec<_>>()),
+                    format!(
+                        "{} of {count} accepted; rejected {:?}",
+                        summary.accepted,
+                        summary.rejected.iter().take(3).collect::<Vec<_>>()
+                    ),
                 );
-                batch.iter().map(|(id, _)| (id.clone(), Expect::Unknown)).collect()
+                batch
+                    .iter()
+                    .map(|(id, _)| (id.clone(), Expect::Unknown))
+                    .collect()
             }
         }
         Err(e) => {
-            ctx.stats.unexpected("upsert_stream", format!("{count} items: {}", status_text(&e)));
-            batch.iter().map(|(id, _)| (id.clone(), Expect::Unknown)).collect()
+            ctx.stats.unexpected(
+                "upsert_stream",
+                format!("{count} items: {}", status_text(&e)),
+            );
+            batch
+                .iter()
+                .map(|(id, _)| (id.clone(), Expect::Unknown))
+                .collect()
         }
     };
     ctx.model.end_write(&outcome);
@@ -317,17 +430,35 @@ async fn upsert(
 
 async fn delete(ctx: &mut Ctx, w: usize, mine: &[String], rng: &mut StdRng) {
     let k = rng.random_range(1..=4usize);
-    let mut ids: Vec<String> = (0..k).map(|_| mine[rng.random_range(0..mine.len())].clone()).collect::<HashSet<_>>().into_iter().collect();
+    let mut ids: Vec<String> = (0..k)
+        .map(|_| mine[rng.random_range(0..mine.len())].clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     if rng.random_bool(0.1) {
-        ids.push(format!("s{}-w{w}-never-{}", ctx.model.seed, rng.random::<u32>()));
+        ids.push(format!(
+            "s{}-w{w}-never-{}",
+            ctx.model.seed,
+            rng.random::<u32>()
+        ));
     }
     let before = ctx.model.begin_delete(&ids);
     let predictable = !before.contains(&Some(Expect::Unknown));
-    let want_deleted = before.iter().filter(|e| matches!(e, Some(Expect::Live(_)))).count() as u64;
-    let want_missing: HashSet<&String> =
-        ids.iter().zip(&before).filter(|(_, e)| !matches!(e, Some(Expect::Live(_)))).map(|(id, _)| id).collect();
+    let want_deleted = before
+        .iter()
+        .filter(|e| matches!(e, Some(Expect::Live(_))))
+        .count() as u64;
+    let want_missing: HashSet<&String> = ids
+        .iter()
+        .zip(&before)
+        .filter(|(_, e)| !matches!(e, Some(Expect::Live(_))))
+        .map(|(id, _)| id)
+        .collect();
     let t0 = Instant::now();
-    let result = ctx.ingest.delete(with_timeout(pb::DeleteRequest { ids: ids.clone() })).await;
+    let result = ctx
+        .ingest
+        .delete(with_timeout(pb::DeleteRequest { ids: ids.clone() }))
+        .await;
     let after = match result {
         Ok(resp) => {
             let resp = resp.into_inner();
@@ -352,11 +483,15 @@ async fn delete(ctx: &mut Ctx, w: usize, mine: &[String], rng: &mut StdRng) {
         }
         Err(e) if e.code() == Code::NotFound => {
             Stats::add(&ctx.stats.lost, want_deleted);
-            ctx.stats.unexpected("delete", format!("NOT_FOUND for {want_deleted} acknowledged ids {ids:?}"));
+            ctx.stats.unexpected(
+                "delete",
+                format!("NOT_FOUND for {want_deleted} acknowledged ids {ids:?}"),
+            );
             Expect::Deleted
         }
         Err(e) => {
-            ctx.stats.unexpected("delete", format!("{ids:?}: {}", status_text(&e)));
+            ctx.stats
+                .unexpected("delete", format!("{ids:?}: {}", status_text(&e)));
             Expect::Unknown
         }
     };
@@ -371,16 +506,27 @@ pub async fn searcher(mut ctx: Ctx, mut rng: StdRng) {
         let r: f64 = rng.random();
         let text_share = if ctx.text { 0.15 } else { 0.0 };
         if r < text_share {
-            let words = ["running shoes", "leather sofa", "wireless mouse", "wooden stool", "red jacket", "steel kettle"];
+            let words = [
+                "running shoes",
+                "leather sofa",
+                "wireless mouse",
+                "wooden stool",
+                "red jacket",
+                "steel kettle",
+            ];
             let req = pb::SearchRequest {
-                query: Some(pb::search_request::Query::Text(words[rng.random_range(0..words.len())].into())),
+                query: Some(pb::search_request::Query::Text(
+                    words[rng.random_range(0..words.len())].into(),
+                )),
                 top_k: 10,
                 ..Default::default()
             };
             let resp = ctx.timed_search("search_text", req.clone()).await;
             judge(&ctx, "search_text", &req, resp, None);
         } else if r < text_share + 0.2 {
-            let Some(s) = ctx.model.sample_settled(&mut rng) else { continue };
+            let Some(s) = ctx.model.sample_settled(&mut rng) else {
+                continue;
+            };
             if !matches!(s.expect, Expect::Live(_)) {
                 continue;
             }
@@ -392,7 +538,10 @@ pub async fn searcher(mut ctx: Ctx, mut rng: StdRng) {
             let resp = ctx.timed_search("search_item", req.clone()).await;
             // The item may have been deleted (or rewritten) while the query ran.
             match resp {
-                Err(e) if matches!(e.code(), Code::NotFound | Code::FailedPrecondition) && !ctx.model.still(&s) => {
+                Err(e)
+                    if matches!(e.code(), Code::NotFound | Code::FailedPrecondition)
+                        && !ctx.model.still(&s) =>
+                {
                     ctx.stats.expected("search_item")
                 }
                 other => judge(&ctx, "search_item", &req, other, Some(&s.id)),
@@ -419,7 +568,13 @@ pub async fn searcher(mut ctx: Ctx, mut rng: StdRng) {
 }
 
 /// A search answer must be well formed and honour its filter; "more like this" excludes the item.
-fn judge(ctx: &Ctx, kind: &'static str, req: &pb::SearchRequest, resp: Result<pb::SearchResponse, Status>, exclude: Option<&str>) {
+fn judge(
+    ctx: &Ctx,
+    kind: &'static str,
+    req: &pb::SearchRequest,
+    resp: Result<pb::SearchResponse, Status>,
+    exclude: Option<&str>,
+) {
     let resp = match resp {
         Ok(r) => r,
         Err(e) => return ctx.stats.unexpected(kind, status_text(&e)),
@@ -447,14 +602,19 @@ fn judge(ctx: &Ctx, kind: &'static str, req: &pb::SearchRequest, resp: Result<pb
             problems.push(format!("hit {} hydrated as {}", h.id, item.id));
         }
         if let Some(f) = &req.filter {
-            let in_price = f.price_min.is_none_or(|m| item.price >= m) && f.price_max.is_none_or(|m| item.price <= m);
+            let in_price = f.price_min.is_none_or(|m| item.price >= m)
+                && f.price_max.is_none_or(|m| item.price <= m);
             if !(f.categories.is_empty() || f.categories.contains(&item.category)) || !in_price {
-                problems.push(format!("hit {} ({}, {}) violates the filter", h.id, item.category, item.price));
+                problems.push(format!(
+                    "hit {} ({}, {}) violates the filter",
+                    h.id, item.category, item.price
+                ));
             }
         }
     }
     if !problems.is_empty() {
-        ctx.stats.unexpected(kind, format!("bad answer: {}", problems.join("; ")));
+        ctx.stats
+            .unexpected(kind, format!("bad answer: {}", problems.join("; ")));
     }
 }
 
@@ -496,7 +656,9 @@ pub async fn rebuilder(mut ctx: Ctx, every: Duration) {
         .await;
         match (result, last) {
             (Ok(()), Some(p)) if p.phase == "done" => ctx.stats.ok("rebuild", t0.elapsed()),
-            (Ok(()), p) => ctx.stats.unexpected("rebuild", format!("stream ended at {p:?}")),
+            (Ok(()), p) => ctx
+                .stats
+                .unexpected("rebuild", format!("stream ended at {p:?}")),
             (Err(e), _) => ctx.stats.unexpected("rebuild", status_text(&e)),
         }
     }

@@ -32,6 +32,77 @@ else:
 
 DESCRIPTOR: google.protobuf.descriptor.FileDescriptor
 
+class _SearchMode:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _SearchModeEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_SearchMode.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    SEARCH_MODE_UNSPECIFIED: _SearchMode.ValueType  # 0
+    SEARCH_MODE_VECTOR: _SearchMode.ValueType  # 1
+    SEARCH_MODE_LEXICAL: _SearchMode.ValueType  # 2
+    """BM25 over title, description, category and attribute values; typos of one edit on long
+    words match too.
+    """
+    SEARCH_MODE_HYBRID: _SearchMode.ValueType  # 3
+
+class SearchMode(_SearchMode, metaclass=_SearchModeEnumTypeWrapper): ...
+
+SEARCH_MODE_UNSPECIFIED: SearchMode.ValueType  # 0
+SEARCH_MODE_VECTOR: SearchMode.ValueType  # 1
+SEARCH_MODE_LEXICAL: SearchMode.ValueType  # 2
+"""BM25 over title, description, category and attribute values; typos of one edit on long
+words match too.
+"""
+SEARCH_MODE_HYBRID: SearchMode.ValueType  # 3
+global___SearchMode = SearchMode
+
+class _FusionMethod:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _FusionMethodEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_FusionMethod.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    FUSION_METHOD_UNSPECIFIED: _FusionMethod.ValueType  # 0
+    FUSION_METHOD_RRF: _FusionMethod.ValueType  # 1
+    """Reciprocal rank fusion, k = 60."""
+    FUSION_METHOD_CONVEX: _FusionMethod.ValueType  # 2
+    """(1 − w)·cosine + w·(BM25 / the BM25 of a match of every query word)²: both on an
+    absolute scale, so a weak partial word match does not outweigh a confident vector hit.
+    """
+
+class FusionMethod(_FusionMethod, metaclass=_FusionMethodEnumTypeWrapper): ...
+
+FUSION_METHOD_UNSPECIFIED: FusionMethod.ValueType  # 0
+FUSION_METHOD_RRF: FusionMethod.ValueType  # 1
+"""Reciprocal rank fusion, k = 60."""
+FUSION_METHOD_CONVEX: FusionMethod.ValueType  # 2
+"""(1 − w)·cosine + w·(BM25 / the BM25 of a match of every query word)²: both on an
+absolute scale, so a weak partial word match does not outweigh a confident vector hit.
+"""
+global___FusionMethod = FusionMethod
+
+class _SortBy:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: typing_extensions.TypeAlias = ValueType
+
+class _SortByEnumTypeWrapper(google.protobuf.internal.enum_type_wrapper._EnumTypeWrapper[_SortBy.ValueType], builtins.type):
+    DESCRIPTOR: google.protobuf.descriptor.EnumDescriptor
+    SORT_BY_UNSPECIFIED: _SortBy.ValueType  # 0
+    """newest"""
+    SORT_BY_NEWEST: _SortBy.ValueType  # 1
+    SORT_BY_PRICE_ASC: _SortBy.ValueType  # 2
+    SORT_BY_PRICE_DESC: _SortBy.ValueType  # 3
+
+class SortBy(_SortBy, metaclass=_SortByEnumTypeWrapper): ...
+
+SORT_BY_UNSPECIFIED: SortBy.ValueType  # 0
+"""newest"""
+SORT_BY_NEWEST: SortBy.ValueType  # 1
+SORT_BY_PRICE_ASC: SortBy.ValueType  # 2
+SORT_BY_PRICE_DESC: SortBy.ValueType  # 3
+global___SortBy = SortBy
+
 class _InteractionKind:
     ValueType = typing.NewType("ValueType", builtins.int)
     V: typing_extensions.TypeAlias = ValueType
@@ -261,6 +332,10 @@ class SearchRequest(google.protobuf.message.Message):
     EXPLAIN_FIELD_NUMBER: builtins.int
     USER_ID_FIELD_NUMBER: builtins.int
     PERSONALIZATION_FIELD_NUMBER: builtins.int
+    MODE_FIELD_NUMBER: builtins.int
+    FUSION_FIELD_NUMBER: builtins.int
+    LEXICAL_WEIGHT_FIELD_NUMBER: builtins.int
+    SORT_FIELD_NUMBER: builtins.int
     text: builtins.str
     image: builtins.bytes
     audio: builtins.bytes
@@ -286,6 +361,18 @@ class SearchRequest(google.protobuf.message.Message):
     Never adds items the query did not find. personalization in [0, 1]; 0 = unchanged.
     """
     personalization: builtins.float
+    mode: global___SearchMode.ValueType
+    """#12. Unset: HYBRID for text and voice queries, VECTOR for the others. LEXICAL and HYBRID
+    need a text or voice query (INVALID_ARGUMENT otherwise).
+    """
+    fusion: global___FusionMethod.ValueType
+    """HYBRID: how the vector and lexical lists are fused; unset = the server's [fusion] config."""
+    lexical_weight: builtins.float
+    """HYBRID: the lexical list's weight in [0, 1]; unset = the server's [fusion] config."""
+    sort: global___SortBy.ValueType
+    """Browse (no query, a filter and/or a sort): the order of the matching items. Set with a
+    query: INVALID_ARGUMENT.
+    """
     @property
     def vector(self) -> global___Vector: ...
     @property
@@ -308,9 +395,16 @@ class SearchRequest(google.protobuf.message.Message):
         explain: builtins.bool = ...,
         user_id: builtins.str = ...,
         personalization: builtins.float = ...,
+        mode: global___SearchMode.ValueType = ...,
+        fusion: global___FusionMethod.ValueType = ...,
+        lexical_weight: builtins.float | None = ...,
+        sort: global___SortBy.ValueType = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["audio", b"audio", "filter", b"filter", "image", b"image", "item_id", b"item_id", "query", b"query", "text", b"text", "vector", b"vector", "video", b"video"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["audio", b"audio", "ef", b"ef", "explain", b"explain", "filter", b"filter", "image", b"image", "item_id", b"item_id", "min_score", b"min_score", "offset", b"offset", "personalization", b"personalization", "query", b"query", "space", b"space", "text", b"text", "top_k", b"top_k", "user_id", b"user_id", "vector", b"vector", "video", b"video"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_lexical_weight", b"_lexical_weight", "audio", b"audio", "filter", b"filter", "image", b"image", "item_id", b"item_id", "lexical_weight", b"lexical_weight", "query", b"query", "text", b"text", "vector", b"vector", "video", b"video"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_lexical_weight", b"_lexical_weight", "audio", b"audio", "ef", b"ef", "explain", b"explain", "filter", b"filter", "fusion", b"fusion", "image", b"image", "item_id", b"item_id", "lexical_weight", b"lexical_weight", "min_score", b"min_score", "mode", b"mode", "offset", b"offset", "personalization", b"personalization", "query", b"query", "sort", b"sort", "space", b"space", "text", b"text", "top_k", b"top_k", "user_id", b"user_id", "vector", b"vector", "video", b"video"]) -> None: ...
+    @typing.overload
+    def WhichOneof(self, oneof_group: typing.Literal["_lexical_weight", b"_lexical_weight"]) -> typing.Literal["lexical_weight"] | None: ...
+    @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["query", b"query"]) -> typing.Literal["text", "image", "audio", "item_id", "vector", "video"] | None: ...
 
 global___SearchRequest = SearchRequest
@@ -344,8 +438,13 @@ class Hit(google.protobuf.message.Message):
     SCORE_FIELD_NUMBER: builtins.int
     ITEM_FIELD_NUMBER: builtins.int
     EXPLANATION_FIELD_NUMBER: builtins.int
+    SNIPPET_FIELD_NUMBER: builtins.int
     id: builtins.str
     score: builtins.float
+    snippet: builtins.str
+    """#12, LEXICAL and HYBRID: the description (else title) fragment that matches the query's
+    words, matches wrapped in <b>…</b>, the rest HTML-escaped. Empty when no word matches.
+    """
     @property
     def item(self) -> global___Item:
         """Stored metadata; never carries image bytes or vectors."""
@@ -361,9 +460,10 @@ class Hit(google.protobuf.message.Message):
         score: builtins.float = ...,
         item: global___Item | None = ...,
         explanation: global___Explanation | None = ...,
+        snippet: builtins.str = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["explanation", b"explanation", "item", b"item"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["explanation", b"explanation", "id", b"id", "item", b"item", "score", b"score"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["explanation", b"explanation", "id", b"id", "item", b"item", "score", b"score", "snippet", b"snippet"]) -> None: ...
 
 global___Hit = Hit
 
@@ -378,6 +478,9 @@ class Explanation(google.protobuf.message.Message):
     PLAN_FIELD_NUMBER: builtins.int
     SPACES_FIELD_NUMBER: builtins.int
     SCORE_FIELD_NUMBER: builtins.int
+    LEXICAL_FIELD_NUMBER: builtins.int
+    FUSION_FIELD_NUMBER: builtins.int
+    VECTOR_CONTRIBUTION_FIELD_NUMBER: builtins.int
     OFFSET_FIELD_NUMBER: builtins.int
     PARTS_FIELD_NUMBER: builtins.int
     VIDEO_FIELD_NUMBER: builtins.int
@@ -389,6 +492,10 @@ class Explanation(google.protobuf.message.Message):
     """
     score: builtins.float
     """The final score, as in Hit.score."""
+    fusion: builtins.str
+    """HYBRID: the fusion used, e.g. "rrf(k=60, w=0.5)" or "convex(w=0.5)"."""
+    vector_contribution: builtins.float
+    """HYBRID: what the vector list added to `score` (the lexical share is lexical.contribution)."""
     offset: builtins.float
     """Personalised search: score = offset + sum of parts' contributions. The parts are
     "similarity" (weight 1 - personalization) and "personal" (weight personalization).
@@ -396,6 +503,10 @@ class Explanation(google.protobuf.message.Message):
     @property
     def spaces(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___SpaceScore]:
         """One entry per vector space that contributed to the score."""
+
+    @property
+    def lexical(self) -> global___LexicalScore:
+        """#12, LEXICAL and HYBRID: the lexical (BM25) list's part."""
 
     @property
     def parts(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___ScorePart]: ...
@@ -409,12 +520,15 @@ class Explanation(google.protobuf.message.Message):
         plan: builtins.str = ...,
         spaces: collections.abc.Iterable[global___SpaceScore] | None = ...,
         score: builtins.float = ...,
+        lexical: global___LexicalScore | None = ...,
+        fusion: builtins.str = ...,
+        vector_contribution: builtins.float = ...,
         offset: builtins.float = ...,
         parts: collections.abc.Iterable[global___ScorePart] | None = ...,
         video: global___VideoQueryParts | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["video", b"video"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["offset", b"offset", "parts", b"parts", "plan", b"plan", "score", b"score", "spaces", b"spaces", "video", b"video"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["lexical", b"lexical", "video", b"video"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["fusion", b"fusion", "lexical", b"lexical", "offset", b"offset", "parts", b"parts", "plan", b"plan", "score", b"score", "spaces", b"spaces", "vector_contribution", b"vector_contribution", "video", b"video"]) -> None: ...
 
 global___Explanation = Explanation
 
@@ -474,6 +588,31 @@ class ScorePart(google.protobuf.message.Message):
 global___ScorePart = ScorePart
 
 @typing.final
+class LexicalScore(google.protobuf.message.Message):
+    """The lexical list's contribution to a hit's score."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    BM25_FIELD_NUMBER: builtins.int
+    RANK_FIELD_NUMBER: builtins.int
+    CONTRIBUTION_FIELD_NUMBER: builtins.int
+    bm25: builtins.float
+    rank: builtins.int
+    """1-based rank in the lexical list; 0 when absent from it."""
+    contribution: builtins.float
+    """What it added to the hit's score."""
+    def __init__(
+        self,
+        *,
+        bm25: builtins.float = ...,
+        rank: builtins.int = ...,
+        contribution: builtins.float = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["bm25", b"bm25", "contribution", b"contribution", "rank", b"rank"]) -> None: ...
+
+global___LexicalScore = LexicalScore
+
+@typing.final
 class SpaceScore(google.protobuf.message.Message):
     """One vector space's contribution to a hit's score."""
 
@@ -521,10 +660,13 @@ class SearchResponse(google.protobuf.message.Message):
     TRANSCRIPT_FIELD_NUMBER: builtins.int
     TIMING_FIELD_NUMBER: builtins.int
     EXACT_FIELD_NUMBER: builtins.int
+    TOTAL_FIELD_NUMBER: builtins.int
     transcript: builtins.str
     """For audio and video queries: what the speech model heard."""
     exact: builtins.bool
     """True when the filter was so selective that matching items were scanned exactly."""
+    total: builtins.int
+    """#12, browse: how many items match the filter (the page is offset/top_k of them)."""
     @property
     def hits(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Hit]: ...
     @property
@@ -536,9 +678,11 @@ class SearchResponse(google.protobuf.message.Message):
         transcript: builtins.str = ...,
         timing: global___Timing | None = ...,
         exact: builtins.bool = ...,
+        total: builtins.int | None = ...,
     ) -> None: ...
-    def HasField(self, field_name: typing.Literal["timing", b"timing"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["exact", b"exact", "hits", b"hits", "timing", b"timing", "transcript", b"transcript"]) -> None: ...
+    def HasField(self, field_name: typing.Literal["_total", b"_total", "timing", b"timing", "total", b"total"]) -> builtins.bool: ...
+    def ClearField(self, field_name: typing.Literal["_total", b"_total", "exact", b"exact", "hits", b"hits", "timing", b"timing", "total", b"total", "transcript", b"transcript"]) -> None: ...
+    def WhichOneof(self, oneof_group: typing.Literal["_total", b"_total"]) -> typing.Literal["total"] | None: ...
 
 global___SearchResponse = SearchResponse
 
