@@ -193,7 +193,7 @@ def test_lexical_hybrid_modes_snippets_and_browse(vec_server: Server) -> None:
         b = c.search(filter={"categories": ["lx-shoes"]}, sort="price_asc")
         assert [h.id for h in b.hits] == ["lx2", "lx1"] and b.total == 2
     req = _convert.search_request(
-        text="x", image=None, voice=None, vector=None, item_id=None, space="", filter=None, top_k=5, offset=0,
+        text="x", image=None, voice=None, video=None, vector=None, item_id=None, space="", filter=None, top_k=5, offset=0,
         min_score=0.0, ef=0, explain=False, mode="hybrid", fusion="convex", lexical_weight=0.25,
     )
     assert (req.mode, req.fusion, req.lexical_weight) == (pb.SEARCH_MODE_HYBRID, pb.FUSION_METHOD_CONVEX, 0.25)

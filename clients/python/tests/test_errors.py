@@ -248,7 +248,9 @@ def test_every_status_has_its_class() -> None:
 ADMISSION = "search service is at its concurrency limit and its queue is full; retry with backoff"
 
 
-class Refusing(pb_grpc.SearchServiceServicer, pb_grpc.IngestServiceServicer, pb_grpc.AdminServiceServicer):
+class Refusing(
+    pb_grpc.SearchServiceServicer, pb_grpc.IngestServiceServicer, pb_grpc.AdminServiceServicer, pb_grpc.RecommendServiceServicer
+):
     """Answers every call with one status, counting calls by RPC."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
@@ -279,6 +281,17 @@ class Refusing(pb_grpc.SearchServiceServicer, pb_grpc.IngestServiceServicer, pb_
     def Rebuild(self, request: Any, context: Any) -> Any:
         return self._refuse("Rebuild", context)
 
+    def RecordInteractions(self, request_iterator: Any, context: Any) -> Any:
+        for _ in request_iterator:
+            pass
+        return self._refuse("RecordInteractions", context)
+
+    def Recommend(self, request: Any, context: Any) -> Any:
+        return self._refuse("Recommend", context)
+
+    def RecommendForUser(self, request: Any, context: Any) -> Any:
+        return self._refuse("RecommendForUser", context)
+
     def DeleteUserData(self, request: Any, context: Any) -> Any:
         return self._refuse("DeleteUserData", context)
 
@@ -300,6 +313,7 @@ def fake_server(servicer: Refusing) -> tuple[grpc.Server, str]:
     pb_grpc.add_SearchServiceServicer_to_server(servicer, server)
     pb_grpc.add_IngestServiceServicer_to_server(servicer, server)
     pb_grpc.add_AdminServiceServicer_to_server(servicer, server)
+    pb_grpc.add_RecommendServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, f"127.0.0.1:{port}"
@@ -314,6 +328,12 @@ def exercise(c: mmsearch.Client) -> None:
         lambda: c.snapshot("x"),
         lambda: list(c.rebuild()),
         lambda: c.upsert([{"id": "a"}, {"id": "b"}, {"id": "c"}], batch_size=2),
+        lambda: c.record_interactions([mmsearch.Interaction("u", "a", "view")]),
+        lambda: c.recommend(["a"]),
+        lambda: c.recommend_for_user("u"),
+        lambda: c.delete_user_data("u"),
+        lambda: c.export_user_data("u"),
+        lambda: list(c.train()),
     ]
     for call in calls:
         with pytest.raises(mmsearch.MmsearchError):
@@ -346,7 +366,11 @@ def test_only_idempotent_rpcs_are_retried(code: grpc.StatusCode, message: str, r
     # Every RPC of the proto has been tried, and its retry policy is the intended one.
     assert set(servicer.calls) == {m.name for s in pb.DESCRIPTOR.services_by_name.values() for m in s.methods}
     # The upsert's first batch fails for good; the second is never sent.
-    assert servicer.calls == {"Search": n, "Get": 2 * n, "Delete": n, "Status": n, "Upsert": n, "Snapshot": 1, "Rebuild": 1}
+    assert servicer.calls == {
+        "Search": n, "Get": 2 * n, "Delete": n, "Status": n, "Upsert": n, "Snapshot": 1, "Rebuild": 1,
+        "RecordInteractions": n, "Recommend": n, "RecommendForUser": n, "DeleteUserData": n, "ExportUserData": n,
+        "Train": 1,
+    }
 
 
 def test_retries_stop_at_the_deadline() -> None:
