@@ -297,16 +297,19 @@ impl HnswGraph {
 ///
 /// anndists 0.1.5 (feature `simdeez_f`) runs one 8-lane accumulator per call, so every
 /// iteration waits for the previous add (latency-bound: ~3-4 cycles per 8 floats), goes
-/// through two levels of runtime feature dispatch and asserts, per distance. These use four
-/// independent AVX2+FMA accumulators (32 floats per iteration) behind one cached feature
-/// check, with a portable 8-accumulator fallback. Results equal anndists' up to float
+/// through two levels of runtime feature dispatch and asserts, per distance. These call the
+/// crate's kernels (`kernel.rs`: AVX-512, AVX2+FMA with four accumulators, or portable, picked
+/// once per process), the same ones the flat graph searches with. Results equal anndists' up to float
 /// rounding: L2 is the Euclidean distance (with sqrt), Dot is `max(0, 1 - <a,b>)`.
 ///
 /// The struct names must stay `DistL2` / `DistDot`: hnsw_rs records the distance's type name
 /// in a dump and on reload compares only its last path segment, so generations written with
 /// anndists' types load with these and vice versa.
 mod dist {
+    use crate::kernel::Kernel;
+    use crate::metric::Metric;
     use hnsw_rs::prelude::Distance;
+    use std::sync::OnceLock;
 
     #[derive(Default, Clone, Copy)]
     pub struct DistL2;
@@ -328,126 +331,23 @@ mod dist {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
-    fn has_avx2_fma() -> bool {
-        use std::sync::atomic::{AtomicU8, Ordering};
-        static STATE: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 no, 2 yes
-        match STATE.load(Ordering::Relaxed) {
-            0 => {
-                let yes = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-                STATE.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
-                yes
-            }
-            s => s == 2,
-        }
+    // The crate's runtime-dispatched kernels (`kernel.rs`), picked once per process; the
+    // flat graph searches with the same ones.
+    fn kernels() -> &'static (Kernel, Kernel) {
+        static KERNELS: OnceLock<(Kernel, Kernel)> = OnceLock::new();
+        KERNELS.get_or_init(|| (Kernel::detect(Metric::L2), Kernel::detect(Metric::Cosine)))
     }
 
+    /// Squared Euclidean distance.
     #[inline]
     pub fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: the CPU supports AVX2 and FMA (checked above); slices are cut to one length.
-            return unsafe { avx2::l2_squared(&a[..n], &b[..n]) };
-        }
-        crate::metric::l2_squared(&a[..n], &b[..n])
+        kernels().0.distance(a, b)
     }
 
+    /// Inner product (the cosine kernel's distance is `1 - <a,b>`).
     #[inline]
     pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
-            // SAFETY: as above.
-            return unsafe { avx2::dot(&a[..n], &b[..n]) };
-        }
-        crate::metric::dot(&a[..n], &b[..n])
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    mod avx2 {
-        use std::arch::x86_64::*;
-
-        #[inline]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn hsum(v: __m256) -> f32 {
-            let lo = _mm256_castps256_ps128(v);
-            let hi = _mm256_extractf128_ps::<1>(v);
-            let s = _mm_add_ps(lo, hi);
-            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
-            _mm_cvtss_f32(s)
-        }
-
-        /// Caller guarantees AVX2+FMA and `a.len() == b.len()`.
-        #[target_feature(enable = "avx2,fma")]
-        pub unsafe fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-            let n = a.len();
-            let (pa, pb) = (a.as_ptr(), b.as_ptr());
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let mut i = 0;
-            while i + 32 <= n {
-                for (j, s) in acc.iter_mut().enumerate() {
-                    let d = _mm256_sub_ps(
-                        _mm256_loadu_ps(pa.add(i + 8 * j)),
-                        _mm256_loadu_ps(pb.add(i + 8 * j)),
-                    );
-                    *s = _mm256_fmadd_ps(d, d, *s);
-                }
-                i += 32;
-            }
-            while i + 8 <= n {
-                let d = _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)));
-                acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
-                i += 8;
-            }
-            let mut s = hsum(_mm256_add_ps(
-                _mm256_add_ps(acc[0], acc[1]),
-                _mm256_add_ps(acc[2], acc[3]),
-            ));
-            while i < n {
-                let d = *pa.add(i) - *pb.add(i);
-                s += d * d;
-                i += 1;
-            }
-            s
-        }
-
-        /// Caller guarantees AVX2+FMA and `a.len() == b.len()`.
-        #[target_feature(enable = "avx2,fma")]
-        pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-            let n = a.len();
-            let (pa, pb) = (a.as_ptr(), b.as_ptr());
-            let mut acc = [_mm256_setzero_ps(); 4];
-            let mut i = 0;
-            while i + 32 <= n {
-                for (j, s) in acc.iter_mut().enumerate() {
-                    *s = _mm256_fmadd_ps(
-                        _mm256_loadu_ps(pa.add(i + 8 * j)),
-                        _mm256_loadu_ps(pb.add(i + 8 * j)),
-                        *s,
-                    );
-                }
-                i += 32;
-            }
-            while i + 8 <= n {
-                acc[0] = _mm256_fmadd_ps(
-                    _mm256_loadu_ps(pa.add(i)),
-                    _mm256_loadu_ps(pb.add(i)),
-                    acc[0],
-                );
-                i += 8;
-            }
-            let mut s = hsum(_mm256_add_ps(
-                _mm256_add_ps(acc[0], acc[1]),
-                _mm256_add_ps(acc[2], acc[3]),
-            ));
-            while i < n {
-                s += *pa.add(i) * *pb.add(i);
-                i += 1;
-            }
-            s
-        }
+        1.0 - kernels().1.distance(a, b)
     }
 
     #[cfg(test)]
