@@ -27,7 +27,7 @@ use crate::search::{Far, Near, VisitedList};
 use parking_lot::{Mutex, RwLock};
 use std::collections::BinaryHeap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Build parameters (hnswlib names).
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +68,11 @@ struct Shared<'a> {
     efc: usize,
     levels: &'a [u8],
     nodes: Vec<Mutex<Vec<Vec<u32>>>>,
+    /// Set when a node's insertion has finished: its lists on every level are in place. A node
+    /// becomes reachable on a level as soon as it is back-linked there, while its lists on the
+    /// levels below may still be empty; a search that descended through it would start the next
+    /// level from a node without links and link the new node to it alone.
+    done: Vec<AtomicBool>,
     /// (entry node, its level); None before the first insert.
     entry: RwLock<Option<(u32, usize)>>,
 }
@@ -161,6 +166,7 @@ impl Shared<'_> {
             let mut e = self.entry.write();
             if e.is_none() {
                 *e = Some((q, level));
+                self.done[q as usize].store(true, Ordering::Release);
                 return;
             }
             drop(e);
@@ -189,6 +195,9 @@ impl Shared<'_> {
                 changed = false;
                 self.copy_links(ep, l, &mut w.buf);
                 for &nb in w.buf.iter() {
+                    if !self.done[nb as usize].load(Ordering::Acquire) {
+                        continue;
+                    }
                     let d = self.dist(q, nb);
                     if d < d_ep {
                         d_ep = d;
@@ -206,11 +215,36 @@ impl Shared<'_> {
             self.search_level(q, ep, l, self.efc, w, &mut sorted);
             sorted.retain(|f| f.1 != q);
             self.heuristic(&sorted, self.m, &mut selected);
-            if let Some(&Far(_, nearest)) = sorted.first() {
+            if let Some(&Far(_, nearest)) = sorted
+                .iter()
+                .find(|f| self.done[f.1 as usize].load(Ordering::Acquire))
+            {
                 ep = nearest;
             }
-            self.nodes[q as usize].lock()[l] = selected.clone();
             let cap = if l == 0 { self.m0 } else { self.m };
+            {
+                // A concurrent insert that found this node on a level above may already have
+                // linked itself here: keep those links (overwriting them orphans that node).
+                let mut g = self.nodes[q as usize].lock();
+                let list = &mut g[l];
+                if list.is_empty() {
+                    list.extend_from_slice(&selected);
+                } else {
+                    for &s in &selected {
+                        if !list.contains(&s) {
+                            list.push(s);
+                        }
+                    }
+                    if list.len() > cap {
+                        scratch.clear();
+                        scratch.extend(list.iter().map(|&o| Far(self.dist(q, o), o)));
+                        scratch.sort_unstable();
+                        self.heuristic(&scratch, cap, &mut pruned);
+                        list.clear();
+                        list.extend_from_slice(&pruned);
+                    }
+                }
+            }
             for &nb in &selected {
                 let mut g = self.nodes[nb as usize].lock();
                 let list = &mut g[l];
@@ -230,6 +264,7 @@ impl Shared<'_> {
                 list.extend_from_slice(&pruned);
             }
         }
+        self.done[q as usize].store(true, Ordering::Release);
         if let Some(e) = top_lock.as_mut() {
             **e = Some((q, level));
         }
@@ -288,6 +323,7 @@ pub fn build(
         efc: params.ef_construction,
         levels: &levels,
         nodes,
+        done: (0..n).map(|_| AtomicBool::new(false)).collect(),
         entry: RwLock::new(None),
     };
     let threads = if params.threads == 0 {
