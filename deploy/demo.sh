@@ -11,7 +11,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mmsearch-target}"
 DEMO="${MMSEARCH_DEMO:-$HOME/.cache/mmsearch/demo}"
 LISTEN="${MMSEARCH_LISTEN:-127.0.0.1:50051}"
 METRICS="${MMSEARCH_METRICS_LISTEN:-127.0.0.1:9464}"
-DATA="${MMSEARCH_DEMO_DATA:-$DEMO/data}"
+# Named for the RocksDB that writes it: demo data made before mmsearch linked Debian's RocksDB 7.8
+# (in `$DEMO/data`, written by RocksDB 10) cannot be opened by it; the demo re-ingests anyway.
+DATA="${MMSEARCH_DEMO_DATA:-$DEMO/data-rocksdb7}"
 
 source deploy/stages.sh
 trap stages_report EXIT

@@ -26,7 +26,7 @@ use crate::model::Version;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch,
-    WriteBufferManager, WriteOptions, DB,
+    WriteOptions, DB,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -110,6 +110,14 @@ impl StoreMemory {
 pub enum StoreError {
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// Files written by a newer RocksDB than the one linked (mmsearch links Debian's 7.8; data
+    /// directories made before that switch were written by RocksDB 10 and cannot be read back).
+    #[error(
+        "{path}: written by a newer RocksDB than this build links (7.8): {reason}. Re-ingest \
+         into a new data directory (a snapshot taken by the same older release restores only \
+         with that release)"
+    )]
+    NewerFormat { path: PathBuf, reason: String },
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("I/O error on {path}: {source}")]
@@ -180,11 +188,7 @@ impl Store {
             path: path.into(),
             source,
         })?;
-        let cache = Cache::new_lru_cache(config.block_cache_bytes);
-        // Memtables are capped as a whole, not charged to the block cache, so the two parts
-        // are reported (and sized) separately.
-        let memtables =
-            WriteBufferManager::new_write_buffer_manager(config.memtable_budget_bytes, false);
+        let cache = Cache::new_lru_cache(config.block_cache_bytes).map_err(StoreError::Rocks)?;
         let family = || {
             let mut table = BlockBasedOptions::default();
             table.set_block_cache(&cache);
@@ -200,11 +204,10 @@ impl Store {
         // `default` is named too: the crate opens a family left out with `Options::default()`.
         // Every flush and compaction starts a new MANIFEST written from the live files only,
         // so the key bounds of files an erasure compacted away (they name the user, see
-        // `interactions.rs`) do not stay in an old one. Both settings are only reachable as an
-        // options string; a manifest is a line per live file, small beside the flush itself.
-        let mut opts = Options::default()
-            .get_options_from_string("max_manifest_file_size=1;max_manifest_space_amp_pct=0")
-            .map_err(StoreError::Rocks)?;
+        // `interactions.rs`) do not stay in an old one. A manifest is a line per live file,
+        // small beside the flush itself.
+        let mut opts = Options::default();
+        opts.set_max_manifest_file_size(1);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
         table.set_cache_index_and_filter_blocks(true);
@@ -216,9 +219,21 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
-        opts.set_write_buffer_manager(&memtables);
+        // Memtables are capped as a whole (RocksDB's own write-buffer manager, not charged to
+        // the block cache), so the two parts are reported (and sized) separately.
+        opts.set_db_write_buffer_size(config.memtable_budget_bytes);
         let cfs = FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, family()));
-        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|e| {
+            let reason = e.to_string();
+            if reason.contains("unsupported format_version") {
+                StoreError::NewerFormat {
+                    path: path.to_path_buf(),
+                    reason,
+                }
+            } else {
+                StoreError::Rocks(e)
+            }
+        })?;
         let mut store = Store {
             db,
             path: path.to_path_buf(),
