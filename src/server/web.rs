@@ -221,6 +221,8 @@ pub fn router(engine: Arc<Engine>) -> axum::Router {
     axum::Router::new()
         .route("/", get(|| async { serve_asset("index.html") }))
         .route("/admin", get(|| async { serve_asset("admin.html") }))
+        // Browsers ask for it on every page; there is none.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route(
             "/assets/schema.json",
             get(|| async {

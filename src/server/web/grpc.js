@@ -3,15 +3,21 @@
 // over fetch. Unary calls, client streams sent whole, and server streams read as they arrive.
 
 let schema = null;
+let loading = null;
 
-export async function loadSchema() {
-  if (!schema) {
-    const r = await fetch('/assets/schema.json');
-    if (!r.ok) throw new GrpcError(14, `schema: HTTP ${r.status}`);
-    schema = await r.json();
-    schema.mapSet = new Set(schema.maps);
+// Fetched once per page, however many calls start before it arrives.
+export function loadSchema() {
+  if (!loading) {
+    loading = fetch('/assets/schema.json').then(async (r) => {
+      if (!r.ok) throw new GrpcError(14, `schema: HTTP ${r.status}`);
+      const s = await r.json();
+      s.mapSet = new Set(s.maps);
+      schema = s;
+      return s;
+    });
+    loading.catch(() => { loading = null; });
   }
-  return schema;
+  return loading;
 }
 
 export class GrpcError extends Error {
