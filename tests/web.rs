@@ -445,7 +445,9 @@ async fn shopper_and_admin_pages_in_chromium() {
         "document.getElementById('mic').getAttribute('aria-pressed') === 'true'",
         Duration::from_secs(10),
     );
-    std::thread::sleep(Duration::from_secs_f64(wav_seconds(&wav) + 0.4));
+    // The fake device loops the file from wherever it is when capture starts: twice its
+    // length holds the whole phrase at least once.
+    std::thread::sleep(Duration::from_secs_f64(2.0 * wav_seconds(&wav) + 0.3));
     d.click("#mic");
     let titles = d.results_after(n);
     let transcript = d
