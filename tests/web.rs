@@ -177,9 +177,12 @@ impl Driver {
     }
 
     fn searches_done(&self) -> u64 {
-        self.js("return Number(document.body.dataset.searchDone || 0);", json!([]))
-            .as_u64()
-            .unwrap_or(0)
+        self.js(
+            "return Number(document.body.dataset.searchDone || 0);",
+            json!([]),
+        )
+        .as_u64()
+        .unwrap_or(0)
     }
 
     /// Waits for the search after `before` to finish painting; returns the cards' titles.
@@ -296,7 +299,12 @@ async fn shopper_and_admin_pages_in_chromium() {
     .unwrap();
     let server = Server::start_raw(&data, &config, &[]);
     let out = Command::new(env!("CARGO_BIN_EXE_mmsearch"))
-        .args(["ingest", catalog.to_str().unwrap(), "--server", &server.addr])
+        .args([
+            "ingest",
+            catalog.to_str().unwrap(),
+            "--server",
+            &server.addr,
+        ])
         .env("MMSEARCH_API_KEY", ADMIN_KEY)
         .output()
         .unwrap();
@@ -335,7 +343,11 @@ async fn shopper_and_admin_pages_in_chromium() {
     // The page loads without a key (anonymous role) and browses the catalogue with facets.
     d.goto(&format!("{base}/"));
     let titles = d.results_after(0);
-    assert_eq!(titles.len(), 12, "a first page of the catalogue: {titles:?}");
+    assert_eq!(
+        titles.len(),
+        12,
+        "a first page of the catalogue: {titles:?}"
+    );
     let weight = d.js(
         "const nav = performance.getEntriesByType('navigation')[0];
          const res = performance.getEntriesByType('resource').filter(r => r.initiatorType !== 'fetch' || r.name.includes('/assets/'));
@@ -370,7 +382,10 @@ async fn shopper_and_admin_pages_in_chromium() {
         "[...document.querySelectorAll('#results .card img')].filter(i => i.complete && i.naturalWidth > 0).length",
         Duration::from_secs(20),
     );
-    assert!(thumbs_ok.as_u64().unwrap() >= 6, "thumbnails painted: {thumbs_ok}");
+    assert!(
+        thumbs_ok.as_u64().unwrap() >= 6,
+        "thumbnails painted: {thumbs_ok}"
+    );
     d.screenshot(&shots.join("shop-desktop.png"));
 
     // A category facet narrows the results to that category.
@@ -405,10 +420,7 @@ async fn shopper_and_admin_pages_in_chromium() {
         "document.getElementById('why').open && document.getElementById('why-body').textContent",
         Duration::from_secs(5),
     );
-    assert!(
-        why.as_str().unwrap().contains("Similarity"),
-        "why: {why}"
-    );
+    assert!(why.as_str().unwrap().contains("Similarity"), "why: {why}");
     d.js("document.getElementById('why').close();", json!([]));
 
     // A product photo (uploaded through the file input) finds that product first.
@@ -463,10 +475,7 @@ async fn shopper_and_admin_pages_in_chromium() {
         "transcript shown: {transcript:?}"
     );
     assert!(
-        titles
-            .iter()
-            .take(3)
-            .any(|t| t == "Wireless Optical Mouse"),
+        titles.iter().take(3).any(|t| t == "Wireless Optical Mouse"),
         "voice ranking {titles:?} for {transcript:?}"
     );
 
@@ -475,7 +484,10 @@ async fn shopper_and_admin_pages_in_chromium() {
     let n = d.searches_done();
     d.click("#results .card .more");
     let similar = d.results_after(n);
-    assert!(!similar.is_empty() && !similar.contains(&first), "more like {first}: {similar:?}");
+    assert!(
+        !similar.is_empty() && !similar.contains(&first),
+        "more like {first}: {similar:?}"
+    );
     let info = d.js(
         "return document.getElementById('query-info').textContent;",
         json!([]),
@@ -503,10 +515,7 @@ async fn shopper_and_admin_pages_in_chromium() {
     d.type_into("#q", "camera on a tripod\n");
     d.results_after(n);
     // (A mobile viewport grows to fit wide content, so compare with the screen's 390 px.)
-    let width = d.js(
-        "return document.documentElement.scrollWidth;",
-        json!([]),
-    );
+    let width = d.js("return document.documentElement.scrollWidth;", json!([]));
     assert!(
         width.as_i64().unwrap() <= 390,
         "no horizontal scrolling at phone width: the page is {width} px wide"
@@ -539,7 +548,10 @@ async fn shopper_and_admin_pages_in_chromium() {
         "document.body.dataset.status === 'loaded'",
         Duration::from_secs(10),
     );
-    let items = d.js("return document.getElementById('stats').textContent;", json!([]));
+    let items = d.js(
+        "return document.getElementById('stats').textContent;",
+        json!([]),
+    );
     assert!(items.as_str().unwrap().contains("54"), "{items}");
     d.click("#rebuild");
     d.wait(
@@ -548,12 +560,24 @@ async fn shopper_and_admin_pages_in_chromium() {
         Duration::from_secs(300),
     );
     let (phase, updates, bar) = (
-        d.js("return document.getElementById('rebuild-phase').textContent;", json!([])),
-        d.js("return Number(document.body.dataset.rebuildUpdates || 0);", json!([])),
-        d.js("const b = document.getElementById('rebuild-bar'); return [b.value, b.max];", json!([])),
+        d.js(
+            "return document.getElementById('rebuild-phase').textContent;",
+            json!([]),
+        ),
+        d.js(
+            "return Number(document.body.dataset.rebuildUpdates || 0);",
+            json!([]),
+        ),
+        d.js(
+            "const b = document.getElementById('rebuild-bar'); return [b.value, b.max];",
+            json!([]),
+        ),
     );
     assert!(phase.as_str().unwrap().starts_with("Done"), "{phase}");
-    assert!(updates.as_u64().unwrap() >= 2, "progress updates: {updates}");
+    assert!(
+        updates.as_u64().unwrap() >= 2,
+        "progress updates: {updates}"
+    );
     assert_eq!(bar[0], bar[1], "the bar ends full");
     d.wait(
         "status after rebuild",

@@ -265,8 +265,7 @@ async fn make_thumbnail(photo: Option<Vec<u8>>) -> Option<Vec<u8>> {
     use crate::encode::image::{thumbnail, PreprocessConfig, THUMBNAIL_SIDE};
     let photo = photo?;
     let max_pixels = PreprocessConfig::default().max_pixels;
-    match tokio::task::spawn_blocking(move || thumbnail(&photo, THUMBNAIL_SIDE, max_pixels)).await
-    {
+    match tokio::task::spawn_blocking(move || thumbnail(&photo, THUMBNAIL_SIDE, max_pixels)).await {
         Ok(Ok(jpeg)) => Some(jpeg),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "photo gives no thumbnail");

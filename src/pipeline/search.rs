@@ -954,10 +954,7 @@ pub fn validate_request(req: &SearchRequest, limits: &QueryLimits) -> Result<(),
             limits.max_window
         ));
     }
-    if let Some(n) = req
-        .facets
-        .filter(|&n| n == 0 || n > MAX_FACET_CANDIDATES)
-    {
+    if let Some(n) = req.facets.filter(|&n| n == 0 || n > MAX_FACET_CANDIDATES) {
         return invalid(format!(
             "facet_candidates {n} must be in 1..={MAX_FACET_CANDIDATES}"
         ));

@@ -107,8 +107,7 @@ pub enum AuthConfigError {
 impl AuthConfig {
     pub fn validate(&self) -> Result<(), AuthConfigError> {
         if let Some(a) = &self.anonymous {
-            if !(a.requests_per_second > 0.0 && a.requests_per_second.is_finite()) || a.burst == 0
-            {
+            if !(a.requests_per_second > 0.0 && a.requests_per_second.is_finite()) || a.burst == 0 {
                 return Err(AuthConfigError::BadAnonymous);
             }
         }
@@ -392,7 +391,8 @@ where
         let status = match decision {
             Decision::Open => None,
             Decision::Anonymous => {
-                let ip = peer_ip(&req).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+                let ip =
+                    peer_ip(&req).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
                 let allowed = self
                     .auth
                     .anonymous

@@ -98,12 +98,18 @@ fn asset(name: &str) -> Option<Asset> {
 
 fn with_headers(mut resp: Response, cache: &'static str) -> Response {
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     resp
 }
@@ -135,8 +141,8 @@ fn serve_asset(name: &str) -> Response {
 static SCHEMA: LazyLock<Vec<u8>> = LazyLock::new(|| {
     use prost::Message;
     use serde_json::{json, Map, Value};
-    let fds = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET)
-        .unwrap_or_default();
+    let fds =
+        prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET).unwrap_or_default();
     let mut messages = Map::new();
     let mut enums = Map::new();
     let mut maps = Vec::new();
@@ -300,7 +306,10 @@ where
             && matches!(*req.method(), http::Method::GET | http::Method::HEAD)
             && !grpc_web;
         if page {
-            inner.call(req).map(|r| r.map(|resp| resp.map(Body::new))).boxed()
+            inner
+                .call(req)
+                .map(|r| r.map(|resp| resp.map(Body::new)))
+                .boxed()
         } else {
             let mut web = tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), inner);
             tower::Service::call(&mut web, req).boxed()
@@ -350,7 +359,10 @@ mod tests {
         let facets = fields.iter().find(|f| f[0] == "facets").unwrap();
         assert_eq!(facets[1], 60);
         let lw = fields.iter().find(|f| f[0] == "lexical_weight").unwrap();
-        assert!(lw[5].is_null(), "proto3 optional is not a oneof for the codec");
+        assert!(
+            lw[5].is_null(),
+            "proto3 optional is not a oneof for the codec"
+        );
         assert!(v["messages"]["RebuildProgress"].is_array());
         assert!(v["maps"]
             .as_array()
