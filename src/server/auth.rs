@@ -382,6 +382,7 @@ where
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
         use futures::future::{ready, Either};
         let path = req.uri().path();
+        let image = super::web::is_image(path);
         let decision = self.auth.decide(
             path,
             req.headers()
@@ -418,6 +419,17 @@ where
         };
         match status {
             None => Either::Left(self.inner.call(req)),
+            // A thumbnail is fetched by a browser, which reads HTTP statuses, not grpc-status.
+            Some(status) if image => {
+                let code = match status.code() {
+                    tonic::Code::Unauthenticated => http::StatusCode::UNAUTHORIZED,
+                    tonic::Code::ResourceExhausted => http::StatusCode::TOO_MANY_REQUESTS,
+                    _ => http::StatusCode::FORBIDDEN,
+                };
+                let mut resp = http::Response::new(ResB::default());
+                *resp.status_mut() = code;
+                Either::Right(ready(Ok(resp)))
+            }
             Some(status) => Either::Right(ready(Ok(status.into_http()))),
         }
     }
