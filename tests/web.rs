@@ -35,7 +35,20 @@ fn which(bin: &str) -> Option<PathBuf> {
 struct Driver {
     port: u16,
     session: String,
-    child: Child,
+    _process: DriverProcess,
+}
+
+/// chromedriver in its own process group, with the browsers it starts: killed as a whole
+/// however the test ends (a failed session start included), so no Chromium outlives the test.
+struct DriverProcess(Child);
+
+impl Drop for DriverProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
 }
 
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
@@ -80,12 +93,16 @@ impl Driver {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
+        use std::os::unix::process::CommandExt;
+        let process = DriverProcess(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .process_group(0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver"),
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not start");
@@ -103,7 +120,7 @@ impl Driver {
         Driver {
             port,
             session,
-            child,
+            _process: process,
         }
     }
 
@@ -229,19 +246,6 @@ impl Driver {
     fn screenshot(&self, path: &Path) {
         let b64 = self.cmd("GET", "/screenshot", None);
         std::fs::write(path, base64_decode(b64.as_str().unwrap())).unwrap();
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = http(
-            self.port,
-            "DELETE",
-            &format!("/session/{}", self.session),
-            None,
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
