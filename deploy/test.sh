@@ -13,7 +13,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mmsearch-target}"
 source deploy/stages.sh
 trap stages_report EXIT
 
-stage "apt + pip prerequisites" deploy/install-deps.sh
+stage "apt + pip prerequisites" deploy/install-deps.sh --browser
 # The models and the eval data need no compiler: they are made while cargo compiles.
 stage_bg models models/setup.sh
 # The video tests' clips need the demo photos, which the eval data step fetches.

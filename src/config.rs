@@ -13,6 +13,7 @@ use crate::recommend::RecommendConfig;
 use crate::server::auth::AuthConfig;
 use crate::server::runtime::RuntimeConfig;
 use crate::server::tls::TlsConfig;
+use crate::server::web::WebConfig;
 use crate::server::{ServerConfig, ServerLimits};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -47,6 +48,8 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Threads: tokio's workers and blocking pool.
     pub runtime: RuntimeConfig,
+    /// The web pages and browser access (CORS origins).
+    pub web: WebConfig,
 }
 
 /// `[limits]`: the request limits the pipelines check and the transport's limits, in one
@@ -91,6 +94,7 @@ impl Default for Config {
             metrics_listen: server.metrics_listen,
             shutdown_grace_ms: server.shutdown_grace_ms,
             runtime: server.runtime,
+            web: server.web,
         }
     }
 }
@@ -170,6 +174,7 @@ impl Config {
             shutdown_grace_ms: self.shutdown_grace_ms,
             limits: self.limits.server.clone(),
             runtime: self.runtime.clone(),
+            web: self.web.clone(),
         }
     }
 }

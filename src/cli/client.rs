@@ -174,6 +174,8 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         fusion: fusion as i32,
         lexical_weight: args.lexical_weight,
         sort: sort as i32,
+        facets: false,
+        facet_candidates: 0,
     };
     let mut client = args.addr.connect().await?.search();
     let resp = client

@@ -12,6 +12,7 @@
 //!   then applied to the in-memory state, so anything a search can see is already durable.
 
 mod catalog;
+mod facets;
 mod interactions;
 pub mod memory;
 mod read;
@@ -20,6 +21,7 @@ pub mod snapshot;
 mod write;
 
 pub use catalog::Catalog;
+pub use facets::Facets;
 pub use interactions::Recorded;
 pub use memory::{MemoryConfig, MemoryUse, OverBudget};
 pub use read::{Hydrated, SearchOutcome};

@@ -30,6 +30,11 @@ impl Collection {
     }
 
     /// The live seq of an item.
+    /// The live item's thumbnail (JPEG), if it has one.
+    pub fn thumbnail(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.thumbnail(id)?)
+    }
+
     pub fn seq_of(&self, id: &str) -> Option<u64> {
         self.state.read().catalog.seq_of(id)
     }

@@ -12,6 +12,8 @@ use std::sync::Arc;
 pub struct PreparedItem {
     pub item: Item,
     pub vectors: Vec<(String, Vec<f32>)>,
+    /// A small JPEG of the first photo, served to the web pages.
+    pub thumbnail: Option<Vec<u8>>,
 }
 
 impl PreparedItem {
@@ -29,7 +31,8 @@ impl PreparedItem {
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 48)
                 .sum::<usize>();
-        (2 * rows + 2 * meta + 256) as u64
+        let thumb = self.thumbnail.as_ref().map_or(0, Vec::len);
+        (2 * rows + 2 * meta + 2 * thumb + 256) as u64
     }
 }
 
@@ -43,11 +46,13 @@ impl Collection {
         let seqs = {
             let mut next_seq = self.writer.lock();
             // The seq is known only under the writer lock, so versions are built here, whole.
+            let mut thumbnails = Vec::with_capacity(items.len());
             let versions: Vec<(Version, Vec<(String, Vec<f32>)>)> = items
                 .into_iter()
                 .zip(*next_seq..)
                 .map(|(p, seq)| {
                     let spaces = p.vectors.iter().map(|(s, _)| s.clone()).collect();
+                    thumbnails.push(p.thumbnail);
                     (
                         Version {
                             item: p.item,
@@ -75,10 +80,12 @@ impl Collection {
             let ops: Vec<WriteOp<'_>> = versions
                 .iter()
                 .zip(&replaced)
-                .map(|((version, vectors), r)| WriteOp::Put {
+                .zip(&thumbnails)
+                .map(|(((version, vectors), r), thumbnail)| WriteOp::Put {
                     version,
                     vectors,
                     replaces_seq: *r,
+                    thumbnail: thumbnail.as_deref(),
                 })
                 .collect();
             self.store.write(&ops, new_next)?;

@@ -97,13 +97,18 @@ impl Ingester {
                 }),
             }
         }
-        let encoded =
-            futures::future::join_all(valid.iter_mut().map(|(_, item)| self.encode_missing(item)))
-                .await;
+        let first_photos: Vec<Option<Vec<u8>>> = valid
+            .iter()
+            .map(|(_, item)| item.images.first().cloned())
+            .collect();
+        let (encoded, thumbnails) = futures::join!(
+            futures::future::join_all(valid.iter_mut().map(|(_, item)| self.encode_missing(item))),
+            futures::future::join_all(first_photos.into_iter().map(make_thumbnail)),
+        );
         let mut prepared = Vec::with_capacity(valid.len());
-        for ((index, item), enc) in valid.into_iter().zip(encoded) {
+        for (((index, item), enc), thumbnail) in valid.into_iter().zip(encoded).zip(thumbnails) {
             let id = item.item.id.clone();
-            match enc.and_then(|extra| self.prepare(item, extra)) {
+            match enc.and_then(|extra| self.prepare(item, extra, thumbnail)) {
                 Ok(p) => prepared.push(p),
                 Err(reason) => rejected.push(Rejection { index, id, reason }),
             }
@@ -226,6 +231,7 @@ impl Ingester {
         &self,
         new: NewItem,
         encoded: Vec<(String, Vec<f32>)>,
+        thumbnail: Option<Vec<u8>>,
     ) -> Result<PreparedItem, String> {
         let mut vectors = Vec::with_capacity(new.vectors.len() + encoded.len());
         for (space, values) in new.vectors.into_iter().chain(encoded) {
@@ -247,7 +253,25 @@ impl Ingester {
         Ok(PreparedItem {
             item: new.item,
             vectors,
+            thumbnail,
         })
+    }
+}
+
+/// The first photo's thumbnail for the web pages (blocking pool). A photo that cannot be
+/// shrunk leaves the item without one: display is not a reason to refuse a write (the
+/// encoders judge the photo for search).
+async fn make_thumbnail(photo: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    use crate::encode::image::{thumbnail, PreprocessConfig, THUMBNAIL_SIDE};
+    let photo = photo?;
+    let max_pixels = PreprocessConfig::default().max_pixels;
+    match tokio::task::spawn_blocking(move || thumbnail(&photo, THUMBNAIL_SIDE, max_pixels)).await {
+        Ok(Ok(jpeg)) => Some(jpeg),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "photo gives no thumbnail");
+            None
+        }
+        Err(_) => None,
     }
 }
 

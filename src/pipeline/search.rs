@@ -16,7 +16,7 @@
 
 use super::spaces::{Roles, SpaceRole};
 use super::{blocking, PipelineError, QueryLimits};
-use crate::collection::{Collection, SearchOutcome};
+use crate::collection::{Collection, Facets, SearchOutcome};
 use crate::encode::{EncodeError, Encoders};
 use crate::fusion::{Hybrid, HybridMethod, Part};
 use crate::model::{FilterSpec, SortBy, Version};
@@ -58,6 +58,9 @@ pub struct SearchRequest {
     pub lexical_weight: Option<f32>,
     /// Order of a browse (no query); `None` with a filter: newest first.
     pub sort: Option<SortBy>,
+    /// Count facets (#13) over this many of the query's top candidates (over every match
+    /// when browsing); `None`: no facets.
+    pub facets: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,9 +92,15 @@ impl SearchRequest {
             fusion: None,
             lexical_weight: None,
             sort: None,
+            facets: None,
         }
     }
 }
+
+/// Candidates facets are counted over when the request says 0.
+pub const DEFAULT_FACET_CANDIDATES: u32 = 200;
+/// Most candidates facets may be counted over (a query's window is at least this deep then).
+pub const MAX_FACET_CANDIDATES: u32 = 1000;
 
 /// One space's part in a hit's score.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +181,8 @@ pub struct SearchResult {
     pub exact: bool,
     /// Browse: how many items match the filter.
     pub total: Option<u64>,
+    /// When the request asked for them.
+    pub facets: Option<Facets>,
 }
 
 pub struct Searcher {
@@ -318,7 +329,9 @@ impl Searcher {
         deadline: Option<Instant>,
     ) -> Result<SearchResult, PipelineError> {
         validate_request(&req, &self.limits)?;
-        let window = (req.offset + req.top_k) as usize;
+        let page_end = (req.offset + req.top_k) as usize;
+        // Facets are counted over the top candidates, so the search looks at least that deep.
+        let window = page_end.max(req.facets.unwrap_or(0) as usize);
         let ef = req.ef.map(|e| e as usize);
         let filter = (!req.filter.is_empty()).then_some(req.filter.clone());
         let mut timing = Timing::default();
@@ -387,6 +400,16 @@ impl Searcher {
         .await?;
         timing.search_us = started.elapsed().as_micros() as u64;
         crate::telemetry::observe_stage("search", started.elapsed());
+        let facets = req.facets.map(|n| {
+            let seqs: Vec<u64> = candidates
+                .ranked
+                .iter()
+                .filter(|c| c.score >= req.min_score)
+                .take(n as usize)
+                .map(|c| c.id)
+                .collect();
+            self.collection.facets_of(&seqs)
+        });
 
         let started = Instant::now();
         let page: Vec<(Candidate, Option<Explanation>)> = candidates
@@ -406,6 +429,7 @@ impl Searcher {
             timing,
             exact: candidates.exact,
             total: None,
+            facets,
         })
     }
 
@@ -458,14 +482,17 @@ impl Searcher {
         let collection = self.collection.clone();
         let sort = req.sort.unwrap_or_default();
         let (offset, top_k) = (req.offset as usize, req.top_k as usize);
-        let (page, total) = blocking(move || {
+        let want_facets = req.facets.is_some();
+        let (page, total, facets) = blocking(move || {
             let predicate = filter
                 .as_ref()
                 .map(|f| move |e: &crate::model::Entry| f.matches(e));
             let pred_ref = predicate
                 .as_ref()
                 .map(|p| p as &(dyn Fn(&crate::model::Entry) -> bool + Sync));
-            Ok(collection.browse(pred_ref, sort, offset, top_k))
+            let (page, total) = collection.browse(pred_ref, sort, offset, top_k);
+            let facets = want_facets.then(|| collection.facets_matching(pred_ref));
+            Ok((page, total, facets))
         })
         .await?;
         let search_us = started.elapsed().as_micros() as u64;
@@ -505,6 +532,7 @@ impl Searcher {
             timing,
             exact: true,
             total: Some(total),
+            facets,
         })
     }
 
@@ -924,6 +952,11 @@ pub fn validate_request(req: &SearchRequest, limits: &QueryLimits) -> Result<(),
         return invalid(format!(
             "offset + top_k = {window} exceeds the limit {}",
             limits.max_window
+        ));
+    }
+    if let Some(n) = req.facets.filter(|&n| n == 0 || n > MAX_FACET_CANDIDATES) {
+        return invalid(format!(
+            "facet_candidates {n} must be in 1..={MAX_FACET_CANDIDATES}"
         ));
     }
     if let Some(ef) = req.ef.filter(|&ef| ef > limits.max_ef) {

@@ -49,13 +49,45 @@ pub struct AuthConfig {
     /// Off only when set explicitly (`enabled = false` or `serve --insecure-no-auth`).
     pub enabled: bool,
     pub keys: Vec<ApiKeyConfig>,
+    /// `[auth.anonymous]`: requests without a key may search and record clicks (the shopper
+    /// page without a key), rate-limited per client address. Off when absent.
+    pub anonymous: Option<AnonymousConfig>,
 }
+
+/// The anonymous role: only [`ANONYMOUS_PATHS`] (and thumbnails), at most `requests_per_second`
+/// per client IP address on average with bursts of `burst`; beyond that RESOURCE_EXHAUSTED.
+/// Behind a reverse proxy every shopper shares the proxy's address (and its budget).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnonymousConfig {
+    pub requests_per_second: f64,
+    pub burst: u32,
+}
+
+impl Default for AnonymousConfig {
+    fn default() -> Self {
+        AnonymousConfig {
+            requests_per_second: 5.0,
+            burst: 40,
+        }
+    }
+}
+
+/// What a request without a key may call when the anonymous role is on: search, "for you"
+/// and "more like these", and recording a shopper's clicks.
+pub const ANONYMOUS_PATHS: &[&str] = &[
+    "/mmsearch.v1.SearchService/Search",
+    "/mmsearch.v1.RecommendService/RecordInteractions",
+    "/mmsearch.v1.RecommendService/RecommendForUser",
+    "/mmsearch.v1.RecommendService/Recommend",
+];
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             enabled: true,
             keys: Vec::new(),
+            anonymous: None,
         }
     }
 }
@@ -68,14 +100,21 @@ pub enum AuthConfigError {
     BadHash(String),
     #[error("api key {0:?}: at least one role is required")]
     NoRoles(String),
+    #[error("auth.anonymous: requests_per_second must be > 0 and burst ≥ 1")]
+    BadAnonymous,
 }
 
 impl AuthConfig {
     pub fn validate(&self) -> Result<(), AuthConfigError> {
+        if let Some(a) = &self.anonymous {
+            if !(a.requests_per_second > 0.0 && a.requests_per_second.is_finite()) || a.burst == 0 {
+                return Err(AuthConfigError::BadAnonymous);
+            }
+        }
         if !self.enabled {
             return Ok(());
         }
-        if self.keys.is_empty() {
+        if self.keys.is_empty() && self.anonymous.is_none() {
             return Err(AuthConfigError::NoKeys);
         }
         for k in &self.keys {
@@ -123,6 +162,8 @@ pub enum Decision {
     Allowed {
         key_name: String,
     },
+    /// No key, and the anonymous role may call the path (subject to its rate limit).
+    Anonymous,
     Unauthenticated(&'static str),
     PermissionDenied {
         key_name: String,
@@ -133,6 +174,7 @@ pub enum Decision {
 pub struct Authenticator {
     enabled: bool,
     keys: Vec<Key>,
+    anonymous: Option<RateLimiter>,
 }
 
 impl Authenticator {
@@ -154,6 +196,7 @@ impl Authenticator {
         Ok(Authenticator {
             enabled: cfg.enabled,
             keys,
+            anonymous: cfg.anonymous.as_ref().map(RateLimiter::new),
         })
     }
 
@@ -169,6 +212,9 @@ impl Authenticator {
             return Decision::Open;
         }
         let Some(header) = authorization else {
+            if self.anonymous.is_some() && anonymous_may_call(path) {
+                return Decision::Anonymous;
+            }
             return Decision::Unauthenticated("missing authorization metadata");
         };
         let Some(token) = bearer_token(header) else {
@@ -207,10 +253,77 @@ static ROLE_TABLE: LazyLock<HashMap<&'static str, Role>> = LazyLock::new(|| {
 /// reflection). A path no service lists needs admin: a new RPC is closed until it declares
 /// its role. Admission control groups requests by the same classes.
 pub fn role_for_path(path: &str) -> Option<Role> {
-    if path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.") {
+    if path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.")
+        || super::web::is_public(path)
+    {
         return None;
     }
+    if super::web::is_image(path) {
+        return Some(Role::Search);
+    }
     Some(ROLE_TABLE.get(path).copied().unwrap_or(Role::Admin))
+}
+
+fn anonymous_may_call(path: &str) -> bool {
+    ANONYMOUS_PATHS.contains(&path) || super::web::is_image(path)
+}
+
+/// Token buckets per client address for the anonymous role.
+struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: parking_lot::Mutex<HashMap<std::net::IpAddr, (f64, std::time::Instant)>>,
+}
+
+/// Addresses remembered at most; past it, buckets that have refilled are forgotten (a full
+/// bucket is the same as none).
+const MAX_BUCKETS: usize = 100_000;
+
+impl RateLimiter {
+    fn new(cfg: &AnonymousConfig) -> RateLimiter {
+        RateLimiter {
+            per_second: cfg.requests_per_second,
+            burst: f64::from(cfg.burst),
+            buckets: Default::default(),
+        }
+    }
+
+    fn allow(&self, ip: std::net::IpAddr, now: std::time::Instant) -> bool {
+        let mut buckets = self.buckets.lock();
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&ip) {
+            let (rate, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
+            });
+            if buckets.len() >= MAX_BUCKETS {
+                return false;
+            }
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.per_second)
+            .min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The client's address as tonic's transport recorded it (plain TCP or TLS).
+fn peer_ip<B>(req: &http::Request<B>) -> Option<std::net::IpAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let ext = req.extensions();
+    ext.get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|t| t.get_ref().remote_addr())
+        })
+        .map(|a| a.ip())
 }
 
 fn bearer_token(header: &[u8]) -> Option<&[u8]> {
@@ -269,6 +382,7 @@ where
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
         use futures::future::{ready, Either};
         let path = req.uri().path();
+        let image = super::web::is_image(path);
         let decision = self.auth.decide(
             path,
             req.headers()
@@ -277,6 +391,20 @@ where
         );
         let status = match decision {
             Decision::Open => None,
+            Decision::Anonymous => {
+                let ip =
+                    peer_ip(&req).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+                let allowed = self
+                    .auth
+                    .anonymous
+                    .as_ref()
+                    .is_some_and(|l| l.allow(ip, std::time::Instant::now()));
+                (!allowed).then(|| {
+                    tonic::Status::resource_exhausted(
+                        "anonymous rate limit reached; slow down or use an api key",
+                    )
+                })
+            }
             Decision::Allowed { key_name } => {
                 tracing::debug!(key = %key_name, rpc = %path, "authorized");
                 None
@@ -291,6 +419,17 @@ where
         };
         match status {
             None => Either::Left(self.inner.call(req)),
+            // A thumbnail is fetched by a browser, which reads HTTP statuses, not grpc-status.
+            Some(status) if image => {
+                let code = match status.code() {
+                    tonic::Code::Unauthenticated => http::StatusCode::UNAUTHORIZED,
+                    tonic::Code::ResourceExhausted => http::StatusCode::TOO_MANY_REQUESTS,
+                    _ => http::StatusCode::FORBIDDEN,
+                };
+                let mut resp = http::Response::new(ResB::default());
+                *resp.status_mut() = code;
+                Either::Right(ready(Ok(resp)))
+            }
             Some(status) => Either::Right(ready(Ok(status.into_http()))),
         }
     }
@@ -302,6 +441,7 @@ mod tests {
 
     fn auth() -> Authenticator {
         let cfg = AuthConfig {
+            anonymous: None,
             enabled: true,
             keys: vec![
                 ApiKeyConfig {
@@ -364,7 +504,7 @@ mod tests {
             "/mmsearch.v1.SearchService/Unlisted",
             "/mmsearch.v1.IngestService/Unlisted",
             "/other.Service/X",
-            "/",
+            "/unknown",
         ] {
             assert_eq!(role_for_path(path), Some(Role::Admin), "{path}");
             assert_eq!(
@@ -468,6 +608,7 @@ mod tests {
             Err(AuthConfigError::NoKeys)
         );
         let off = Authenticator::new(&AuthConfig {
+            anonymous: None,
             enabled: false,
             keys: vec![],
         })
@@ -477,6 +618,7 @@ mod tests {
             Decision::Open
         );
         let bad = AuthConfig {
+            anonymous: None,
             enabled: true,
             keys: vec![ApiKeyConfig {
                 name: "x".into(),
@@ -485,6 +627,56 @@ mod tests {
             }],
         };
         assert!(matches!(bad.validate(), Err(AuthConfigError::BadHash(_))));
+    }
+
+    #[test]
+    fn anonymous_role_searches_and_records_clicks_only_within_its_rate() {
+        let cfg = AuthConfig {
+            anonymous: Some(AnonymousConfig {
+                requests_per_second: 1.0,
+                burst: 2,
+            }),
+            ..AuthConfig::default()
+        };
+        let a = Authenticator::new(&cfg).unwrap();
+        assert_eq!(
+            a.decide("/mmsearch.v1.SearchService/Search", None),
+            Decision::Anonymous
+        );
+        assert_eq!(a.decide("/images/tripod", None), Decision::Anonymous);
+        for path in [
+            "/mmsearch.v1.AdminService/Rebuild",
+            "/mmsearch.v1.IngestService/Upsert",
+            "/mmsearch.v1.AdminService/ExportUserData",
+        ] {
+            assert!(
+                matches!(a.decide(path, None), Decision::Unauthenticated(_)),
+                "{path}"
+            );
+        }
+        // A wrong key is not anonymous.
+        assert!(matches!(
+            a.decide("/mmsearch.v1.SearchService/Search", Some(b"Bearer nope")),
+            Decision::Unauthenticated(_)
+        ));
+        assert_eq!(a.decide("/admin", None), Decision::Open);
+        let limiter = a.anonymous.as_ref().unwrap();
+        let ip: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let other: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let t0 = std::time::Instant::now();
+        assert!(limiter.allow(ip, t0) && limiter.allow(ip, t0));
+        assert!(!limiter.allow(ip, t0), "burst spent");
+        assert!(limiter.allow(other, t0), "buckets are per address");
+        assert!(limiter.allow(ip, t0 + std::time::Duration::from_millis(1100)));
+        assert!(AuthConfig {
+            anonymous: Some(AnonymousConfig {
+                requests_per_second: 0.0,
+                burst: 1
+            }),
+            ..AuthConfig::default()
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]

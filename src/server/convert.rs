@@ -59,6 +59,10 @@ pub fn search_request(r: pb::SearchRequest) -> Result<SearchRequest, PipelineErr
         fusion,
         lexical_weight: r.lexical_weight,
         sort,
+        facets: r.facets.then_some(match r.facet_candidates {
+            0 => crate::pipeline::search::DEFAULT_FACET_CANDIDATES,
+            n => n,
+        }),
     })
 }
 
@@ -84,6 +88,26 @@ pub fn search_response(r: SearchResult) -> pb::SearchResponse {
         }),
         exact: r.exact,
         total: r.total,
+        facet_counted: r.facets.as_ref().map_or(0, |f| f.counted),
+        categories: r.facets.as_ref().map_or_else(Vec::new, |f| {
+            f.categories
+                .iter()
+                .map(|(value, count)| pb::FacetCount {
+                    value: value.clone(),
+                    count: *count,
+                })
+                .collect()
+        }),
+        price_ranges: r.facets.as_ref().map_or_else(Vec::new, |f| {
+            f.price_ranges
+                .iter()
+                .map(|(min, max, count)| pb::PriceRange {
+                    min: *min,
+                    max: max.unwrap_or(0.0),
+                    count: *count,
+                })
+                .collect()
+        }),
     }
 }
 

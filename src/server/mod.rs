@@ -12,6 +12,7 @@ pub mod runtime;
 mod services;
 pub mod status;
 pub mod tls;
+pub mod web;
 
 use crate::engine::Engine;
 use crate::pb;
@@ -36,6 +37,8 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
     /// Threads of the tokio runtime (`[runtime]`).
     pub runtime: runtime::RuntimeConfig,
+    /// The web pages and browsers' access (`[web]`).
+    pub web: web::WebConfig,
 }
 
 /// The transport's share of `[limits]`.
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 30_000,
             limits: ServerLimits::default(),
             runtime: Default::default(),
+            web: Default::default(),
         }
     }
 }
@@ -77,6 +81,7 @@ impl Default for ServerConfig {
 impl ServerConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.auth.validate().map_err(|e| e.to_string())?;
+        self.web.validate()?;
         self.limits.concurrency.validate()
     }
 }
@@ -123,6 +128,7 @@ pub async fn serve(
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+    let web_pages = config.web.enabled.then(|| web::router(engine.clone()));
     let admin = pb::admin_service_server::AdminServiceServer::new(services::AdminApi { engine })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
@@ -161,23 +167,33 @@ pub async fn serve(
     );
     let authenticator = Arc::new(auth::Authenticator::new(&config.auth)?);
     let admission = admission::Admission::new(&limits.concurrency);
-    let mut builder = tonic::transport::Server::builder();
+    // Browsers speak HTTP/1.1 (gRPC-web, the pages); gRPC clients keep HTTP/2.
+    let mut builder = tonic::transport::Server::builder().accept_http1(true);
     if let Some(tls) = &config.tls {
         builder = builder.tls_config(tls.server_config()?)?;
     }
-    // Outermost first: observe sees every answer, including auth and admission refusals.
-    builder
-        .layer(observe::ObserveLayer)
-        .layer(layers::OversizeAsExhaustedLayer)
-        .layer(auth::AuthLayer::new(authenticator))
-        .layer(admission::AdmissionLayer::new(admission))
-        .add_service(health)
+    let routes = tonic::service::Routes::new(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(search)
         .add_service(ingest)
         .add_service(admin)
-        .add_service(recommend)
+        .add_service(recommend);
+    let routes = match web_pages {
+        Some(pages) => tonic::service::Routes::from(routes.into_axum_router().merge(pages)),
+        None => routes,
+    };
+    // Outermost first: CORS answers preflights; gRPC-web is translated to gRPC before observe,
+    // so every layer below sees plain gRPC; observe sees every answer, including auth and
+    // admission refusals.
+    builder
+        .layer(web::cors(&config.web))
+        .layer(web::PagesOrGrpcWebLayer)
+        .layer(observe::ObserveLayer)
+        .layer(layers::OversizeAsExhaustedLayer)
+        .layer(auth::AuthLayer::new(authenticator))
+        .layer(admission::AdmissionLayer::new(admission))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -6,6 +6,8 @@
 //! - `vectors` : seq (u64 big-endian) ++ space name → little-endian f32 row (prepared)
 //! - `meta`    : `next_seq` → u64 LE; `next_event`, `interactions` (see `interactions.rs`)
 //! - `interactions` : shoppers' behaviour, keyed by user (`interactions.rs`)
+//! - `thumbs`  : item id → a small JPEG of its first photo (for the web pages, #13), written and
+//!   deleted in the same batch as the item
 //!
 //! Memory ([`StoreConfig`], the file's `[store]` section): every family (and `default`) opens
 //! with its own small write buffer and LZ4; one LRU block cache is shared by all families and
@@ -34,15 +36,17 @@ use std::path::{Path, PathBuf};
 const CF_ITEMS: &str = "items";
 const CF_VECTORS: &str = "vectors";
 const CF_META: &str = "meta";
+const CF_THUMBS: &str = "thumbs";
 const KEY_NEXT_SEQ: &[u8] = b"next_seq";
 const KEY_VECTOR_MODELS: &[u8] = b"vector_models";
 /// Every family the store opens, RocksDB's own `default` (which holds nothing) included.
-const FAMILIES: [&str; 5] = [
+const FAMILIES: [&str; 6] = [
     rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
     CF_ITEMS,
     CF_VECTORS,
     CF_META,
     interactions::CF_INTERACTIONS,
+    CF_THUMBS,
 ];
 
 const MIB: usize = 1024 * 1024;
@@ -136,6 +140,8 @@ pub enum WriteOp<'a> {
         version: &'a Version,
         vectors: &'a [(String, Vec<f32>)],
         replaces_seq: Option<u64>,
+        /// The item's thumbnail; `None` removes the one an older version had.
+        thumbnail: Option<&'a [u8]>,
     },
     Delete {
         id: &'a str,
@@ -299,6 +305,7 @@ impl Store {
     pub fn write(&self, ops: &[WriteOp<'_>], next_seq: u64) -> Result<()> {
         let items = self.cf(CF_ITEMS);
         let vectors = self.cf(CF_VECTORS);
+        let thumbs = self.cf(CF_THUMBS);
         let mut batch = WriteBatch::default();
         for op in ops {
             match op {
@@ -306,7 +313,12 @@ impl Store {
                     version,
                     vectors: rows,
                     replaces_seq,
+                    thumbnail,
                 } => {
+                    match thumbnail {
+                        Some(jpeg) => batch.put_cf(&thumbs, version.item.id.as_bytes(), jpeg),
+                        None => batch.delete_cf(&thumbs, version.item.id.as_bytes()),
+                    }
                     if let Some(old) = replaces_seq {
                         batch.delete_range_cf(&vectors, old.to_be_bytes(), (old + 1).to_be_bytes());
                     }
@@ -317,6 +329,7 @@ impl Store {
                 }
                 WriteOp::Delete { id, seq } => {
                     batch.delete_cf(&items, id.as_bytes());
+                    batch.delete_cf(&thumbs, id.as_bytes());
                     batch.delete_range_cf(&vectors, seq.to_be_bytes(), (seq + 1).to_be_bytes());
                 }
             }
@@ -333,6 +346,11 @@ impl Store {
             Some(bytes) => Ok(Some(record::decode(id, &bytes)?)),
             None => Ok(None),
         }
+    }
+
+    /// The item's thumbnail (JPEG), if its live version has one.
+    pub fn thumbnail(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(&self.cf(CF_THUMBS), id.as_bytes())?)
     }
 
     pub fn multi_get(&self, ids: &[&str]) -> Result<Vec<Option<Version>>> {
@@ -430,7 +448,13 @@ impl Store {
     /// Writes memtables to SST files and syncs the WAL (clean shutdown).
     pub fn flush(&self) -> Result<()> {
         self.db.flush_wal(true)?;
-        for cf in [CF_ITEMS, CF_VECTORS, CF_META, interactions::CF_INTERACTIONS] {
+        for cf in [
+            CF_ITEMS,
+            CF_VECTORS,
+            CF_META,
+            interactions::CF_INTERACTIONS,
+            CF_THUMBS,
+        ] {
             self.db.flush_cf(&self.cf(cf))?;
         }
         Ok(())

@@ -112,6 +112,10 @@ pub fn metrics() -> &'static Metrics {
 pub fn rpc_label(path: &str) -> &str {
     let p = path.trim_start_matches('/');
     match p.split_once('/') {
+        // Not a gRPC method (`/package.Service/Method`): the web pages and thumbnails, one
+        // label for all so item ids never become label values.
+        Some((service, _)) if !service.contains('.') => "web",
+        None if !p.contains('.') => "web",
         Some((service, _)) => {
             let short = service.rsplit('.').next().unwrap_or(service);
             &p[service.len() - short.len()..]
@@ -223,7 +227,8 @@ mod tests {
             "SearchService/Search"
         );
         assert_eq!(rpc_label("/grpc.health.v1.Health/Check"), "Health/Check");
-        assert_eq!(rpc_label("/weird"), "weird");
+        assert_eq!(rpc_label("/weird"), "web");
+        assert_eq!(rpc_label("/images/tripod"), "web");
     }
 
     #[test]

@@ -22,6 +22,7 @@
 
 pub mod decode;
 pub mod resize;
+pub mod thumbnail;
 
 use ort::value::TensorRef;
 
@@ -32,6 +33,7 @@ use mmsearch_index::metric::normalized;
 
 pub use decode::{decode_rgb, probe, to_rgb_on_white};
 pub use resize::{pad_square, preprocess_rgb, resize_bicubic, ResizeMode};
+pub use thumbnail::{thumbnail, THUMBNAIL_SIDE};
 
 /// How the image tower wants its input.
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@ Fields that belong to no feature keep taking the next free number below 20 (then
   30–39    recommendation & personalisation             #11
   40–49    video                                        #14
   50–59    scale-out / cluster                          #15
+  60–69    web pages: facets                            #13
 """
 
 import builtins
@@ -336,6 +337,8 @@ class SearchRequest(google.protobuf.message.Message):
     FUSION_FIELD_NUMBER: builtins.int
     LEXICAL_WEIGHT_FIELD_NUMBER: builtins.int
     SORT_FIELD_NUMBER: builtins.int
+    FACETS_FIELD_NUMBER: builtins.int
+    FACET_CANDIDATES_FIELD_NUMBER: builtins.int
     text: builtins.str
     image: builtins.bytes
     audio: builtins.bytes
@@ -373,6 +376,12 @@ class SearchRequest(google.protobuf.message.Message):
     """Browse (no query, a filter and/or a sort): the order of the matching items. Set with a
     query: INVALID_ARGUMENT.
     """
+    facets: builtins.bool
+    """#13: count categories and price ranges (SearchResponse.categories, price_ranges). With a
+    query, over its top `facet_candidates` candidates (0 = 200, at most 1000) that pass the
+    filter; browsing, over every matching item (exact).
+    """
+    facet_candidates: builtins.int
     @property
     def vector(self) -> global___Vector: ...
     @property
@@ -399,15 +408,58 @@ class SearchRequest(google.protobuf.message.Message):
         fusion: global___FusionMethod.ValueType = ...,
         lexical_weight: builtins.float | None = ...,
         sort: global___SortBy.ValueType = ...,
+        facets: builtins.bool = ...,
+        facet_candidates: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_lexical_weight", b"_lexical_weight", "audio", b"audio", "filter", b"filter", "image", b"image", "item_id", b"item_id", "lexical_weight", b"lexical_weight", "query", b"query", "text", b"text", "vector", b"vector", "video", b"video"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_lexical_weight", b"_lexical_weight", "audio", b"audio", "ef", b"ef", "explain", b"explain", "filter", b"filter", "fusion", b"fusion", "image", b"image", "item_id", b"item_id", "lexical_weight", b"lexical_weight", "min_score", b"min_score", "mode", b"mode", "offset", b"offset", "personalization", b"personalization", "query", b"query", "sort", b"sort", "space", b"space", "text", b"text", "top_k", b"top_k", "user_id", b"user_id", "vector", b"vector", "video", b"video"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_lexical_weight", b"_lexical_weight", "audio", b"audio", "ef", b"ef", "explain", b"explain", "facet_candidates", b"facet_candidates", "facets", b"facets", "filter", b"filter", "fusion", b"fusion", "image", b"image", "item_id", b"item_id", "lexical_weight", b"lexical_weight", "min_score", b"min_score", "mode", b"mode", "offset", b"offset", "personalization", b"personalization", "query", b"query", "sort", b"sort", "space", b"space", "text", b"text", "top_k", b"top_k", "user_id", b"user_id", "vector", b"vector", "video", b"video"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_lexical_weight", b"_lexical_weight"]) -> typing.Literal["lexical_weight"] | None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["query", b"query"]) -> typing.Literal["text", "image", "audio", "item_id", "vector", "video"] | None: ...
 
 global___SearchRequest = SearchRequest
+
+@typing.final
+class FacetCount(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    VALUE_FIELD_NUMBER: builtins.int
+    COUNT_FIELD_NUMBER: builtins.int
+    value: builtins.str
+    count: builtins.int
+    def __init__(
+        self,
+        *,
+        value: builtins.str = ...,
+        count: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["count", b"count", "value", b"value"]) -> None: ...
+
+global___FacetCount = FacetCount
+
+@typing.final
+class PriceRange(google.protobuf.message.Message):
+    """Items with min <= price < max; max = 0 on the last range means no upper bound."""
+
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    MIN_FIELD_NUMBER: builtins.int
+    MAX_FIELD_NUMBER: builtins.int
+    COUNT_FIELD_NUMBER: builtins.int
+    min: builtins.float
+    max: builtins.float
+    count: builtins.int
+    def __init__(
+        self,
+        *,
+        min: builtins.float = ...,
+        max: builtins.float = ...,
+        count: builtins.int = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["count", b"count", "max", b"max", "min", b"min"]) -> None: ...
+
+global___PriceRange = PriceRange
 
 @typing.final
 class Timing(google.protobuf.message.Message):
@@ -661,16 +713,29 @@ class SearchResponse(google.protobuf.message.Message):
     TIMING_FIELD_NUMBER: builtins.int
     EXACT_FIELD_NUMBER: builtins.int
     TOTAL_FIELD_NUMBER: builtins.int
+    CATEGORIES_FIELD_NUMBER: builtins.int
+    PRICE_RANGES_FIELD_NUMBER: builtins.int
+    FACET_COUNTED_FIELD_NUMBER: builtins.int
     transcript: builtins.str
     """For audio and video queries: what the speech model heard."""
     exact: builtins.bool
     """True when the filter was so selective that matching items were scanned exactly."""
     total: builtins.int
     """#12, browse: how many items match the filter (the page is offset/top_k of them)."""
+    facet_counted: builtins.int
     @property
     def hits(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Hit]: ...
     @property
     def timing(self) -> global___Timing: ...
+    @property
+    def categories(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___FacetCount]:
+        """#13, with SearchRequest.facets: counts by category (most first) and by price range
+        (ascending; empty ranges left out), and how many items were counted (the query's
+        candidates, or every match when browsing).
+        """
+
+    @property
+    def price_ranges(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___PriceRange]: ...
     def __init__(
         self,
         *,
@@ -679,9 +744,12 @@ class SearchResponse(google.protobuf.message.Message):
         timing: global___Timing | None = ...,
         exact: builtins.bool = ...,
         total: builtins.int | None = ...,
+        categories: collections.abc.Iterable[global___FacetCount] | None = ...,
+        price_ranges: collections.abc.Iterable[global___PriceRange] | None = ...,
+        facet_counted: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_total", b"_total", "timing", b"timing", "total", b"total"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_total", b"_total", "exact", b"exact", "hits", b"hits", "timing", b"timing", "total", b"total", "transcript", b"transcript"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_total", b"_total", "categories", b"categories", "exact", b"exact", "facet_counted", b"facet_counted", "hits", b"hits", "price_ranges", b"price_ranges", "timing", b"timing", "total", b"total", "transcript", b"transcript"]) -> None: ...
     def WhichOneof(self, oneof_group: typing.Literal["_total", b"_total"]) -> typing.Literal["total"] | None: ...
 
 global___SearchResponse = SearchResponse

@@ -14,6 +14,7 @@ Fields that belong to no feature keep taking the next free number below 20 (then
   30–39    recommendation & personalisation             #11
   40–49    video                                        #14
   50–59    scale-out / cluster                          #15
+  60–69    web pages: facets                            #13
 """
 
 import abc
