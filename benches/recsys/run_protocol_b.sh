@@ -26,7 +26,7 @@ role = "text"
 blend_content = 0.0
 ${RECOMMEND:-}
 TOML
-"$bin" serve --config "$run/b.toml" --data-dir "$data" --insecure-no-auth > "$run/server.log" 2>&1 &
+"$bin" serve --config "$run/b.toml" --data-dir "$data" --insecure-no-auth --no-models > "$run/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do
