@@ -844,7 +844,9 @@ fn catalogue_mean(c: &Collection, space: &str) -> Vec<f32> {
             count += 1;
         }
     }
-    sum.iter().map(|s| (s / count.max(1) as f64) as f32).collect()
+    sum.iter()
+        .map(|s| (s / count.max(1) as f64) as f32)
+        .collect()
 }
 
 /// The history items' vectors in `space`, with their weights (items without one skipped).

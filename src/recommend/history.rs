@@ -62,7 +62,7 @@ pub fn weigh(events: &[Interaction], config: &RecommendConfig) -> Vec<Weighted> 
         entry.last_ms = entry.last_ms.max(e.ts_ms);
     }
     let mut by_recency: Vec<(Weighted, usize)> = by_item.into_values().collect();
-    by_recency.sort_by(|(a, an), (b, bn)| (b.last_ms, *bn).cmp(&(a.last_ms, *an)));
+    by_recency.sort_by_key(|(w, n)| std::cmp::Reverse((w.last_ms, *n)));
     let mut out: Vec<Weighted> = by_recency
         .into_iter()
         .enumerate()
@@ -119,7 +119,10 @@ mod tests {
             &config,
         );
         assert_eq!(h[0].item_id, "a");
-        assert!((h[0].recent_weight - (0.5 * 1.0 + 8.0)).abs() < 1e-5, "{h:?}");
+        assert!(
+            (h[0].recent_weight - (0.5 * 1.0 + 8.0)).abs() < 1e-5,
+            "{h:?}"
+        );
         assert!((h[0].weight - 9.0).abs() < 1e-5, "{h:?}");
         assert_eq!((h[0].kind, h[0].purchases), (InteractionKind::Purchase, 1));
         assert!((h[1].weight - 2.0).abs() < 1e-6);
