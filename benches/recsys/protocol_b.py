@@ -6,12 +6,13 @@ with a purchase in both. Recall@20 (hits / min(|test items|, 20)) and NDCG@10 (b
 recommended) and new items only (test items bought before are removed; training items are
 excluded from the ranking). Baselines: buy-again (training purchase count, most recent first
 on ties) with repeats; EASE (lambda 200) on new items. Then the same through a running server
-(--addr): items upserted (no models: the content source is off), purchases recorded, Train,
-RecommendForUser with exclude_seen false (repeats) and true (new items).
+(--addr): items upserted (no models: the content source is off), purchases recorded (each
+with its transaction time), Train, RecommendForUser with exclude_seen false (repeats) and true
+(new items). Prints the load average beside the timings.
 
 usage: protocol_b.py --data DIR --addr 127.0.0.1:PORT
 """
-import argparse, json, math, os, sys, time
+import argparse, json, math, os, resource, sys, time
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -42,6 +43,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--addr")
+    ap.add_argument("--pid", type=int, help="the server's pid: its peak RSS is read before and after Train")
     a = ap.parse_args()
     t = pq.read_table(os.path.join(a.data, "transactions.parquet"),
                       columns=["household_id", "product_id", "week", "transaction_timestamp"]).to_pydict()
@@ -83,6 +85,7 @@ def main():
     B = -P / np.diag(P)
     np.fill_diagonal(B, 0)
     out["ease_train_s"] = time.perf_counter() - t0
+    out["reference_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res = []
     for h in users:
         s = X[uidx[h]] @ B
@@ -105,19 +108,38 @@ def main():
             yield pb.UpsertRequest(item=pb.Item(id=str(p), title=str(p), vectors=[pb.Vector(space="shared", values=list(v / np.linalg.norm(v)))]))
     s = ingest.Upsert(item_msgs())
     assert s.accepted == len(items), s.rejected[:3]
-    evs = [(h, p, last_ts) for h, c in train.items() for p, n in c.items() for last_ts in [last[h][p]] for _ in range(n)]
+    # Every purchase with its own time (buy-again decays each one by its age).
+    evs = [(h, p, ts) for h, p, _, ts in train_rows if p in keep]
     t0 = time.perf_counter()
     for i in range(0, len(evs), 20000):
         chunk = evs[i:i + 20000]
-        r = rec.RecordInteractions(iter(pb.Interaction(user_id=str(h), item_id=str(p), kind=pb.PURCHASE,
-                                                       timestamp_ms=int(ts.timestamp() * 1000)) for h, p, ts in chunk))
+        # Keyed by position, so a stream cut short (h2's too_many_data_frames GOAWAY,
+        # which still happens under heavy load) is sent again without double counting.
+        for attempt in range(3):
+            try:
+                r = rec.RecordInteractions(iter(pb.Interaction(user_id=str(h), item_id=str(p), kind=pb.PURCHASE,
+                                                               timestamp_ms=int(ts.timestamp() * 1000),
+                                                               idempotency_key=f"b{i + n}")
+                                                for n, (h, p, ts) in enumerate(chunk)))
+                break
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == 2:
+                    raise
+                out["server_record_retries"] = out.get("server_record_retries", 0) + 1
         assert not r.rejected, r.rejected[:3]
     out["server_record_s"] = time.perf_counter() - t0
     out["server_events_per_s"] = len(evs) / out["server_record_s"]
+    def hwm_mb():
+        if not a.pid:
+            return None
+        with open(f"/proc/{a.pid}/status") as f:
+            return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM:"))
+    out["server_peak_rss_mb_before_train"] = hwm_mb()
     t0 = time.perf_counter()
     for p in admin.Train(pb.TrainRequest()):
         last_p = p
     out["server_train_s"] = time.perf_counter() - t0
+    out["server_peak_rss_mb_after_train"] = hwm_mb()
     out["server_algorithm"] = last_p.algorithm
     rep, new, lat = [], [], []
     for h in users:
@@ -132,6 +154,7 @@ def main():
     out["server_new"] = mean(new)
     out["server_p50_ms"] = 1000 * lat[len(lat) // 2]
     out["server_p99_ms"] = 1000 * lat[int(len(lat) * 0.99)]
+    out["load"] = os.getloadavg()
     print(json.dumps(out), flush=True)
 
 

@@ -4,12 +4,12 @@
 # items upserted, training events recorded, model trained, RecommendForUser for every user.
 # Three server configurations: the blend (default weights), collaborative only, content only.
 # Output: $RUN/reference.json and $RUN/server-*.json, and a summary with ratios.
-#   benches/recsys/run_protocol_a.sh            (needs a built binary: cargo build --bin mmsearch)
+#   benches/recsys/run_protocol_a.sh            (needs: cargo build --release --bin mmsearch)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 root="${MMSEARCH_RECSYS:-$HOME/.cache/mmsearch/recsys}"
 run="${RUN:-$root/runA}"
-bin="${MMSEARCH_BIN:-${CARGO_TARGET_DIR:-$repo/target}/debug/mmsearch}"
+bin="${MMSEARCH_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/mmsearch}"
 py="$root/venv/bin/python"
 "$repo/benches/recsys/fetch.sh" >/dev/null
 mkdir -p "$run"
@@ -40,15 +40,16 @@ TOML
   rm -rf "$data"
   cat "$run/server-$name.json"; echo
 }
-# neighbours >= items: the model keeps every EASE weight (exact EASE scores).
+# Every configuration runs at the defaults of `[recommend]` but for the source switched off;
+# RECOMMEND adds lines to all of them (e.g. RECOMMEND='content_half_life_items = 0').
 configs="${CONFIGS:-blend collaborative content}"
 for c in $configs; do
   case "$c" in
-    blend) serve blend "neighbours = ${NEIGHBOURS:-2000}
-blend_content = ${BLEND_CONTENT:-0.1}" ;;
-    collaborative) serve collaborative "neighbours = 2000
-blend_content = 0.0" ;;
-    content) serve content "blend_collaborative = 0.0" ;;
+    blend) serve blend "${RECOMMEND:-}" ;;
+    collaborative) serve collaborative "blend_content = 0.0
+${RECOMMEND:-}" ;;
+    content) serve content "blend_collaborative = 0.0
+${RECOMMEND:-}" ;;
   esac
 done
 "$py" - "$run" <<'PY'

@@ -260,7 +260,10 @@ impl Recommender {
         let n = set.items() as u64;
         let version = self.model.load().as_ref().map_or(0, |m| m.version) + 1;
         let trained_at = now_ms() / 1000;
-        let model = set.train(version, trained_at, &self.config, |done, _| {
+        let centre = self
+            .content_space()
+            .map_or_else(Vec::new, |space| catalogue_mean(&self.collection, &space));
+        let model = set.train(version, trained_at, &self.config, centre, |done, _| {
             progress(TrainProgress {
                 phase: "training",
                 done: done as u64,
@@ -337,7 +340,7 @@ impl Recommender {
             if let Some(m) = model.as_deref() {
                 lists.push(collaborative(
                     m,
-                    &history,
+                    &crate::recommend::model_input(&history, config.collaborative_half_life_items),
                     want,
                     &kinds,
                     &seen,
@@ -348,7 +351,8 @@ impl Recommender {
                 lists.push(content(
                     &c,
                     space,
-                    &history,
+                    &crate::recommend::model_input(&history, config.content_half_life_items),
+                    centre(model.as_deref()),
                     &req.filter,
                     want,
                     &kinds,
@@ -456,9 +460,11 @@ impl Recommender {
                         ExampleInput::ItemId(id) if !missing.contains(id) => Some(Weighted {
                             item_id: id.clone(),
                             weight: e.weight,
+                            recent_weight: e.weight,
                             kind: crate::model::InteractionKind::Purchase,
                             purchases: 0,
                             last_ms: 0,
+                            rank: 0,
                         }),
                         _ => None,
                     })
@@ -528,7 +534,7 @@ impl Recommender {
                     for (_, v, w) in &neg {
                         q.iter_mut().zip(v).for_each(|(a, b)| *a -= w * b);
                     }
-                    let q = crate::recommend::user_vector(&[(&q, 1.0)]).ok_or_else(|| {
+                    let q = crate::recommend::user_vector(&[(&q, 1.0)], None).ok_or_else(|| {
                         PipelineError::InvalidArgument("the examples cancel out".into())
                     })?;
                     scored_by_examples(
@@ -652,14 +658,19 @@ impl Recommender {
         let c = self.collection.clone();
         let config = self.config.clone();
         let hits = std::mem::take(&mut result.hits);
+        let model = self.model.load_full();
         let ranked = blocking(move || {
-            let history = weigh(&c.user_interactions(&user)?, &config);
+            let history = crate::recommend::model_input(
+                &weigh(&c.user_interactions(&user)?, &config),
+                config.content_half_life_items,
+            );
             let vectors = history_vectors(&c, &space, &history);
             let u = crate::recommend::user_vector(
                 &vectors
                     .iter()
                     .map(|(_, v, w)| (v.as_slice(), *w))
                     .collect::<Vec<_>>(),
+                centre(model.as_deref()),
             );
             let mut ranked: Vec<(SearchHit, PersonalParts)> = hits
                 .into_iter()
@@ -812,6 +823,32 @@ fn collaborative(
     }
 }
 
+/// The model's catalogue mean, when it has one.
+fn centre(m: Option<&Model>) -> Option<&[f32]> {
+    m.map(|m| m.centre.as_slice()).filter(|c| !c.is_empty())
+}
+
+/// The mean of the live items' vectors in `space` (empty when none has one).
+fn catalogue_mean(c: &Collection, space: &str) -> Vec<f32> {
+    let mut sum: Vec<f64> = Vec::new();
+    let mut count = 0usize;
+    for id in c.live_ids() {
+        let Ok((_, v)) = c.item_vector(&id, space) else {
+            continue;
+        };
+        if sum.is_empty() {
+            sum = vec![0.0; v.len()];
+        }
+        if v.len() == sum.len() {
+            sum.iter_mut().zip(&v).for_each(|(s, x)| *s += *x as f64);
+            count += 1;
+        }
+    }
+    sum.iter()
+        .map(|s| (s / count.max(1) as f64) as f32)
+        .collect()
+}
+
 /// The history items' vectors in `space`, with their weights (items without one skipped).
 fn history_vectors(
     c: &Collection,
@@ -835,6 +872,7 @@ fn content(
     c: &Collection,
     space: &str,
     history: &[Weighted],
+    centre: Option<&[f32]>,
     filter: &FilterSpec,
     want: usize,
     kinds: &HashMap<&str, &'static str>,
@@ -843,7 +881,7 @@ fn content(
 ) -> Result<SourceList, PipelineError> {
     let vectors = history_vectors(c, space, history);
     let pairs: Vec<(&[f32], f32)> = vectors.iter().map(|(_, v, w)| (v.as_slice(), *w)).collect();
-    let Some(u) = crate::recommend::user_vector(&pairs) else {
+    let Some(u) = crate::recommend::user_vector(&pairs, centre) else {
         return Ok(SourceList {
             source: Source::Content,
             weight,
@@ -890,8 +928,8 @@ fn buy_again(history: &[Weighted], weight: f32) -> SourceList {
         .map(|h| {
             Candidate::new(
                 h.item_id.clone(),
-                h.weight,
-                vec![(h.item_id.clone(), h.weight, "purchase")],
+                h.recent_weight,
+                vec![(h.item_id.clone(), h.recent_weight, "purchase")],
             )
         })
         .collect();

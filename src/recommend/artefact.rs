@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const FORMAT: u8 = 1;
+// 2: `centre` added.
+const FORMAT: u8 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Model {
@@ -26,6 +27,10 @@ pub struct Model {
     pub popular: Vec<(u32, f32)>,
     pub interactions: u64,
     pub users: u32,
+    /// The mean of the catalogue's vectors in the text-role space when the model was trained
+    /// (content only, no behaviour): the content user vector is taken relative to it. Empty
+    /// when there was no such space or no item.
+    pub centre: Vec<f32>,
     #[serde(skip)]
     index: HashMap<String, u32>,
 }
@@ -70,6 +75,7 @@ impl TrainingSet {
         version: u64,
         trained_at: i64,
         config: &RecommendConfig,
+        centre: Vec<f32>,
         mut progress: impl FnMut(usize, usize),
     ) -> Model {
         let n = self.items.len();
@@ -97,9 +103,14 @@ impl TrainingSet {
         let (algorithm, neighbours) = if n <= config.ease_max_items {
             (
                 "ease",
-                super::ease::train(&users, n, config.ease_lambda, config.neighbours, |k| {
-                    progress(k, n)
-                }),
+                super::ease::train(
+                    &users,
+                    n,
+                    config.ease_lambda,
+                    config.neighbours,
+                    threads(config.train_threads),
+                    |k| progress(k, n),
+                ),
             )
         } else {
             (
@@ -118,7 +129,16 @@ impl TrainingSet {
             popular,
             interactions: self.interactions,
             users: users.len() as u32,
+            centre,
         }
+    }
+}
+
+fn threads(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 }
 
@@ -214,7 +234,7 @@ mod tests {
                 t.add(&format!("u{u}"), "c");
             }
         }
-        let m = t.train(7, 1, &RecommendConfig::default(), |_, _| {});
+        let m = t.train(7, 1, &RecommendConfig::default(), vec![0.5], |_, _| {});
         assert_eq!(
             (m.algorithm.as_str(), m.users, m.interactions),
             ("ease", 10, 23)
@@ -231,12 +251,13 @@ mod tests {
         let mut t2 = TrainingSet::default();
         t2.add("x", "a");
         t2.add("x", "b");
-        let m2 = t2.train(8, 2, &knn, |_, _| {});
+        let m2 = t2.train(8, 2, &knn, Vec::new(), |_, _| {});
         assert_eq!(m2.algorithm, "item_knn");
         m2.save(dir.path(), 1).unwrap();
         let back = Model::load_newest(dir.path()).unwrap().unwrap();
         assert_eq!(back.version, 8);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         assert_eq!(back.item_index("b"), Some(1));
+        assert!(back.centre.is_empty() && m.centre == vec![0.5]);
     }
 }

@@ -1,34 +1,69 @@
 //! EASE (Steck 2019): B = I − P·diag(1/diag(P)), P = (XᵀX + λI)⁻¹, diag(B) = 0, from binary
 //! user × item data X. A user's scores are x_u·B; only each row's strongest entries are kept.
 
-/// A symmetric positive definite matrix inverted in place (row-major n×n), by Gauss–Jordan
-/// elimination without pivoting: safe for XᵀX + λI, whose diagonal dominates (λ > 0).
-pub fn invert_spd(a: &mut [f64], n: usize, mut progress: impl FnMut(usize)) {
-    let mut row_k = vec![0f64; n];
-    for k in 0..n {
-        let inv = 1.0 / a[k * n + k];
-        a[k * n + k] = 1.0;
-        for x in &mut a[k * n..(k + 1) * n] {
-            *x *= inv;
-        }
-        row_k.copy_from_slice(&a[k * n..(k + 1) * n]);
-        for i in 0..n {
-            if i == k {
-                continue;
+/// Pivots eliminated per pass over the matrix: the panel (BLOCK rows) stays in cache while
+/// every other row is updated by it, so the n×n matrix is streamed n/BLOCK times instead of n.
+const BLOCK: usize = 64;
+
+/// A symmetric positive definite matrix inverted in place (row-major n×n), by blocked
+/// Gauss–Jordan elimination without pivoting (safe for XᵀX + λI, whose diagonal dominates,
+/// λ > 0). Each block of pivots is first eliminated within its own rows (the panel); then
+/// every other row i takes `row_i −= A[i][K] · panel` with A[i][K] zeroed first, which is
+/// exactly what the pivots one at a time would have done to it. Those row updates (almost all
+/// of the n³ work) run on `threads` threads. `progress(k)` after each block.
+pub fn invert_spd(a: &mut [f64], n: usize, threads: usize, mut progress: impl FnMut(usize)) {
+    let threads = threads.max(1);
+    let mut panel = vec![0f64; BLOCK * n];
+    for k0 in (0..n).step_by(BLOCK) {
+        let b = BLOCK.min(n - k0);
+        let panel = &mut panel[..b * n];
+        panel.copy_from_slice(&a[k0 * n..(k0 + b) * n]);
+        for t in 0..b {
+            let k = k0 + t;
+            let inv = 1.0 / panel[t * n + k];
+            panel[t * n + k] = 1.0;
+            for x in &mut panel[t * n..(t + 1) * n] {
+                *x *= inv;
             }
-            let row = &mut a[i * n..(i + 1) * n];
-            let f = row[k];
-            if f == 0.0 {
-                continue;
-            }
-            row[k] = 0.0;
-            for (x, r) in row.iter_mut().zip(&row_k) {
-                *x -= f * r;
+            let (before, rest) = panel.split_at_mut(t * n);
+            let (pivot, after) = rest.split_at_mut(n);
+            for row in before.chunks_mut(n).chain(after.chunks_mut(n)) {
+                let f = row[k];
+                if f != 0.0 {
+                    row[k] = 0.0;
+                    for (x, p) in row.iter_mut().zip(pivot.iter()) {
+                        *x -= f * *p;
+                    }
+                }
             }
         }
-        if k % 64 == 0 {
-            progress(k);
-        }
+        let panel: &[f64] = panel;
+        let update = |rows: &mut [f64], first: usize| {
+            let mut f = [0f64; BLOCK];
+            for (r, row) in rows.chunks_mut(n).enumerate() {
+                if (k0..k0 + b).contains(&(first + r)) {
+                    continue;
+                }
+                f[..b].copy_from_slice(&row[k0..k0 + b]);
+                row[k0..k0 + b].iter_mut().for_each(|x| *x = 0.0);
+                for (t, p) in panel.chunks(n).enumerate() {
+                    let ft = f[t];
+                    if ft != 0.0 {
+                        for (x, p) in row.iter_mut().zip(p.iter()) {
+                            *x -= ft * *p;
+                        }
+                    }
+                }
+            }
+        };
+        let per = n.div_ceil(threads);
+        std::thread::scope(|s| {
+            for (c, rows) in a.chunks_mut(per * n).enumerate() {
+                s.spawn(move || update(rows, c * per));
+            }
+        });
+        a[k0 * n..(k0 + b) * n].copy_from_slice(panel);
+        progress(k0 + b);
     }
 }
 
@@ -40,6 +75,7 @@ pub fn train(
     n: usize,
     lambda: f32,
     keep: usize,
+    threads: usize,
     progress: impl FnMut(usize),
 ) -> Vec<Vec<(u32, f32)>> {
     let mut g = vec![0f64; n * n];
@@ -54,7 +90,7 @@ pub fn train(
     for i in 0..n {
         g[i * n + i] += lambda as f64;
     }
-    invert_spd(&mut g, n, progress);
+    invert_spd(&mut g, n, threads, progress);
     let p = g;
     (0..n)
         .map(|h| {
@@ -74,16 +110,17 @@ mod tests {
 
     #[test]
     fn inverse_times_matrix_is_identity() {
-        let n = 5;
+        // Three blocks, the last one partial.
+        let n = 2 * BLOCK + 22;
         let mut a = vec![0f64; n * n];
         for i in 0..n {
             for j in 0..n {
                 a[i * n + j] =
-                    1.0 / (1.0 + (i as f64 - j as f64).abs()) + if i == j { 3.0 } else { 0.0 };
+                    1.0 / (1.0 + (i as f64 - j as f64).abs()) + if i == j { 10.0 } else { 0.0 };
             }
         }
         let orig = a.clone();
-        invert_spd(&mut a, n, |_| {});
+        invert_spd(&mut a, n, 3, |_| {});
         for i in 0..n {
             for j in 0..n {
                 let x: f64 = (0..n).map(|k| orig[i * n + k] * a[k * n + j]).sum();
@@ -115,7 +152,7 @@ mod tests {
                 v
             })
             .collect();
-        let nb = train(&users, 5, 1.0, 2, |_| {});
+        let nb = train(&users, 5, 1.0, 2, 2, |_| {});
         assert_eq!(nb[0][0].0, 1);
         assert_eq!(nb[2][0].0, 3);
         assert!(nb[0][1].1 < nb[0][0].1, "{:?}", nb[0]);
