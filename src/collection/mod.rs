@@ -22,7 +22,7 @@ mod write;
 pub use catalog::Catalog;
 pub use interactions::Recorded;
 pub use memory::{MemoryConfig, MemoryUse, OverBudget};
-pub use read::{Hydrated, SearchOutcome};
+pub use read::{Hydrated, HybridTitle, SearchOutcome};
 pub use rebuild::{RebuildPhase, RebuildProgress};
 pub use snapshot::{ModelRef, SnapshotError, SnapshotInfo};
 pub use write::PreparedItem;
