@@ -4,7 +4,7 @@
 //! * Reciprocal rank fusion (RRF, Cormack et al. 2009): `2·((1 − w)·t/(k + r_vec) + w/(k + r_lex))`
 //!   over ranks only, so the scales never meet; `w = 0.5, t = 1` is the classic unweighted sum
 //!   and an item missing from a list gets nothing from it.
-//! * Convex combination (the default): `(1 − w)·t·cos + w·c^p·(bm25 / bm25_top)`.
+//! * Convex combination (the default): `(1 − w)·t^p·cos + w·c^p·(bm25 / bm25_top)`.
 //!   - The cosine keeps its absolute scale (clamped to [0, 1]): how far the vector list's top
 //!     stands above the rest is the vector side's own confidence. An item the vector list did
 //!     not reach scores that list's lowest cosine (an upper bound), not 0 — otherwise the list's
@@ -123,6 +123,14 @@ pub fn fuse(
         (lexical_top / full).clamp(0.0, 1.0)
     } else {
         1.0
+    };
+    // Both lists are weighed by a share of the query to the same power: what the text tower can
+    // read, what the best lexical hit matched. (With t alone, the two Latin letters of
+    // 能玩3A大作的台式机 gave the English-only tower's near-random cosines t = 0.2 of their
+    // weight, more than the Chinese lexical match's c⁴.)
+    let trust = match h.method {
+        HybridMethod::Convex => trust.powf(h.confidence_power),
+        HybridMethod::Rrf { .. } => trust,
     };
     let weights = [(1.0 - w) * trust, w];
     let term = |list: usize, p: Option<Part>| -> f32 {
