@@ -1,4 +1,4 @@
-//! Dynamic batching for ingest: callers submit single texts/images and await their vectors; a
+//! Dynamic batching for ingest and for search queries: callers submit single texts/images and await their vectors; a
 //! background task gathers up to `max_batch` items (or whatever arrived within `max_wait` of the
 //! first one) and runs them as one model call on the blocking pool.
 //!
@@ -158,6 +158,33 @@ async fn run_worker<I, O, F>(
                 }
             }
         }
+    }
+}
+
+/// Batched front door to [`Encoders::embed_queries`] for search: concurrent text queries share
+/// one model call. With `max_wait_ms = 0` a query never waits for company — a batch is whatever
+/// queued while the previous one ran — so an idle server answers as fast as unbatched, and a
+/// busy one runs one call of up to `max_batch` queries instead of one call each (on a 2-core
+/// box MiniLM saturated at ≈ 155 single-query calls/s).
+#[derive(Clone)]
+pub struct QueryBatcher {
+    queries: Batcher<String, Vec<f32>>,
+}
+
+impl QueryBatcher {
+    /// Must be called inside a tokio runtime.
+    pub fn spawn(encoders: Arc<Encoders>, cfg: &BatcherConfig) -> Self {
+        let observer = Arc::clone(encoders.observer());
+        let queries = Batcher::spawn(cfg, Modality::Query, observer, move |items: &[String]| {
+            let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+            encoders.embed_queries(&refs)
+        });
+        Self { queries }
+    }
+
+    /// Query text → shared-space unit vector (the query template and prefix applied).
+    pub async fn embed_query(&self, text: String) -> Result<Vec<f32>> {
+        self.queries.submit(text).await
     }
 }
 

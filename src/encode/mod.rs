@@ -125,6 +125,10 @@ pub struct EncodeConfig {
     pub query_template: bool,
     /// Video items and queries (`[encode.video]`): FFmpeg limits and the keyframe budget.
     pub video: VideoConfig,
+    /// Batching of concurrent text queries (`[encode.query_batch]`); `max_wait_ms` 0 adds no
+    /// latency: a batch is what queued while the previous one ran. `max_batch` 0: no batching,
+    /// each query runs its own model call.
+    pub query_batch: batcher::BatcherConfig,
 }
 
 impl EncodeConfig {
@@ -167,6 +171,11 @@ impl Default for EncodeConfig {
             fast_jpeg: true,
             query_template: true,
             video: VideoConfig::default(),
+            query_batch: batcher::BatcherConfig {
+                max_batch: 32,
+                max_wait_ms: 0,
+                queue: 1024,
+            },
         }
     }
 }
@@ -201,6 +210,8 @@ pub struct ModelInfo {
 
 pub struct Encoders {
     text: TextEncoder,
+    /// The text tower read only English in training (the default set's MiniLM).
+    text_english_only: bool,
     image: ImageEncoder,
     bridge: Option<Bridge>,
     speech: Option<SpeechEncoder>,
@@ -307,6 +318,7 @@ impl Encoders {
         let video = VideoDecoder::new(cfg.video.clone());
         Ok(Self {
             text,
+            text_english_only: cfg.text_model_dir() == ModelSet::Default.text_model(),
             image,
             bridge,
             speech,
@@ -320,6 +332,26 @@ impl Encoders {
     /// The observer given at load.
     pub fn observer(&self) -> &Arc<dyn EncodeObserver> {
         &self.observer
+    }
+
+    /// The share of `query`'s letters and digits in scripts the text tower was trained on: 1
+    /// for a multilingual tower (or a query without letters); for the English-only one, the
+    /// non-CJK share. Hybrid search weighs the vector list by it: an English-only tower maps a
+    /// Chinese query near every item alike.
+    pub fn text_readable_share(&self, query: &str) -> f32 {
+        if !self.text_english_only {
+            return 1.0;
+        }
+        let (mut all, mut cjk) = (0usize, 0usize);
+        for c in query.chars().filter(|c| c.is_alphanumeric()) {
+            all += 1;
+            cjk += usize::from(is_cjk(c));
+        }
+        if all == 0 {
+            1.0
+        } else {
+            1.0 - cjk as f32 / all as f32
+        }
     }
 
     /// Item texts (titles, descriptions) → unit vectors in the shared space. Any empty text fails
@@ -512,4 +544,15 @@ impl Encoders {
 fn _assert_send_sync() {
     fn f<T: Send + Sync>() {}
     f::<Encoders>();
+}
+
+/// Han, kana and hangul: scripts an English-only text tower never saw in training.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF
+        | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF
+        | 0xAC00..=0xD7AF
+        | 0xF900..=0xFAFF
+        | 0x20000..=0x2FA1F)
 }

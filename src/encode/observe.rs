@@ -8,6 +8,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Modality {
     Text,
+    /// Search-query texts (batched apart from ingest's item texts).
+    Query,
     Image,
     Voice,
     /// Header probe + keyframe and soundtrack extraction (FFmpeg), before the towers run.
@@ -19,6 +21,7 @@ impl Modality {
     pub fn as_str(self) -> &'static str {
         match self {
             Modality::Text => "text",
+            Modality::Query => "query",
             Modality::Image => "image",
             Modality::Voice => "voice",
             Modality::Video => "video",

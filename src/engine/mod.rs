@@ -205,7 +205,7 @@ impl Engine {
         if let Some(enc) = &encoders {
             check_vector_models(&collection, enc, &config)?;
         }
-        let searcher = Searcher::new(
+        let mut searcher = Searcher::new(
             collection.clone(),
             encoders.clone(),
             roles.clone(),
@@ -214,6 +214,12 @@ impl Engine {
             config.fusion.hybrid(),
         )
         .with_video_weights(config.fusion.video_weights());
+        if let Some(enc) = encoders.as_ref().filter(|_| config.encode.query_batch.max_batch > 0) {
+            searcher = searcher.with_query_batcher(crate::encode::batcher::QueryBatcher::spawn(
+                enc.clone(),
+                &config.encode.query_batch,
+            ));
+        }
         let ingester = Ingester::new(
             collection.clone(),
             encoders.clone(),

@@ -103,6 +103,9 @@ pub struct FusionConfig {
     pub hybrid_method: String,
     /// The lexical list's weight in [0, 1] (per request: `SearchRequest.lexical_weight`).
     pub hybrid_lexical_weight: f32,
+    /// Convex: the power of the best lexical hit's share of the query that weighs the lexical
+    /// list (higher: partial word matches count less).
+    pub hybrid_confidence_power: f32,
     /// RRF's k: larger flattens the advantage of the top ranks.
     pub rrf_k: f32,
 }
@@ -119,7 +122,8 @@ impl Default for FusionConfig {
             // Measured on Vendure (BENCHMARKS.md, #12): convex 0.5 has the best union MRR and
             // keeps exact-token queries at LEXICAL's level; RRF loses on both.
             hybrid_method: "convex".into(),
-            hybrid_lexical_weight: 0.5,
+            hybrid_lexical_weight: 0.3,
+            hybrid_confidence_power: 4.0,
             rrf_k: 60.0,
         }
     }
@@ -160,6 +164,7 @@ impl FusionConfig {
         Hybrid {
             method,
             lexical_weight: self.hybrid_lexical_weight,
+            confidence_power: self.hybrid_confidence_power,
         }
     }
 

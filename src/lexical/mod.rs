@@ -677,6 +677,12 @@ mod tests {
             "A &lt;light&gt; shoe. Grippy <b>Vibram</b> <b>soles</b> for wet rocks and mud."
         );
         assert_eq!(snippet(&cfg, "runner", &it).unwrap(), "Trail <b>runner</b>");
+        // Stop words in the query are not highlighted (nor matched).
+        assert_eq!(
+            snippet(&cfg, "a shoe for the mud", &it).unwrap(),
+            "A &lt;light&gt; <b>shoe</b>. Grippy Vibram soles for wet rocks and <b>mud</b>."
+        );
+        assert!(snippet(&cfg, "a the for", &it).is_none());
         assert!(snippet(&cfg, "boots", &it).is_none());
         let long = item(
             "b",

@@ -16,7 +16,8 @@
 
 use super::spaces::{Roles, SpaceRole};
 use super::{blocking, PipelineError, QueryLimits};
-use crate::collection::{Collection, Facets, SearchOutcome};
+use crate::collection::{Collection, Facets, HybridTitle, SearchOutcome};
+use crate::encode::batcher::QueryBatcher;
 use crate::encode::{EncodeError, Encoders};
 use crate::fusion::{Hybrid, HybridMethod, Part};
 use crate::model::{FilterSpec, SortBy, Version};
@@ -193,6 +194,9 @@ pub struct Searcher {
     image_query_alpha: f32,
     video_weights: crate::fusion::VideoWeights,
     hybrid: Hybrid,
+    /// Concurrent text queries share model calls through it; without it each query runs its
+    /// own call on the blocking pool.
+    queries: Option<QueryBatcher>,
 }
 
 /// The query after encoding: prepared vectors bound to spaces.
@@ -303,7 +307,14 @@ impl Searcher {
             image_query_alpha,
             hybrid,
             video_weights,
+            queries: None,
         }
+    }
+
+    /// Text queries go through `b` (one model call for the queries that arrive together).
+    pub fn with_query_batcher(mut self, b: QueryBatcher) -> Searcher {
+        self.queries = Some(b);
+        self
     }
 
     /// Frame and speech weights of video queries (`[fusion] video_*_weight`).
@@ -368,6 +379,10 @@ impl Searcher {
         let roles = self.roles.clone();
         let alpha = self.image_query_alpha;
         let text = lexical_text.clone();
+        let trust = match (&lexical_text, &self.encoders) {
+            (Some(t), Some(e)) => e.text_readable_share(t),
+            _ => 1.0,
+        };
         let candidates = blocking(move || {
             let predicate = filter
                 .as_ref()
@@ -392,10 +407,15 @@ impl Searcher {
                 .filter(|_| mode != SearchMode::Lexical)
                 .map(|e| run(&roles, e, depth, alpha, search))
                 .transpose()?;
+            // In HYBRID the vector list already carries the title (items embed it), so the
+            // lexical list scores title words like any other field's rather than double — to
+            // the extent the text tower can read the query.
+            let title_boost =
+                (mode == SearchMode::Hybrid).then_some(HybridTitle { vector_trust: trust });
             let lexical = text
-                .map(|t| collection.search_text(&t, depth, pred_ref))
+                .map(|t| collection.search_text(&t, depth, pred_ref, title_boost))
                 .transpose()?;
-            combine(vector, lexical, hybrid, window)
+            combine(vector, lexical, hybrid, trust, window)
         })
         .await?;
         timing.search_us = started.elapsed().as_micros() as u64;
@@ -595,9 +615,23 @@ impl Searcher {
             Query::Text(text) => {
                 let space = self.role_space(SpaceRole::Text, "text")?;
                 let enc = self.encoders("text")?;
-                let vector =
-                    encode_blocking(deadline, move || enc.embed_queries(&[text.as_str()])).await?;
-                let vector = prepare_encoded(&space, first(vector)?)?;
+                let vector = match &self.queries {
+                    Some(b) => {
+                        check_deadline(deadline)?;
+                        let embed = b.embed_query(text);
+                        match deadline {
+                            Some(d) => tokio::time::timeout_at(d.into(), embed)
+                                .await
+                                .map_err(|_| EncodeError::DeadlineExceeded)??,
+                            None => embed.await?,
+                        }
+                    }
+                    None => first(
+                        encode_blocking(deadline, move || enc.embed_queries(&[text.as_str()]))
+                            .await?,
+                    )?,
+                };
+                let vector = prepare_encoded(&space, vector)?;
                 Ok(Encoded::Single {
                     space,
                     vector,
@@ -870,6 +904,7 @@ fn combine(
     vector: Option<Candidates>,
     lexical: Option<(Vec<mmsearch_index::Scored>, f32)>,
     hybrid: Hybrid,
+    vector_trust: f32,
     window: usize,
 ) -> Result<Candidates, PipelineError> {
     match (vector, lexical) {
@@ -910,7 +945,7 @@ fn combine(
                     score: c.score,
                 })
                 .collect();
-            let ranked = crate::fusion::fuse_hybrid(&list, &lex, full_match, hybrid, window)
+            let ranked = crate::fusion::fuse_hybrid(&list, &lex, full_match, vector_trust, hybrid, window)
                 .into_iter()
                 .map(|f| Candidate {
                     id: f.id,

@@ -77,6 +77,9 @@ struct Args {
     /// With --catalog: vector, lexical, hybrid (server's fusion), rrf[:w], convex[:w].
     #[arg(long, value_delimiter = ',', default_value = "vector,lexical,hybrid")]
     modes: Vec<String>,
+    /// With --catalog: write every query's unfused vector and lexical lists here (JSON lines).
+    #[arg(long)]
+    dump: Option<PathBuf>,
 }
 
 fn parse_sets(names: &[String]) -> anyhow::Result<Option<Vec<Set>>> {
@@ -132,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
             &sets,
             &variants,
             !args.no_rebuild,
+            args.dump.as_deref(),
         )
         .await?;
         println!("{table}");

@@ -166,12 +166,16 @@ pub async fn run(
     sets: &[(String, Vec<(String, String)>)],
     variants: &[Variant],
     rebuild: bool,
+    dump: Option<&Path>,
 ) -> Result<(Vec<Section>, String), EvalError> {
     let n = items.len();
     let engine = Engine::open(config, encoders).await?;
     engine.ingest(items).await?;
     if rebuild {
         engine.rebuild().await?;
+    }
+    if let Some(path) = dump {
+        dump_lists(&engine, n, sets, path).await?;
     }
     let mut ranks: HashMap<(usize, usize), Vec<Option<usize>>> = HashMap::new();
     for (si, (_, queries)) in sets.iter().enumerate() {
@@ -244,4 +248,59 @@ pub async fn run(
         );
     }
     Ok((sections, table))
+}
+
+/// Both lists of every query, unfused, one JSON object a line — `{set, target, query, vector:
+/// [[id, cosine]…], lexical: [[id, bm25, share]…]}` (share = BM25 over a match of every query
+/// word, clamped to 1) — so fusion rules can be compared offline on the same candidates.
+async fn dump_lists(
+    engine: &Engine,
+    n: usize,
+    sets: &[(String, Vec<(String, String)>)],
+    path: &Path,
+) -> Result<(), EvalError> {
+    let mut out = String::new();
+    for (set, queries) in sets {
+        for (target, q) in queries {
+            let ask = |mode, lexical_weight, explain| SearchRequest {
+                mode: Some(mode),
+                fusion: Some(FusionChoice::Convex),
+                lexical_weight,
+                explain,
+                ..SearchRequest::new(Query::Text(q.clone()), n as u32)
+            };
+            let err = |e: mmsearch::pipeline::PipelineError| EvalError::Search(format!("{q:?}: {e}"));
+            let vector = engine
+                .request(ask(SearchMode::Vector, None, false))
+                .await
+                .map_err(err)?;
+            // Convex with all weight on the lexical list: each hit's contribution is its
+            // squared share.
+            let shares: HashMap<String, f32> = engine
+                .request(ask(SearchMode::Hybrid, Some(1.0), true))
+                .await
+                .map_err(err)?
+                .hits
+                .into_iter()
+                .filter_map(|h| {
+                    let l = h.explanation?.lexical?;
+                    (l.rank > 0).then(|| (h.id, l.contribution.max(0.0).sqrt()))
+                })
+                .collect();
+            let lexical = engine
+                .request(ask(SearchMode::Lexical, None, false))
+                .await
+                .map_err(err)?;
+            let line = serde_json::json!({
+                "set": set,
+                "target": target,
+                "query": q,
+                "vector": vector.hits.iter().map(|h| serde_json::json!([h.id, h.score])).collect::<Vec<_>>(),
+                "lexical": lexical.hits.iter().map(|h| serde_json::json!([h.id, h.score, shares.get(&h.id).copied().unwrap_or(0.0)])).collect::<Vec<_>>(),
+            });
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+    }
+    std::fs::write(path, out).map_err(|e| EvalError::Data(format!("{}: {e}", path.display())))
 }
