@@ -10,12 +10,16 @@
 //!   mmsearch-scale hybrid --data-dir D --n 100000
 //!       HYBRID vs VECTOR latency with the text model, in process (#12).
 //!
+//!   mmsearch-scale recommend --server URL --n 100000 --users 20000
+//!       synthetic shoppers' interactions, Train, RecommendForUser latency over gRPC (#11).
+//!
 //! Prints one JSON object per measurement on stdout; `benches/run_scale.sh` drives it.
 
 mod hybrid;
 mod ingest;
 mod measure;
 mod rebuild;
+mod recommend;
 
 use clap::{Args, Parser, Subcommand};
 use mmsearch_tools::stats::percentile;
@@ -32,6 +36,7 @@ enum Command {
     Rebuild(rebuild::RebuildArgs),
     Measure(measure::MeasureArgs),
     Hybrid(hybrid::HybridArgs),
+    Recommend(recommend::RecommendArgs),
 }
 
 /// The synthetic catalogue: row `i` is the same in every process (see `mmsearch_index::synthetic`).
@@ -81,5 +86,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Rebuild(a) => rebuild::run(a).await,
         Command::Measure(a) => measure::run(a).await,
         Command::Hybrid(a) => hybrid::run(a).await,
+        Command::Recommend(a) => recommend::run(a).await,
     }
 }
