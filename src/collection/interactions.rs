@@ -65,9 +65,15 @@ impl Collection {
 
     /// The live catalogue entry of an item (filters), with its seq.
     pub fn entry_of(&self, id: &str) -> Option<(u64, Entry)> {
+        self.with_entry(id, |seq, e| (seq, e.clone()))
+    }
+
+    /// `f` of a live item's seq and entry, without copying the entry: recommendation checks
+    /// every candidate against the filter, and a clone per candidate was a tenth of its time.
+    pub fn with_entry<R>(&self, id: &str, f: impl FnOnce(u64, &Entry) -> R) -> Option<R> {
         let state = self.state.read();
         let seq = state.catalog.seq_of(id)?;
-        state.catalog.entry(seq).map(|e| (seq, e.clone()))
+        state.catalog.entry(seq).map(|e| f(seq, e))
     }
 
     /// Ids of every live item.

@@ -748,15 +748,13 @@ fn example_name(e: &Example) -> String {
 }
 
 fn passes(c: &Collection, filter: &FilterSpec, id: &str) -> bool {
-    match c.entry_of(id) {
-        Some((_, e)) => filter.is_empty() || filter.matches(&e),
-        None => false,
-    }
+    c.with_entry(id, |_, e| filter.is_empty() || filter.matches(e))
+        .unwrap_or(false)
 }
 
 /// Σ over history items h of w_h·B[h][j]. Scores and, per candidate, its strongest parts (for
-/// the reasons) accumulate in flat arrays over the model's items: a long history touches
-/// every item, and a list per candidate would cost an allocation per part.
+/// the reasons) accumulate per touched item in one flat array, indexed through `slot`: a list
+/// per candidate would cost an allocation per part.
 fn collaborative(
     m: &Model,
     history: &[Weighted],
@@ -766,41 +764,59 @@ fn collaborative(
     weight: f32,
 ) -> SourceList {
     const TOP: usize = 3;
-    let n = m.items.len();
-    let mut score = vec![0f32; n];
-    let mut positive = vec![0f32; n];
-    let mut touched = vec![false; n];
-    let mut top: Vec<[(u32, f32); TOP]> = vec![[(u32::MAX, 0.0); TOP]; n];
+    struct Acc {
+        j: u32,
+        score: f32,
+        positive: f32,
+        top: [(u32, f32); TOP],
+    }
+    // Only the touched items get an accumulator: at 100k items, arrays over the whole model
+    // cost more to fill per request than the history's neighbour lists to walk. `slot` is
+    // zeroed memory (0 = untouched), so untouched pages are never written.
+    let mut slot = vec![0u32; m.items.len()];
+    let mut acc: Vec<Acc> = Vec::new();
     for h in history {
         let Some(i) = m.item_index(&h.item_id) else {
             continue;
         };
         for &(j, b) in &m.neighbours[i as usize] {
-            let (j, part) = (j as usize, h.weight * b);
-            score[j] += part;
-            touched[j] = true;
+            let part = h.weight * b;
+            let s = &mut slot[j as usize];
+            if *s == 0 {
+                acc.push(Acc {
+                    j,
+                    score: 0.0,
+                    positive: 0.0,
+                    top: [(u32::MAX, 0.0); TOP],
+                });
+                *s = acc.len() as u32;
+            }
+            let a = &mut acc[*s as usize - 1];
+            a.score += part;
             if part > 0.0 {
-                positive[j] += part;
-                let slots = &mut top[j];
+                a.positive += part;
                 let weakest = (0..TOP)
-                    .min_by(|&a, &b| slots[a].1.total_cmp(&slots[b].1))
+                    .min_by(|&x, &y| a.top[x].1.total_cmp(&a.top[y].1))
                     .unwrap_or(0);
-                if part > slots[weakest].1 {
-                    slots[weakest] = (i, part);
+                if part > a.top[weakest].1 {
+                    a.top[weakest] = (i, part);
                 }
             }
         }
     }
-    let mut ranked: Vec<(u32, f32)> = (0..n)
-        .filter(|&j| touched[j] && !seen.contains(m.item_id(j as u32)))
-        .map(|j| (j as u32, score[j]))
+    let mut ranked: Vec<(u32, f32)> = acc
+        .iter()
+        .filter(|a| !seen.contains(m.item_id(a.j)))
+        .map(|a| (a.j, a.score))
         .collect();
     // Filtered items are dropped after this cut, so keep a margin.
     crate::recommend::knn::keep_top(&mut ranked, want * 2);
     let hits = ranked
         .into_iter()
         .map(|(j, s)| {
-            let contributors = top[j as usize]
+            let a = &acc[slot[j as usize] as usize - 1];
+            let contributors = a
+                .top
                 .iter()
                 .filter(|(i, _)| *i != u32::MAX)
                 .map(|&(i, p)| {
@@ -809,10 +825,10 @@ fn collaborative(
                 })
                 .collect();
             Candidate {
-                id: m.item_id(j).to_string(),
+                id: m.item_id(a.j).to_string(),
                 score: s,
                 contributors,
-                positive_total: positive[j as usize],
+                positive_total: a.positive,
             }
         })
         .collect();
@@ -1048,7 +1064,7 @@ fn hydrate(
         .filter(|r| r.score >= min_score)
         .skip(offset)
         .take(top_k)
-        .filter_map(|r| c.entry_of(&r.item_id).map(|(seq, _)| (seq, r)))
+        .filter_map(|r| c.with_entry(&r.item_id, |seq, _| seq).map(|seq| (seq, r)))
         .collect();
     let scored: Vec<Scored> = page
         .iter()
