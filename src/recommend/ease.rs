@@ -1,6 +1,8 @@
 //! EASE (Steck 2019): B = I − P·diag(1/diag(P)), P = (XᵀX + λI)⁻¹, diag(B) = 0, from binary
 //! user × item data X. A user's scores are x_u·B; only each row's strongest entries are kept.
 
+use faer::{Accum, MatMut, MatRef, Par};
+
 /// Pivots eliminated per pass over the matrix: the panel (BLOCK rows) stays in cache while
 /// every other row is updated by it, so the n×n matrix is streamed n/BLOCK times instead of n.
 const BLOCK: usize = 64;
@@ -9,11 +11,19 @@ const BLOCK: usize = 64;
 /// Gauss–Jordan elimination without pivoting (safe for XᵀX + λI, whose diagonal dominates,
 /// λ > 0). Each block of pivots is first eliminated within its own rows (the panel); then
 /// every other row i takes `row_i −= A[i][K] · panel` with A[i][K] zeroed first, which is
-/// exactly what the pivots one at a time would have done to it. Those row updates (almost all
-/// of the n³ work) run on `threads` threads. `progress(k)` after each block.
+/// exactly what the pivots one at a time would have done to it. Those row updates are almost
+/// all of the n³ work: one matrix product per side of the panel, done by faer's GEMM (SIMD
+/// kernels chosen at run time, on `threads` threads). In place, so memory stays n² plus the
+/// panel, where a Cholesky inverse would hold the factor and its inverse beside the matrix
+/// (3n²). `progress(k)` after each block.
 pub fn invert_spd(a: &mut [f64], n: usize, threads: usize, mut progress: impl FnMut(usize)) {
-    let threads = threads.max(1);
+    let par = if threads > 1 {
+        Par::rayon(threads)
+    } else {
+        Par::Seq
+    };
     let mut panel = vec![0f64; BLOCK * n];
+    let mut factors = vec![0f64; n * BLOCK];
     for k0 in (0..n).step_by(BLOCK) {
         let b = BLOCK.min(n - k0);
         let panel = &mut panel[..b * n];
@@ -37,31 +47,27 @@ pub fn invert_spd(a: &mut [f64], n: usize, threads: usize, mut progress: impl Fn
                 }
             }
         }
-        let panel: &[f64] = panel;
-        let update = |rows: &mut [f64], first: usize| {
-            let mut f = [0f64; BLOCK];
-            for (r, row) in rows.chunks_mut(n).enumerate() {
-                if (k0..k0 + b).contains(&(first + r)) {
-                    continue;
-                }
-                f[..b].copy_from_slice(&row[k0..k0 + b]);
-                row[k0..k0 + b].iter_mut().for_each(|x| *x = 0.0);
-                for (t, p) in panel.chunks(n).enumerate() {
-                    let ft = f[t];
-                    if ft != 0.0 {
-                        for (x, p) in row.iter_mut().zip(p.iter()) {
-                            *x -= ft * *p;
-                        }
-                    }
-                }
+        let (above, rest) = a.split_at_mut(k0 * n);
+        let below = &mut rest[b * n..];
+        for rows in [above, below] {
+            let m = rows.len() / n;
+            if m == 0 {
+                continue;
             }
-        };
-        let per = n.div_ceil(threads);
-        std::thread::scope(|s| {
-            for (c, rows) in a.chunks_mut(per * n).enumerate() {
-                s.spawn(move || update(rows, c * per));
+            let f = &mut factors[..m * b];
+            for (row, fr) in rows.chunks_mut(n).zip(f.chunks_mut(b)) {
+                fr.copy_from_slice(&row[k0..k0 + b]);
+                row[k0..k0 + b].fill(0.0);
             }
-        });
+            faer::linalg::matmul::matmul(
+                MatMut::from_row_major_slice_mut(rows, m, n),
+                Accum::Add,
+                MatRef::from_row_major_slice(f, m, b),
+                MatRef::from_row_major_slice(panel, b, n),
+                -1.0,
+                par,
+            );
+        }
         a[k0 * n..(k0 + b) * n].copy_from_slice(panel);
         progress(k0 + b);
     }
