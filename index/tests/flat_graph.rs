@@ -316,7 +316,10 @@ fn parallel_builds_leave_every_node_reachable() {
                 }
             }
             let orphans: Vec<usize> = (0..rows.len()).filter(|&i| !seen[i]).collect();
-            assert!(orphans.is_empty(), "threads {threads} seed {seed}: {orphans:?}");
+            assert!(
+                orphans.is_empty(),
+                "threads {threads} seed {seed}: {orphans:?}"
+            );
         }
     }
 }

@@ -24,7 +24,7 @@ pub use catalog::Catalog;
 pub use facets::Facets;
 pub use interactions::Recorded;
 pub use memory::{MemoryConfig, MemoryUse, OverBudget};
-pub use read::{Hydrated, HybridTitle, SearchOutcome};
+pub use read::{HybridTitle, Hydrated, SearchOutcome};
 pub use rebuild::{RebuildPhase, RebuildProgress};
 pub use snapshot::{ModelRef, SnapshotError, SnapshotInfo};
 pub use write::PreparedItem;

@@ -214,7 +214,10 @@ impl Engine {
             config.fusion.hybrid(),
         )
         .with_video_weights(config.fusion.video_weights());
-        if let Some(enc) = encoders.as_ref().filter(|_| config.encode.query_batch.max_batch > 0) {
+        if let Some(enc) = encoders
+            .as_ref()
+            .filter(|_| config.encode.query_batch.max_batch > 0)
+        {
             searcher = searcher.with_query_batcher(crate::encode::batcher::QueryBatcher::spawn(
                 enc.clone(),
                 &config.encode.query_batch,

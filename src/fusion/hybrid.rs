@@ -115,9 +115,12 @@ pub fn fuse(
     }
     let cos = |x: f32| x.clamp(0.0, 1.0);
     // What an item beyond the vector list's depth can at most have scored there.
-    let vector_floor = vector.iter().map(|s| cos(s.score)).fold(None, |lo: Option<f32>, c| {
-        Some(lo.map_or(c, |lo| lo.min(c)))
-    });
+    let vector_floor = vector
+        .iter()
+        .map(|s| cos(s.score))
+        .fold(None, |lo: Option<f32>, c| {
+            Some(lo.map_or(c, |lo| lo.min(c)))
+        });
     let lexical_top = lexical.first().map_or(0.0, |s| s.score);
     let confidence = if full > 0.0 {
         (lexical_top / full).clamp(0.0, 1.0)

@@ -155,7 +155,10 @@ mod tests {
     #[test]
     fn stop_words_are_dropped() {
         assert_eq!(terms("A mouse with the wire"), ["mous", "wire"]);
-        assert_eq!(terms("我的鼠标"), ["我", "我的", "的", "的鼠", "鼠", "鼠标", "标"]);
+        assert_eq!(
+            terms("我的鼠标"),
+            ["我", "我的", "的", "的鼠", "鼠", "鼠标", "标"]
+        );
         assert!(terms("the").is_empty());
     }
 }

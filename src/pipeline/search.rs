@@ -410,8 +410,9 @@ impl Searcher {
             // In HYBRID the vector list already carries the title (items embed it), so the
             // lexical list scores title words like any other field's rather than double — to
             // the extent the text tower can read the query.
-            let title_boost =
-                (mode == SearchMode::Hybrid).then_some(HybridTitle { vector_trust: trust });
+            let title_boost = (mode == SearchMode::Hybrid).then_some(HybridTitle {
+                vector_trust: trust,
+            });
             let lexical = text
                 .map(|t| collection.search_text(&t, depth, pred_ref, title_boost))
                 .transpose()?;
@@ -945,16 +946,17 @@ fn combine(
                     score: c.score,
                 })
                 .collect();
-            let ranked = crate::fusion::fuse_hybrid(&list, &lex, full_match, vector_trust, hybrid, window)
-                .into_iter()
-                .map(|f| Candidate {
-                    id: f.id,
-                    score: f.score,
-                    parts: [f.vector, NO_PART],
-                    lexical: f.lexical,
-                    shares: f.contribution,
-                })
-                .collect();
+            let ranked =
+                crate::fusion::fuse_hybrid(&list, &lex, full_match, vector_trust, hybrid, window)
+                    .into_iter()
+                    .map(|f| Candidate {
+                        id: f.id,
+                        score: f.score,
+                        parts: [f.vector, NO_PART],
+                        lexical: f.lexical,
+                        shares: f.contribution,
+                    })
+                    .collect();
             Ok(Candidates {
                 ranked,
                 plan: format!("{}+lexical", v.plan),

@@ -269,7 +269,8 @@ async fn dump_lists(
                 explain,
                 ..SearchRequest::new(Query::Text(q.clone()), n as u32)
             };
-            let err = |e: mmsearch::pipeline::PipelineError| EvalError::Search(format!("{q:?}: {e}"));
+            let err =
+                |e: mmsearch::pipeline::PipelineError| EvalError::Search(format!("{q:?}: {e}"));
             let vector = engine
                 .request(ask(SearchMode::Vector, None, false))
                 .await

@@ -72,9 +72,14 @@ fn history(u: u64, a: &RecommendArgs) -> Vec<pb::Interaction> {
     let start_ms = 1_700_000_000_000i64 + (u as i64 % 1_000) * 3_600_000;
     (0..a.events_per_user)
         .map(|e| {
-            let blob = if rng.random::<f64>() < 0.7 { liked[0] } else { liked[1] };
+            let blob = if rng.random::<f64>() < 0.7 {
+                liked[0]
+            } else {
+                liked[1]
+            };
             // u² skews towards the blob's first rows: a few popular items per blob.
-            let k = ((rng.random::<f64>().powi(2) * per_cluster as f64) as u64).min(per_cluster - 1);
+            let k =
+                ((rng.random::<f64>().powi(2) * per_cluster as f64) as u64).min(per_cluster - 1);
             let row = (blob + k * clusters).min(c.n - 1);
             let mut p = rng.random::<f64>();
             let kind = KINDS
@@ -147,17 +152,17 @@ async fn record(a: &RecommendArgs, conn: &mmsearch::client::Connection) -> anyho
 async fn train(a: &RecommendArgs, conn: &mmsearch::client::Connection) -> anyhow::Result<()> {
     let rss_before = a.pid.and_then(|p| proc_memory_mb(p, "VmRSS"));
     let started = Instant::now();
-    let mut stream = conn
-        .admin()
-        .train(pb::TrainRequest {})
-        .await?
-        .into_inner();
+    let mut stream = conn.admin().train(pb::TrainRequest {}).await?.into_inner();
     let mut last = None;
     while let Some(p) = stream.message().await? {
         last = Some(p);
     }
     let last = last.ok_or_else(|| anyhow::anyhow!("the train stream ended without progress"))?;
-    anyhow::ensure!(last.phase == "done", "train ended in phase {:?}", last.phase);
+    anyhow::ensure!(
+        last.phase == "done",
+        "train ended in phase {:?}",
+        last.phase
+    );
     println!(
         "{}",
         serde_json::json!({
