@@ -93,6 +93,9 @@ pub struct Preprocess {
     pub chunk_seconds: Option<f32>,
     pub n_samples: Option<usize>,
     pub n_frames: Option<usize>,
+    /// Present when the encoder was exported to run over fewer than `n_frames` frames (its
+    /// positional table sliced to the input): the smallest window it was checked at.
+    pub min_frames: Option<usize>,
     pub mel_filters: Option<String>,
     pub n_layers: Option<usize>,
     pub d_model: Option<usize>,

@@ -82,6 +82,12 @@ impl ModelSet {
     }
 }
 
+/// Trailing silence Whisper's encoder sees after a clip: the whole 30 s window by default.
+/// Over the clip + 5 s, tiny.en answers 3.1× sooner and its word accuracy on the espeak clips
+/// holds, but it loops ("umbrella umbrella …") on short human recordings and the voice
+/// retrieval metrics fall (BENCHMARKS.md, "Voice: Whisper over the clip").
+const SPEECH_PAD_SECONDS: f32 = 30.0;
+
 /// `[encode]` section of the server config. Every field has a default, so an empty section works
 /// once `models/setup.sh` has run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -116,6 +122,10 @@ pub struct EncodeConfig {
     pub max_image_pixels: u64,
     /// Audio longer than this is rejected (`TooLarge`); capped at the model window (30 s).
     pub max_audio_seconds: f32,
+    /// Whisper's encoder runs over the clip plus this much trailing silence instead of the
+    /// 30 s window it was trained on (whisper.cpp's `audio_ctx`), when the model was exported
+    /// to allow it (`min_frames` in its manifest). 30 = always the whole window.
+    pub speech_pad_seconds: f32,
     /// Hash every model file against its manifest at load (~0.5 s for the default set).
     pub verify_checksums: bool,
     /// Decode large JPEGs at 1/2–1/8 scale in the DCT domain (several × faster, tiny drift).
@@ -167,6 +177,7 @@ impl Default for EncodeConfig {
             bridge: BridgeConfig::default(),
             max_image_pixels: 40_000_000,
             max_audio_seconds: 30.0,
+            speech_pad_seconds: SPEECH_PAD_SECONDS,
             verify_checksums: true,
             fast_jpeg: true,
             query_template: true,
@@ -311,7 +322,7 @@ impl Encoders {
         let speech = match cfg.speech_model.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(name) => {
                 let sm = load_manifest(&cfg.model_dir, name, cfg.verify_checksums)?;
-                Some(SpeechEncoder::load(&env, sm, &opts)?)
+                Some(SpeechEncoder::load(&env, sm, &opts, cfg.speech_pad_seconds)?)
             }
             None => None,
         };

@@ -34,10 +34,25 @@ pub struct SpeechEncoder {
     pub(crate) model: WhisperModel,
     sample_rate: u32,
     window_seconds: f32,
+    hop: usize,
+    /// `(min_frames, pad_frames)` when the encoder may run over the clip alone.
+    clip_window: Option<(usize, usize)>,
 }
 
 impl SpeechEncoder {
-    pub fn load(env: &Environment, manifest: Manifest, opts: &SessionOptions) -> Result<Self> {
+    /// `pad_seconds`: trailing silence the encoder sees after the clip, when the model allows
+    /// a window shorter than 30 s (`[encode] speech_pad_seconds`).
+    pub fn load(
+        env: &Environment,
+        manifest: Manifest,
+        opts: &SessionOptions,
+        pad_seconds: f32,
+    ) -> Result<Self> {
+        if !(pad_seconds.is_finite() && pad_seconds >= 0.0) {
+            return Err(EncodeError::Config(format!(
+                "encode.speech_pad_seconds must be >= 0, got {pad_seconds}"
+            )));
+        }
         if manifest.kind != ModelKind::Whisper {
             return Err(EncodeError::Config(format!(
                 "{} is a {} model, not whisper",
@@ -59,12 +74,19 @@ impl SpeechEncoder {
         let front = MelFrontEnd::new(filters, n_mels, n_fft, hop, n_samples, n_frames)?;
         let model = WhisperModel::load(env, &manifest, opts)?;
         let window_seconds = n_samples as f32 / sample_rate as f32;
+        let pad_frames = (pad_seconds * sample_rate as f32 / hop as f32).ceil() as usize;
+        let clip_window = p
+            .min_frames
+            .filter(|&m| m > 0 && m < n_frames)
+            .map(|m| (m, pad_frames));
         Ok(Self {
             manifest,
             front,
             model,
             sample_rate,
             window_seconds,
+            hop,
+            clip_window,
         })
     }
 
@@ -95,12 +117,32 @@ impl SpeechEncoder {
             .decode(mel, self.front.n_mels(), self.front.n_frames())
     }
 
+    /// Mel frames the encoder runs over for `samples` samples: the clip and its padding,
+    /// rounded up to even (the second convolution has stride 2), at least the smallest window
+    /// the export was checked at; the whole window when the model has no shorter one.
+    pub fn frames_for(&self, samples: usize) -> usize {
+        let n = self.front.n_frames();
+        match self.clip_window {
+            Some((min, pad)) => (samples.div_ceil(self.hop) + pad)
+                .next_multiple_of(2)
+                .clamp(min, n),
+            None => n,
+        }
+    }
+
     /// Samples must already be mono at the model rate.
     pub fn transcribe_samples(&self, samples: &[f32], audio_seconds: f32) -> Result<Transcript> {
-        let mel = self.front.compute(samples);
-        let d = self
-            .model
-            .decode(&mel, self.front.n_mels(), self.front.n_frames())?;
+        let (n_mels, n) = (self.front.n_mels(), self.front.n_frames());
+        let full = self.front.compute(samples);
+        let t = self.frames_for(samples.len());
+        // The first t frames of the full window's log-mel are the clip's: the padding is
+        // silence, which never raises the maximum the log-mel is clamped under.
+        let mel: Vec<f32> = if t < n {
+            full.chunks(n).flat_map(|row| &row[..t]).copied().collect()
+        } else {
+            full
+        };
+        let d = self.model.decode(&mel, n_mels, t)?;
         if d.truncated {
             tracing::warn!(
                 tokens = d.tokens.len(),
