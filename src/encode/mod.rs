@@ -83,9 +83,8 @@ impl ModelSet {
 }
 
 /// Trailing silence Whisper's encoder sees after a clip: the whole 30 s window by default.
-/// Over the clip + 5 s, tiny.en answers 3.1× sooner and its word accuracy on the espeak clips
-/// holds, but it loops ("umbrella umbrella …") on short human recordings and the voice
-/// retrieval metrics fall (BENCHMARKS.md, "Voice: Whisper over the clip").
+/// Over the clip + 5 s, tiny.en answers 3.1× sooner and its word accuracy holds, but voice
+/// retrieval on the espeak clips falls (BENCHMARKS.md, "Voice: Whisper over the clip").
 const SPEECH_PAD_SECONDS: f32 = 30.0;
 
 /// `[encode]` section of the server config. Every field has a default, so an empty section works

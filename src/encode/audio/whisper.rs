@@ -69,6 +69,27 @@ pub struct Decoded {
     pub language: Option<String>,
 }
 
+/// Longest phrase (in tokens) checked for repetition.
+const LOOP_MAX_PERIOD: usize = 16;
+
+/// When `tokens` ends in a loop — one token three times, or a phrase of 3–16 tokens twice in a
+/// row — the length that keeps its first copy. Whisper's known failure on clips it sees without
+/// a long silence after them ("umbrella umbrella umbrella …"); a phrase said twice on purpose is
+/// rare in a product query, and a short one ("bye bye") needs three copies to count.
+fn loop_start(tokens: &[u32]) -> Option<usize> {
+    let n = tokens.len();
+    (1..=LOOP_MAX_PERIOD).find_map(|k| {
+        let copies = if k <= 2 { 3 } else { 2 };
+        if n < k * copies {
+            return None;
+        }
+        let tail = &tokens[n - k..];
+        (1..copies)
+            .all(|c| &tokens[n - (c + 1) * k..n - c * k] == tail)
+            .then_some(n - k * (copies - 1))
+    })
+}
+
 fn log_softmax_at(logits: &[f32], i: usize) -> f32 {
     let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let lse = logits
@@ -253,6 +274,13 @@ impl WhisperModel {
                     break;
                 }
                 generated.push(next);
+                if let Some(keep) = loop_start(&generated) {
+                    // Greedy decoding that starts repeating itself never stops before the token
+                    // budget; one copy of the phrase is what was said.
+                    generated.truncate(keep);
+                    truncated = false;
+                    break;
+                }
                 feed = vec![next];
             }
             Ok(())
@@ -299,5 +327,20 @@ impl WhisperModel {
             }
         }
         best as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loop_start;
+
+    #[test]
+    fn loops_are_cut_to_their_first_copy() {
+        assert_eq!(loop_start(&[5, 7, 7, 7]), Some(2));
+        assert_eq!(loop_start(&[1, 2, 2]), None);
+        assert_eq!(loop_start(&[9, 1, 2, 3, 4, 1, 2, 3, 4]), Some(5));
+        assert_eq!(loop_start(&[1, 2, 1, 2]), None);
+        assert_eq!(loop_start(&[1, 2, 1, 2, 1, 2]), Some(2));
+        assert_eq!(loop_start(&[1, 2, 3, 4, 5, 6]), None);
     }
 }
