@@ -321,7 +321,12 @@ impl Encoders {
         let speech = match cfg.speech_model.as_deref().filter(|s| !s.trim().is_empty()) {
             Some(name) => {
                 let sm = load_manifest(&cfg.model_dir, name, cfg.verify_checksums)?;
-                Some(SpeechEncoder::load(&env, sm, &opts, cfg.speech_pad_seconds)?)
+                Some(SpeechEncoder::load(
+                    &env,
+                    sm,
+                    &opts,
+                    cfg.speech_pad_seconds,
+                )?)
             }
             None => None,
         };
@@ -355,7 +360,7 @@ impl Encoders {
         let (mut all, mut cjk) = (0usize, 0usize);
         for c in query.chars().filter(|c| c.is_alphanumeric()) {
             all += 1;
-            cjk += usize::from(is_cjk(c));
+            cjk += usize::from(crate::model::is_cjk(c));
         }
         if all == 0 {
             1.0
@@ -554,15 +559,4 @@ impl Encoders {
 fn _assert_send_sync() {
     fn f<T: Send + Sync>() {}
     f::<Encoders>();
-}
-
-/// Han, kana and hangul: scripts an English-only text tower never saw in training.
-fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF
-        | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF
-        | 0xAC00..=0xD7AF
-        | 0xF900..=0xFAFF
-        | 0x20000..=0x2FA1F)
 }

@@ -439,7 +439,7 @@ impl View {
             }
             if config.typo_boost > 0.0
                 && term.chars().count() >= config.typo_min_chars
-                && !term.chars().any(tokenize::is_cjk)
+                && !term.chars().any(crate::model::is_cjk)
                 && unknown(&term)
             {
                 for field in [f.title, f.description] {

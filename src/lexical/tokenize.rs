@@ -9,6 +9,7 @@
 //! everyday phrasing shares pieces of words with the catalogue (鼠标 in 光电鼠标) that a word
 //! segmenter keeps whole — and they need no dictionary (BENCHMARKS.md).
 
+use crate::model::is_cjk;
 use tantivy::tokenizer::{
     Language, LowerCaser, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenStream, Tokenizer,
 };
@@ -54,16 +55,6 @@ pub fn tokens(text: &str) -> Vec<Token> {
         out.push(stream.token().clone());
     }
     out
-}
-
-pub fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF      // Hiragana, Katakana
-        | 0x3400..=0x4DBF    // CJK extension A
-        | 0x4E00..=0x9FFF    // CJK unified ideographs
-        | 0xAC00..=0xD7AF    // Hangul syllables
-        | 0xF900..=0xFAFF    // CJK compatibility ideographs
-        | 0x20000..=0x2FA1F) // extensions B–F, compatibility supplement
 }
 
 #[derive(Clone, Copy, Default)]

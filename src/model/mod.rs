@@ -1,11 +1,13 @@
 //! The domain's plain data: the item (as written, as stored, as returned), the catalogue entry
-//! derived from it, the filter over entries, and shoppers' interactions with items. Knows nothing else of the crate; every layer
+//! derived from it, the filter over entries, shoppers' interactions with items, and which script a
+//! character is written in. Knows nothing else of the crate; every layer
 //! from the wire conversion down to the store uses these types.
 
 mod entry;
 mod filter;
 mod interaction;
 mod item;
+mod script;
 
 pub use entry::Entry;
 pub use filter::{FilterSpec, SortBy};
@@ -13,3 +15,4 @@ pub use interaction::{user_tag, Interaction, InteractionKind, MAX_KEY_BYTES, MAX
 pub use item::{
     Item, NewItem, Version, MAX_ATTRIBUTES, MAX_ID_BYTES, MAX_IMAGES_PER_ITEM, MAX_TEXT_BYTES,
 };
+pub use script::is_cjk;
