@@ -70,6 +70,17 @@ fn is_per_item(e: &EncodeError) -> bool {
     matches!(e, EncodeError::InvalidInput(_) | EncodeError::TooLarge(_))
 }
 
+/// `f` over one item alone.
+fn run_one<I, O>(f: &BatchFn<I, O>, item: &I) -> Result<O> {
+    f(std::slice::from_ref(item))?
+        .pop()
+        .ok_or_else(|| EncodeError::Runtime("empty result".into()))
+}
+
+fn panicked(e: &tokio::task::JoinError) -> EncodeError {
+    EncodeError::Runtime(format!("encoder task panicked: {e}"))
+}
+
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Spawns the worker on the current tokio runtime. Every batch's size is reported to
     /// `observer` under `modality`.
@@ -113,12 +124,10 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     let f = Arc::clone(f);
                     return tokio::task::spawn_blocking(move || {
                         let _running = permit;
-                        f(std::slice::from_ref(&item))?
-                            .pop()
-                            .ok_or_else(|| EncodeError::Runtime("empty result".into()))
+                        run_one(f.as_ref(), &item)
                     })
                     .await
-                    .map_err(|e| EncodeError::Runtime(format!("encoder task panicked: {e}")))?;
+                    .map_err(|e| panicked(&e))?;
                 }
             }
         }
@@ -171,14 +180,9 @@ async fn run_worker<I, O>(
                         .map(|_| Err(EncodeError::Runtime(msg.clone())))
                         .collect()
                 }
-                Err(e) if is_per_item(&e) && items.len() > 1 => items
-                    .iter()
-                    .map(|it| {
-                        f2(std::slice::from_ref(it)).and_then(|mut v| {
-                            v.pop().ok_or(EncodeError::Runtime("empty result".into()))
-                        })
-                    })
-                    .collect(),
+                Err(e) if is_per_item(&e) && items.len() > 1 => {
+                    items.iter().map(|it| run_one(f2.as_ref(), it)).collect()
+                }
                 Err(e) => {
                     let msg = e.to_string();
                     let mut out: Vec<Result<O>> = Vec::with_capacity(items.len());
@@ -197,9 +201,7 @@ async fn run_worker<I, O>(
             }
             Err(join) => {
                 for tx in txs {
-                    let _ = tx.send(Err(EncodeError::Runtime(format!(
-                        "encoder task panicked: {join}"
-                    ))));
+                    let _ = tx.send(Err(panicked(&join)));
                 }
             }
         }

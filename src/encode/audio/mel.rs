@@ -83,6 +83,11 @@ impl MelFrontEnd {
         self.n_frames
     }
 
+    /// Samples per frame.
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
     /// 16 kHz mono samples → [n_mels × n_frames] row-major.
     pub fn compute(&self, audio: &[f32]) -> Vec<f32> {
         let pad = self.n_fft / 2;

@@ -34,7 +34,6 @@ pub struct SpeechEncoder {
     pub(crate) model: WhisperModel,
     sample_rate: u32,
     window_seconds: f32,
-    hop: usize,
     /// `(min_frames, pad_frames)` when the encoder may run over the clip alone.
     clip_window: Option<(usize, usize)>,
 }
@@ -85,7 +84,6 @@ impl SpeechEncoder {
             model,
             sample_rate,
             window_seconds,
-            hop,
             clip_window,
         })
     }
@@ -123,7 +121,7 @@ impl SpeechEncoder {
     pub fn frames_for(&self, samples: usize) -> usize {
         let n = self.front.n_frames();
         match self.clip_window {
-            Some((min, pad)) => (samples.div_ceil(self.hop) + pad)
+            Some((min, pad)) => (samples.div_ceil(self.front.hop()) + pad)
                 .next_multiple_of(2)
                 .clamp(min, n),
             None => n,
