@@ -1,4 +1,4 @@
-# Shared by benches/run_scale.sh and benches/run_load.sh (source it; it defines, runs nothing).
+# Shared by the benches/run_*.sh scripts (source it; it defines, runs nothing).
 
 # The release profile: the same optimised build the demo and `deploy/test.sh` use, so the
 # RocksDB build is shared. Name the packages: the tools are in mmsearch-tools (tools/).
@@ -26,6 +26,23 @@ start_server() {
   done
   echo "server did not start listening; see $err" >&2
   return 1
+}
+
+# fresh_demo_work: the Vendure demo catalogue ($DEMO) fetched if missing, an empty $WORK/data.
+fresh_demo_work() {
+  [ -f "$DEMO/catalog.jsonl" ] || python3 deploy/demo/fetch_vendure.py
+  rm -rf "$WORK/data"
+  mkdir -p "$WORK"
+}
+
+# start_demo_server ARGS...: start_server on $WORK/data at $LISTEN (no auth) with ARGS; the first
+# call of a run ingests the demo catalogue, later ones (other configs, same data) reuse it.
+start_demo_server() {
+  start_server "$WORK/serve.out" "$WORK/serve.log" --data-dir "$WORK/data" --listen "$LISTEN" --insecure-no-auth "$@"
+  if [ -z "${DEMO_INGESTED:-}" ]; then
+    "$BIN/mmsearch" ingest --server "http://$LISTEN" "$DEMO/catalog.jsonl" > /dev/null
+    DEMO_INGESTED=1
+  fi
 }
 
 # stop_server: SIGTERM, wait for the clean exit.

@@ -20,13 +20,10 @@ OUT=$WORK/results.jsonl
 source benches/lib.sh
 cargo "${OPT3_BUILD[@]}" -p mmsearch -p mmsearch-tools --bin mmsearch --bin mmsearch-load
 BIN=$CARGO_TARGET_DIR/release
-[ -f "$DEMO/catalog.jsonl" ] || python3 deploy/demo/fetch_vendure.py
-rm -rf "$WORK/data"
-mkdir -p "$WORK"
+fresh_demo_work
 espeak-ng -w "$WORK/query.wav" "wireless mouse"
 
-start_server "$WORK/serve.out" "$WORK/serve.log" --data-dir "$WORK/data" --listen "$LISTEN" --insecure-no-auth
-"$BIN/mmsearch" ingest --server "http://$LISTEN" "$DEMO/catalog.jsonl" > /dev/null
+start_demo_server
 
 machine | tee "$OUT"
 run() {  # kind, seconds, extra args...

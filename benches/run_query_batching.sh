@@ -21,22 +21,14 @@ OUT=$WORK/results.jsonl
 source benches/lib.sh
 cargo "${OPT3_BUILD[@]}" -p mmsearch -p mmsearch-tools --bin mmsearch --bin mmsearch-load
 BIN=$CARGO_TARGET_DIR/release
-[ -f "$DEMO/catalog.jsonl" ] || python3 deploy/demo/fetch_vendure.py
-rm -rf "$WORK/data"
-mkdir -p "$WORK"
+fresh_demo_work
 printf '[encode.query_batch]\nmax_batch = 0\n' > "$WORK/off.toml"
 printf '[encode.query_batch]\nmax_batch = 32\nmax_wait_ms = 0\n' > "$WORK/on.toml"
 
 machine | tee "$OUT"
-first=1
 for round in $(seq 1 "$ROUNDS"); do
   for mode in off on; do
-    start_server "$WORK/serve.out" "$WORK/serve.log" --config "$WORK/$mode.toml" \
-      --data-dir "$WORK/data" --listen "$LISTEN" --insecure-no-auth
-    if [ "$first" = 1 ]; then
-      "$BIN/mmsearch" ingest --server "http://$LISTEN" "$DEMO/catalog.jsonl" > /dev/null
-      first=0
-    fi
+    start_demo_server --config "$WORK/$mode.toml"
     "$BIN/mmsearch-load" --server "http://$LISTEN" --kind text --concurrency 1,8,32 --seconds "$CELL" \
       | sed "s/^{/{\"measure\":\"load\",\"batching\":\"$mode\",\"round\":$round,\"load1\":\"$(cut -d' ' -f1 /proc/loadavg)\",/" \
       | tee -a "$OUT"

@@ -23,12 +23,9 @@ OUT=$WORK/results.jsonl
 source benches/lib.sh
 cargo "${OPT3_BUILD[@]}" -p mmsearch -p mmsearch-tools --bin mmsearch --bin mmsearch-load --bin mmsearch-eval
 BIN=$CARGO_TARGET_DIR/release
-[ -f "$DEMO/catalog.jsonl" ] || python3 deploy/demo/fetch_vendure.py
-rm -rf "$WORK/data"
-mkdir -p "$WORK"
+fresh_demo_work
 espeak-ng -w "$WORK/query.wav" "wireless mouse"
 machine | tee "$OUT"
-first=1
 for round in $(seq 1 "$ROUNDS"); do
   for pad in $PADS; do
     printf '[encode]\nspeech_pad_seconds = %s\n' "$pad" > "$WORK/pad-$pad.toml"
@@ -44,12 +41,7 @@ print(json.dumps({"measure": "voice_quality", "pad_seconds": float(sys.argv[2]),
                   "heard": [[t["said"], t["heard"]] for t in r["transcripts"]]}, ensure_ascii=False))
 PY
     fi
-    start_server "$WORK/serve.out" "$WORK/serve.log" --config "$WORK/pad-$pad.toml" \
-      --data-dir "$WORK/data" --listen "$LISTEN" --insecure-no-auth
-    if [ "$first" = 1 ]; then
-      "$BIN/mmsearch" ingest --server "http://$LISTEN" "$DEMO/catalog.jsonl" > /dev/null
-      first=0
-    fi
+    start_demo_server --config "$WORK/pad-$pad.toml"
     "$BIN/mmsearch-load" --server "http://$LISTEN" --kind voice --file "$WORK/query.wav" --concurrency 1,8 --seconds "$CELL" \
       | sed "s/^{/{\"measure\":\"load\",\"pad_seconds\":$pad,\"round\":$round,\"load1\":\"$(cut -d' ' -f1 /proc/loadavg)\",/" \
       | tee -a "$OUT"
