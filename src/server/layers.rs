@@ -2,6 +2,7 @@
 
 use http::{HeaderValue, Response};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// Rewrites tonic's OUT_OF_RANGE for oversized messages into RESOURCE_EXHAUSTED in
 /// trailers-only responses (how a unary request that fails to decode is answered).
@@ -58,46 +59,66 @@ where
     }
 }
 
-/// Runs a handler under the request's deadline: the client's `grpc-timeout`, capped by the
-/// server's limit. An expired deadline answers DEADLINE_EXCEEDED (tonic's own timeout layer
-/// would say CANCELLED).
-pub async fn with_deadline<T>(
-    metadata: &tonic::metadata::MetadataMap,
-    cap: std::time::Duration,
-    fut: impl std::future::Future<Output = Result<T, tonic::Status>>,
-) -> Result<T, tonic::Status> {
-    within(request_budget(metadata, cap), fut).await
+/// When a request's head reached mmsearch's layers (inserted by `observe`): deadlines count
+/// from here, not from when the handler got its decoded message.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrived(pub Instant);
+
+/// tonic's transport arms its own timer on `grpc-timeout` just before our layers see the
+/// request, and answers CANCELLED ("Timeout expired") when it fires. Ours is set one timer tick
+/// earlier so an expired deadline reads DEADLINE_EXCEEDED: when both are due in the same
+/// poll, tonic polls the handler first.
+const AHEAD_OF_TRANSPORT: Duration = Duration::from_millis(1);
+
+/// The instant a request must be answered by, and the budget it was given.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    pub at: Instant,
+    pub budget: Duration,
 }
 
-/// Runs a handler under an already computed budget (see [`request_budget`]), for handlers
-/// that also pass the deadline further down.
-pub async fn within<T>(
-    budget: std::time::Duration,
-    fut: impl std::future::Future<Output = Result<T, tonic::Status>>,
-) -> Result<T, tonic::Status> {
-    match tokio::time::timeout(budget, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-            "deadline of {budget:?} exceeded"
-        ))),
+impl Deadline {
+    /// The client's `grpc-timeout`, capped by the server's limit, counted from the request's
+    /// arrival.
+    pub fn of(
+        metadata: &tonic::metadata::MetadataMap,
+        extensions: &tonic::Extensions,
+        cap: Duration,
+    ) -> Deadline {
+        let start = extensions
+            .get::<Arrived>()
+            .map_or_else(Instant::now, |a| a.0);
+        let client = metadata
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let budget = match client {
+            Some(d) if d <= cap => d.saturating_sub(AHEAD_OF_TRANSPORT),
+            _ => cap,
+        };
+        Deadline {
+            at: start + budget,
+            budget,
+        }
+    }
+
+    /// Runs a handler until the deadline; an expired one answers DEADLINE_EXCEEDED.
+    pub async fn run<T>(
+        self,
+        fut: impl std::future::Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, tonic::Status> {
+        match tokio::time::timeout_at(self.at.into(), fut).await {
+            Ok(r) => r,
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "deadline of {:?} exceeded",
+                self.budget
+            ))),
+        }
     }
 }
 
-/// Time the request may take: the client's `grpc-timeout`, capped by the server's limit.
-pub fn request_budget(
-    metadata: &tonic::metadata::MetadataMap,
-    cap: std::time::Duration,
-) -> std::time::Duration {
-    metadata
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout)
-        .map_or(cap, |d| d.min(cap))
-}
-
 /// `grpc-timeout` is an integer of at most 8 digits followed by a unit letter.
-fn parse_grpc_timeout(v: &str) -> Option<std::time::Duration> {
-    use std::time::Duration;
+fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     if v.len() < 2 || v.len() > 9 {
         return None;
     }
@@ -120,41 +141,37 @@ mod tests {
 
     #[tokio::test]
     async fn expired_deadline_answers_deadline_exceeded() {
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok::<_, tonic::Status>(())
+        };
         let mut md = tonic::metadata::MetadataMap::new();
         md.insert("grpc-timeout", "20m".parse().unwrap());
-        let slow = async {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            Ok::<_, tonic::Status>(())
-        };
-        let started = std::time::Instant::now();
-        let err = with_deadline(&md, std::time::Duration::from_secs(30), slow)
-            .await
-            .unwrap_err();
+        let arrived = Instant::now();
+        let mut ext = tonic::Extensions::new();
+        ext.insert(Arrived(arrived));
+        let deadline = Deadline::of(&md, &ext, Duration::from_secs(30));
+        // Counted from arrival and ahead of tonic's own timer on the same header.
+        assert!(deadline.at < arrived + Duration::from_millis(20));
+        let err = deadline.run(slow()).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::DeadlineExceeded);
-        assert!(started.elapsed() < std::time::Duration::from_millis(400));
-        // The server cap applies when the client sends no deadline.
+        assert!(arrived.elapsed() < Duration::from_millis(400));
+        // The server cap applies when the client sends no deadline or a longer one.
         let none = tonic::metadata::MetadataMap::new();
-        let slow = async {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            Ok::<_, tonic::Status>(())
-        };
-        assert!(
-            with_deadline(&none, std::time::Duration::from_millis(20), slow)
-                .await
-                .is_err()
+        let capped = Deadline::of(&none, &ext, Duration::from_millis(20));
+        assert_eq!(capped.budget, Duration::from_millis(20));
+        assert!(capped.run(slow()).await.is_err());
+        md.insert("grpc-timeout", "5S".parse().unwrap());
+        assert_eq!(
+            Deadline::of(&md, &ext, Duration::from_secs(1)).budget,
+            Duration::from_secs(1)
         );
     }
 
     #[test]
     fn parses_grpc_timeouts() {
-        assert_eq!(
-            parse_grpc_timeout("100m"),
-            Some(std::time::Duration::from_millis(100))
-        );
-        assert_eq!(
-            parse_grpc_timeout("2S"),
-            Some(std::time::Duration::from_secs(2))
-        );
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
         assert_eq!(parse_grpc_timeout("5x"), None);
         assert_eq!(parse_grpc_timeout("123456789S"), None);
     }

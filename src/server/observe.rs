@@ -71,7 +71,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<ReqB>) -> Self::Future {
         let path = req.uri().path().to_string();
         let id = req
             .headers()
@@ -81,6 +81,7 @@ where
         let rpc = crate::telemetry::rpc_label(&path).to_string();
         let span = tracing::info_span!("rpc", request_id = %id, rpc = %rpc);
         let started = Instant::now();
+        req.extensions_mut().insert(super::layers::Arrived(started));
         let fut = self.inner.call(req);
         Box::pin(
             async move {

@@ -3,7 +3,7 @@
 
 use super::auth::Role;
 use super::convert;
-use super::layers::within;
+use super::layers::Deadline;
 use super::status;
 use crate::collection::Recorded;
 use crate::engine::Engine;
@@ -90,35 +90,40 @@ impl pb::recommend_service_server::RecommendService for RecommendApi {
         &self,
         request: Request<pb::RecommendRequest>,
     ) -> Result<Response<pb::RecommendResponse>, Status> {
-        let req =
-            convert::examples_request(request.into_inner()).map_err(Status::invalid_argument)?;
-        within(self.deadline_cap, async {
-            let (hits, version) = self
-                .engine
-                .recommender()
-                .by_examples(req)
-                .await
-                .map_err(status::from_pipeline)?;
-            Ok(Response::new(convert::recommend_response(hits, version)))
-        })
-        .await
+        let (metadata, extensions, body) = request.into_parts();
+        let limit = Deadline::of(&metadata, &extensions, self.deadline_cap);
+        let req = convert::examples_request(body).map_err(Status::invalid_argument)?;
+        limit
+            .run(async {
+                let (hits, version) = self
+                    .engine
+                    .recommender()
+                    .by_examples(req)
+                    .await
+                    .map_err(status::from_pipeline)?;
+                Ok(Response::new(convert::recommend_response(hits, version)))
+            })
+            .await
     }
 
     async fn recommend_for_user(
         &self,
         request: Request<pb::RecommendForUserRequest>,
     ) -> Result<Response<pb::RecommendResponse>, Status> {
-        let req = convert::for_user_request(request.into_inner());
-        within(self.deadline_cap, async {
-            let (hits, version) = self
-                .engine
-                .recommender()
-                .for_user(req)
-                .await
-                .map_err(status::from_pipeline)?;
-            Ok(Response::new(convert::recommend_response(hits, version)))
-        })
-        .await
+        let (metadata, extensions, body) = request.into_parts();
+        let limit = Deadline::of(&metadata, &extensions, self.deadline_cap);
+        let req = convert::for_user_request(body);
+        limit
+            .run(async {
+                let (hits, version) = self
+                    .engine
+                    .recommender()
+                    .for_user(req)
+                    .await
+                    .map_err(status::from_pipeline)?;
+                Ok(Response::new(convert::recommend_response(hits, version)))
+            })
+            .await
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::auth::Role;
 use super::convert;
-use super::layers::{request_budget, with_deadline, within};
+use super::layers::Deadline;
 use super::status;
 use crate::collection::RebuildPhase;
 use crate::engine::Engine;
@@ -30,32 +30,39 @@ impl pb::search_service_server::SearchService for SearchApi {
         &self,
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
-        let (metadata, _, body) = request.into_parts();
+        let (metadata, extensions, body) = request.into_parts();
         let personal =
             (!body.user_id.is_empty()).then(|| (body.user_id.clone(), body.personalization));
         let req = convert::search_request(body).map_err(status::from_pipeline)?;
-        // One budget for both: the handler's timeout and the encoders' skip-if-late check.
-        let budget = request_budget(&metadata, self.deadline_cap);
-        let deadline = std::time::Instant::now() + budget;
-        within(budget, async {
-            if let Some((user, alpha)) = personal {
-                let (result, parts) = self
+        // One deadline for both: the handler's timeout and the encoders' skip-if-late check.
+        let limit = Deadline::of(&metadata, &extensions, self.deadline_cap);
+        let deadline = limit.at;
+        limit
+            .run(async {
+                if let Some((user, alpha)) = personal {
+                    let (result, parts) = self
+                        .engine
+                        .recommender()
+                        .personalised_search(
+                            self.engine.searcher(),
+                            req,
+                            user,
+                            alpha,
+                            Some(deadline),
+                        )
+                        .await
+                        .map_err(status::from_pipeline)?;
+                    return Ok(Response::new(convert::personalised_response(result, parts)));
+                }
+                let result = self
                     .engine
-                    .recommender()
-                    .personalised_search(self.engine.searcher(), req, user, alpha, Some(deadline))
+                    .searcher()
+                    .search_until(req, Some(deadline))
                     .await
                     .map_err(status::from_pipeline)?;
-                return Ok(Response::new(convert::personalised_response(result, parts)));
-            }
-            let result = self
-                .engine
-                .searcher()
-                .search_until(req, Some(deadline))
-                .await
-                .map_err(status::from_pipeline)?;
-            Ok(Response::new(convert::search_response(result)))
-        })
-        .await
+                Ok(Response::new(convert::search_response(result)))
+            })
+            .await
     }
 }
 
@@ -143,19 +150,21 @@ impl pb::ingest_service_server::IngestService for IngestApi {
     }
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Item>, Status> {
-        let (metadata, _, body) = request.into_parts();
+        let (metadata, extensions, body) = request.into_parts();
         if body.id.is_empty() {
             return Err(Status::invalid_argument("id is empty"));
         }
         let engine = self.engine.clone();
-        with_deadline(&metadata, self.deadline_cap, async move {
-            let item = tokio::task::spawn_blocking(move || engine.collection().get(&body.id))
-                .await
-                .map_err(|e| Status::internal(format!("get task failed: {e}")))?
-                .map_err(status::from_collection)?;
-            Ok(Response::new(convert::item(item)))
-        })
-        .await
+        let limit = Deadline::of(&metadata, &extensions, self.deadline_cap);
+        limit
+            .run(async move {
+                let item = tokio::task::spawn_blocking(move || engine.collection().get(&body.id))
+                    .await
+                    .map_err(|e| Status::internal(format!("get task failed: {e}")))?
+                    .map_err(status::from_collection)?;
+                Ok(Response::new(convert::item(item)))
+            })
+            .await
     }
 }
 
