@@ -7,6 +7,10 @@ pub fn keep_top(row: &mut Vec<(u32, f32)>, keep: usize) {
     if row.len() > keep {
         row.select_nth_unstable_by(keep, cmp);
         row.truncate(keep);
+        // A model keeps its rows for its lifetime: truncate alone would leave each holding the
+        // capacity of every candidate it had (24k items: 1.8 GB peak instead of the model's
+        // 0.2 GB).
+        row.shrink_to_fit();
     }
     row.sort_by(cmp);
 }
@@ -71,5 +75,6 @@ mod tests {
         let mut r = vec![(0, 0.1), (1, 0.9), (2, 0.5)];
         keep_top(&mut r, 2);
         assert_eq!(r, vec![(1, 0.9), (2, 0.5)]);
+        assert_eq!(r.capacity(), 2, "a kept row holds no more than it keeps");
     }
 }
