@@ -53,12 +53,14 @@ def main():
     ap.add_argument("--min-households", type=int, default=50, help="items bought by at least this many households")
     ap.add_argument("--ease-max-items", type=int, default=6000, help="skip the numpy EASE baseline above this many items")
     ap.add_argument("--seeds", type=int, default=3, help="ALS seeds to average")
+    ap.add_argument("--train-until", type=int, default=48, help="last training week; the next five weeks are the test")
     a = ap.parse_args()
     t = pq.read_table(os.path.join(a.data, "transactions.parquet"),
                       columns=["household_id", "product_id", "week", "transaction_timestamp"]).to_pydict()
     rows = list(zip(t["household_id"], t["product_id"], t["week"], t["transaction_timestamp"]))
-    train_rows = [r for r in rows if r[2] <= 48]
-    test_rows = [r for r in rows if 49 <= r[2] <= 53]
+    # --train-until 43 makes a validation split inside the training weeks (44-48 held out).
+    train_rows = [r for r in rows if r[2] <= a.train_until]
+    test_rows = [r for r in rows if a.train_until < r[2] <= a.train_until + 5]
     buyers = defaultdict(set)
     for h, p, _, _ in train_rows:
         buyers[p].add(h)

@@ -3,7 +3,8 @@
 # repeats, numpy EASE on new items) and the same split through a real server (release binary,
 # random 8-d item vectors: the content source is off, only behaviour counts). Extra
 # `[recommend]` lines can be passed in RECOMMEND (e.g. RECOMMEND='ease_lambda = 500');
-# MIN_HOUSEHOLDS=5 runs the large-catalogue variant (24,281 items: the server trains item-kNN).
+# MIN_HOUSEHOLDS=5 runs the large-catalogue variant (24,281 items: the server trains item-kNN);
+# TRAIN_UNTIL=43 the validation split (train weeks <= 43, test 44-48).
 #   benches/recsys/run_protocol_b.sh        (needs: cargo build --release --bin mmsearch)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -36,7 +37,7 @@ for _ in $(seq 1 600); do
   sleep 0.5
 done
 [[ -n "${addr:-}" ]] || { cat "$run/server.log"; exit 1; }
-"$py" "$repo/benches/recsys/protocol_b.py" --data "$root/completejourney" --min-households "${MIN_HOUSEHOLDS:-50}" --addr "$addr" --pid "$pid" | tee "$run/result.jsonl"
+"$py" "$repo/benches/recsys/protocol_b.py" --data "$root/completejourney" --min-households "${MIN_HOUSEHOLDS:-50}" --train-until "${TRAIN_UNTIL:-48}" --addr "$addr" --pid "$pid" | tee "$run/result.jsonl"
 kill "$pid"; wait "$pid" || true
 rm -rf "$data"
 echo "load: $(uptime)"
