@@ -497,6 +497,52 @@ async fn record_train_recommend_explain_export_erase() {
     assert_eq!(status.interactions, 24 + 2 + 1 + 5);
 }
 
+/// One message with many interactions is written like a stream of them: rejects keep their
+/// index across the server's write groups, duplicates are counted, everything else is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_records_like_a_stream() {
+    use pb::InteractionKind::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("d"), &config_with_space(DIM, ""));
+    shop(&server).await;
+    let mut events: Vec<pb::Interaction> = (0..10_000)
+        .map(|i| ev("batcher", "i2", View, 1_000 + i))
+        .collect();
+    // Past the first write group (8,192): the index counts from the batch's start.
+    events[9_000].item_id = "nope".into();
+    events[9_001].idempotency_key = "once".into();
+    events[9_002].idempotency_key = "once".into();
+    let mut client = rec(&server).await;
+    let s = client
+        .record_interaction_batch(pb::InteractionBatch {
+            interactions: events,
+        })
+        .await
+        .expect("batch")
+        .into_inner();
+    assert_eq!((s.accepted, s.duplicates), (9_999, 1), "{s:?}");
+    assert_eq!(s.rejected.len(), 1);
+    assert_eq!(s.rejected[0].index, 9_000);
+    assert!(s.rejected[0].reason.contains("unknown item"), "{s:?}");
+    let export = server
+        .admin()
+        .await
+        .export_user_data(pb::UserDataRequest {
+            user_id: "batcher".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(export.interactions.len(), 9_998);
+    // An empty batch is a no-op, not an error.
+    let s = client
+        .record_interaction_batch(pb::InteractionBatch::default())
+        .await
+        .expect("empty batch")
+        .into_inner();
+    assert_eq!((s.accepted, s.rejected.len()), (0, 0));
+}
+
 /// kill -9 while interactions stream in: every acknowledged one is there after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_interactions_survive_kill_9() {
@@ -518,7 +564,17 @@ async fn acknowledged_interactions_survive_kill_9() {
             let events: Vec<pb::Interaction> = (0..100)
                 .map(|i| ev("k9", "x", pb::InteractionKind::Click, 1 + batch * 100 + i))
                 .collect();
-            match client.record_interactions(tokio_stream::iter(events)).await {
+            // Streamed and batched calls alternate: both acknowledge only durable writes.
+            let answer = if batch % 2 == 0 {
+                client.record_interactions(tokio_stream::iter(events)).await
+            } else {
+                client
+                    .record_interaction_batch(pb::InteractionBatch {
+                        interactions: events,
+                    })
+                    .await
+            };
+            match answer {
                 Ok(s) if s.get_ref().accepted == 100 => acked += 100,
                 _ => break,
             }

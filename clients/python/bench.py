@@ -4,7 +4,11 @@
 1. upsert throughput (items/s): ``Client.upsert`` of dicts with numpy vectors vs the Rust CLI
    ``mmsearch ingest`` of the same items as a JSONL file, batches of 256, interleaved runs;
 2. single-client vector search latency (top_k 10, hits hydrated with their items):
-   ``Client.search`` vs a raw generated stub on the same server, interleaved runs.
+   ``Client.search`` vs a raw generated stub on the same server, interleaved runs;
+3. recording interactions (events/s): ``Client.record_interactions`` (one
+   ``RecordInteractionBatch`` message per 2,000 events) vs a raw stub streaming the same
+   prebuilt ``Interaction`` messages through ``RecordInteractions`` (one stream per 2,000),
+   interleaved runs.
 
 Medians over the runs are reported with the machine's load average. Run it from the venv that
 test.sh makes:
@@ -54,12 +58,13 @@ def find_binary() -> Path:
     sys.exit("no mmsearch binary; set MMSEARCH_BIN")
 
 
-def start_server(binary: Path, root: Path, dim: int) -> tuple[subprocess.Popen[str], str]:
+def start_server(binary: Path, root: Path, dim: int, cpus: str | None = None) -> tuple[subprocess.Popen[str], str]:
     config = root / "config.toml"
     # A mutable layer large enough that no background rebuild starts during the runs.
     config.write_text(f'[[spaces]]\nname = "shared"\ndim = {dim}\nmetric = "cosine"\nrole = "text"\n\n[index]\nmax_fresh = 10000000\n')
+    pin = ["taskset", "-c", cpus] if cpus else []
     proc = subprocess.Popen(
-        [str(binary), "serve", "--no-models", "--insecure-no-auth", "--config", str(config), "--data-dir", str(root / "data"), "--listen", "127.0.0.1:0"],
+        [*pin, str(binary), "serve", "--no-models", "--insecure-no-auth", "--config", str(config), "--data-dir", str(root / "data"), "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, RUST_LOG="warn"),
     )
     assert proc.stdout is not None
@@ -104,6 +109,35 @@ def bench_upsert_cli(binary: Path, addr: str, rows: list[dict[str, Any]], path: 
     m = re.search(r"ingested (\d+) items in [\d.]+s \((\d+) items/s\)", out.stdout)
     assert m and int(m.group(1)) == len(rows), out.stdout
     return float(m.group(2)), len(rows) / wall
+
+
+def bench_record(addr: str, item_ids: list[str], n: int, run: int, per_call: int = 2000) -> tuple[float, float]:
+    """(client events/s, raw streamed events/s) for n events each, new idempotency keys per run."""
+    kinds = ["view", "click", "cart", "purchase"]
+    events = [
+        mmsearch.Interaction(f"u{i % 500}", item_ids[i % len(item_ids)], kinds[i % 4], timestamp_ms=1_700_000_000_000 + i,
+                             idempotency_key=f"c{run}-{i}")
+        for i in range(n)
+    ]
+    with mmsearch.Client(addr) as client:
+        started = time.perf_counter()
+        result = client.record_interactions(events, batch_size=per_call)
+        client_rate = n / (time.perf_counter() - started)
+    assert result.accepted == n and not result.duplicates, result.rejected[:3]
+    kind = {"view": pb.VIEW, "click": pb.CLICK, "cart": pb.CART, "purchase": pb.PURCHASE}
+    msgs = [
+        pb.Interaction(user_id=e.user_id, item_id=e.item_id, kind=kind[e.kind], timestamp_ms=e.timestamp_ms,
+                       idempotency_key=f"s{run}-{i}")
+        for i, e in enumerate(events)
+    ]
+    with grpc.insecure_channel(addr) as channel:
+        stub = pb_grpc.RecommendServiceStub(channel)
+        started = time.perf_counter()
+        for at in range(0, n, per_call):
+            s = stub.RecordInteractions(iter(msgs[at:at + per_call]))
+            assert s.accepted == len(msgs[at:at + per_call]) and not s.rejected
+        raw_rate = n / (time.perf_counter() - started)
+    return client_rate, raw_rate
 
 
 def search_modes(addr: str) -> dict[str, Any]:
@@ -157,7 +191,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=2000, help="queries per search run")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--events", type=int, default=20000, help="interactions per recording run and side")
+    ap.add_argument("--pin", action="store_true", help="server on CPU 0, this client on CPU 1 (less noise on 2 cores)")
     args = ap.parse_args()
+    if args.pin:
+        os.sched_setaffinity(0, {1})
     binary = find_binary()
     rng = np.random.default_rng(42)
 
@@ -168,7 +206,7 @@ def main() -> None:
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="mmsearch-bench-") as tmp:
-        proc, addr = start_server(binary, Path(tmp), args.dim)
+        proc, addr = start_server(binary, Path(tmp), args.dim, "0" if args.pin else None)
         try:
             py_rates, cli_rates, cli_walls = [], [], []
             for run in range(args.runs):
@@ -178,6 +216,14 @@ def main() -> None:
                 cli_rates.append(rate)
                 cli_walls.append(wall)
                 print(f"upsert run {run + 1}: python {py_rates[-1]:.0f} items/s, cli {rate:.0f} items/s ({wall:.0f} with process start)", flush=True)
+
+            ids = [r["id"] for r in items("py0", unit(args.items))]
+            rec_client, rec_raw = [], []
+            for run in range(args.runs):
+                batched, streamed = bench_record(addr, ids, args.events, run)
+                rec_client.append(batched)
+                rec_raw.append(streamed)
+                print(f"record run {run + 1}: client (batch) {batched:.0f} events/s, raw stub stream {streamed:.0f} events/s", flush=True)
 
             # Searches run on a built index generation, as a served catalogue's do.
             started = time.perf_counter()
@@ -213,6 +259,8 @@ def main() -> None:
         "upsert_python_items_per_s": round(med(py_rates)),
         "upsert_cli_items_per_s": round(med(cli_rates)),
         "upsert_cli_items_per_s_with_process_start": round(med(cli_walls)),
+        "record_client_batch_events_per_s": round(med(rec_client)),
+        "record_raw_stream_events_per_s": round(med(rec_raw)),
         "search_raw_stub_us": round(med(raw) * 1e6, 1),
         "search_raw_stub_building_requests_us": round(med(naive) * 1e6, 1),
         "search_client_us": round(med(client) * 1e6, 1),
@@ -225,6 +273,8 @@ def main() -> None:
     print(json.dumps(summary, indent=2))
     print(
         f"\nupsert: python {summary['upsert_python_items_per_s']} items/s vs mmsearch ingest {summary['upsert_cli_items_per_s']} items/s"
+        f"\nrecord: client (RecordInteractionBatch) {summary['record_client_batch_events_per_s']} events/s vs raw stub stream (RecordInteractions)"
+        f" {summary['record_raw_stream_events_per_s']} events/s"
         f"\nsearch (top_k 10, hydrated): client {summary['search_client_us']} µs vs raw stub {summary['search_raw_stub_us']} µs"
         f" with prebuilt requests = {summary['search_client_overhead']:+.1%}"
         f" ({summary['search_raw_stub_building_requests_us']} µs building each request from numpy; medians of {args.runs} interleaved runs)"

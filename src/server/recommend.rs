@@ -29,6 +29,10 @@ impl RecommendApi {
             "/mmsearch.v1.RecommendService/RecordInteractions",
             Role::Ingest,
         ),
+        (
+            "/mmsearch.v1.RecommendService/RecordInteractionBatch",
+            Role::Ingest,
+        ),
         ("/mmsearch.v1.RecommendService/Recommend", Role::Search),
         (
             "/mmsearch.v1.RecommendService/RecommendForUser",
@@ -82,6 +86,22 @@ impl pb::recommend_service_server::RecommendService for RecommendApi {
             if let Some(e) = broken {
                 return Err(status::from_stream(e));
             }
+        }
+        Ok(Response::new(summary))
+    }
+
+    async fn record_interaction_batch(
+        &self,
+        request: Request<pb::InteractionBatch>,
+    ) -> Result<Response<pb::RecordSummary>, Status> {
+        let mut interactions = request.into_inner().interactions;
+        let mut summary = pb::RecordSummary::default();
+        let mut position = 0u64;
+        // Groups as large as a stream's, so one batch is at most a few synced writes.
+        while !interactions.is_empty() {
+            let rest = interactions.split_off(interactions.len().min(GROUP_MAX));
+            let group = std::mem::replace(&mut interactions, rest);
+            self.write(group, &mut position, &mut summary).await?;
         }
         Ok(Response::new(summary))
     }

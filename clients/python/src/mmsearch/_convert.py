@@ -316,18 +316,20 @@ def ids_list(ids: str | Iterable[str]) -> list[str]:
 
 
 def item(m: pb.Item) -> Item:
-    # Positional, with the empty repeated fields skipped: hits are converted on every search,
-    # and each access to a upb field costs.
+    # Positional, each field read once, empty repeated fields skipped: hits are converted on
+    # every search, and each access to a upb field costs (≈ 0.1 µs; a map's dict() walks the
+    # Mapping ABC, a comprehension over its keys is 2x faster).
     attributes = m.attributes
     uris = m.image_uris
     vectors = m.vectors
+    videos = m.video_uris
     return Item(
         m.id,
         m.title,
         m.description,
         m.category,
         m.price,
-        dict(attributes) if attributes else {},
+        {k: attributes[k] for k in attributes} if attributes else {},
         [],
         list(uris) if uris else [],
         {v.space: list(v.values) for v in vectors} if vectors else {},
@@ -335,7 +337,7 @@ def item(m: pb.Item) -> Item:
         m.image_weight if m.HasField("image_weight") else None,
         m.version,
         [],
-        list(m.video_uris) if m.video_uris else [],
+        list(videos) if videos else [],
     )
 
 
@@ -354,16 +356,18 @@ def explanation(m: pb.Explanation) -> Explanation:
 
 
 def search_result(m: pb.SearchResponse) -> SearchResult:
-    hits = [
-        Hit(
-            h.id,
-            h.score,
-            item(h.item) if h.HasField("item") else Item(h.id),
-            explanation(h.explanation) if h.HasField("explanation") else None,
-            h.snippet,
+    hits: list[Hit] = []
+    append = hits.append
+    for h in m.hits:
+        append(
+            Hit(
+                h.id,
+                h.score,
+                item(h.item) if h.HasField("item") else Item(h.id),
+                explanation(h.explanation) if h.HasField("explanation") else None,
+                h.snippet,
+            )
         )
-        for h in m.hits
-    ]
     t = m.timing
     total = m.total if m.HasField("total") else None
     return SearchResult(hits, m.transcript, m.exact, Timing(t.encode_us, t.search_us, t.hydrate_us), total)

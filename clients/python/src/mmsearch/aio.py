@@ -280,7 +280,9 @@ class AsyncClient:
             nonlocal base
             reqs = list(batch)
             s = await self._call(
-                lambda t: self._recommend.RecordInteractions(iter(reqs), timeout=t, metadata=self._metadata),
+                lambda t: self._recommend.RecordInteractionBatch(
+                    pb.InteractionBatch(interactions=reqs), timeout=t, metadata=self._metadata
+                ),
                 self.long_timeout if timeout is None else timeout,
                 retry=True,
             )

@@ -339,8 +339,10 @@ class Client:
     def record_interactions(
         self, interactions: Iterable[Interaction | Mapping[str, Any]], *, batch_size: int = 2000, timeout: float | None = None
     ) -> RecordResult:
-        """Stores shopper interactions (``Interaction``s or dicts with its fields), streaming
-        them in batches of ``batch_size``; each batch is durable when acknowledged. Events the
+        """Stores shopper interactions (``Interaction``s or dicts with its fields), sending them
+        in batches of ``batch_size``, one ``RecordInteractionBatch`` message each (grpcio writes
+        every message of a client stream separately, which capped a stream at ~10k events/s);
+        each batch is durable when acknowledged. Events the
         server refuses (unknown item, empty user, bad kind) are returned in ``rejected`` with
         their positions and reasons and do not fail the rest; one whose (``user_id``,
         ``idempotency_key``) was stored before counts as a duplicate. A failed batch is retried
@@ -353,7 +355,9 @@ class Client:
             nonlocal base
             reqs = list(batch)
             s = self._call(
-                lambda t: self._recommend.RecordInteractions(iter(reqs), timeout=t, metadata=self._metadata),
+                lambda t: self._recommend.RecordInteractionBatch(
+                    pb.InteractionBatch(interactions=reqs), timeout=t, metadata=self._metadata
+                ),
                 self.long_timeout if timeout is None else timeout,
                 retry=True,
             )

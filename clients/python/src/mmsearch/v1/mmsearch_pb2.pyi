@@ -1001,6 +1001,22 @@ class Interaction(google.protobuf.message.Message):
 global___Interaction = Interaction
 
 @typing.final
+class InteractionBatch(google.protobuf.message.Message):
+    DESCRIPTOR: google.protobuf.descriptor.Descriptor
+
+    INTERACTIONS_FIELD_NUMBER: builtins.int
+    @property
+    def interactions(self) -> google.protobuf.internal.containers.RepeatedCompositeFieldContainer[global___Interaction]: ...
+    def __init__(
+        self,
+        *,
+        interactions: collections.abc.Iterable[global___Interaction] | None = ...,
+    ) -> None: ...
+    def ClearField(self, field_name: typing.Literal["interactions", b"interactions"]) -> None: ...
+
+global___InteractionBatch = InteractionBatch
+
+@typing.final
 class RecordSummary(google.protobuf.message.Message):
     DESCRIPTOR: google.protobuf.descriptor.Descriptor
 

@@ -588,6 +588,11 @@ class RecommendServiceStub(object):
                 request_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.Interaction.SerializeToString,
                 response_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecordSummary.FromString,
                 _registered_method=True)
+        self.RecordInteractionBatch = channel.unary_unary(
+                '/mmsearch.v1.RecommendService/RecordInteractionBatch',
+                request_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.InteractionBatch.SerializeToString,
+                response_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecordSummary.FromString,
+                _registered_method=True)
         self.Recommend = channel.unary_unary(
                 '/mmsearch.v1.RecommendService/Recommend',
                 request_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecommendRequest.SerializeToString,
@@ -608,6 +613,16 @@ class RecommendServiceServicer(object):
     def RecordInteractions(self, request_iterator, context):
         """Client-streamed shopper behaviour. Each accepted interaction is durable (synced WAL)
         before the summary; bad ones are reported in `rejected` without failing the rest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordInteractionBatch(self, request, context):
+        """The same as one message: for clients whose per-message stream cost dominates (grpcio
+        writes each streamed message separately). Durable before the summary; bad interactions
+        are reported in `rejected` by their index in `interactions`. Bounded by the message size
+        limit (RESOURCE_EXHAUSTED above it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -634,6 +649,11 @@ def add_RecommendServiceServicer_to_server(servicer, server):
             'RecordInteractions': grpc.stream_unary_rpc_method_handler(
                     servicer.RecordInteractions,
                     request_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.Interaction.FromString,
+                    response_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecordSummary.SerializeToString,
+            ),
+            'RecordInteractionBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordInteractionBatch,
+                    request_deserializer=mmsearch_dot_v1_dot_mmsearch__pb2.InteractionBatch.FromString,
                     response_serializer=mmsearch_dot_v1_dot_mmsearch__pb2.RecordSummary.SerializeToString,
             ),
             'Recommend': grpc.unary_unary_rpc_method_handler(
@@ -675,6 +695,33 @@ class RecommendService(object):
             target,
             '/mmsearch.v1.RecommendService/RecordInteractions',
             mmsearch_dot_v1_dot_mmsearch__pb2.Interaction.SerializeToString,
+            mmsearch_dot_v1_dot_mmsearch__pb2.RecordSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordInteractionBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mmsearch.v1.RecommendService/RecordInteractionBatch',
+            mmsearch_dot_v1_dot_mmsearch__pb2.InteractionBatch.SerializeToString,
             mmsearch_dot_v1_dot_mmsearch__pb2.RecordSummary.FromString,
             options,
             channel_credentials,

@@ -300,6 +300,16 @@ class RecommendServiceStub:
     before the summary; bad ones are reported in `rejected` without failing the rest.
     """
 
+    RecordInteractionBatch: grpc.UnaryUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.InteractionBatch,
+        mmsearch.v1.mmsearch_pb2.RecordSummary,
+    ]
+    """The same as one message: for clients whose per-message stream cost dominates (grpcio
+    writes each streamed message separately). Durable before the summary; bad interactions
+    are reported in `rejected` by their index in `interactions`. Bounded by the message size
+    limit (RESOURCE_EXHAUSTED above it).
+    """
+
     Recommend: grpc.UnaryUnaryMultiCallable[
         mmsearch.v1.mmsearch_pb2.RecommendRequest,
         mmsearch.v1.mmsearch_pb2.RecommendResponse,
@@ -323,6 +333,16 @@ class RecommendServiceAsyncStub:
     ]
     """Client-streamed shopper behaviour. Each accepted interaction is durable (synced WAL)
     before the summary; bad ones are reported in `rejected` without failing the rest.
+    """
+
+    RecordInteractionBatch: grpc.aio.UnaryUnaryMultiCallable[
+        mmsearch.v1.mmsearch_pb2.InteractionBatch,
+        mmsearch.v1.mmsearch_pb2.RecordSummary,
+    ]
+    """The same as one message: for clients whose per-message stream cost dominates (grpcio
+    writes each streamed message separately). Durable before the summary; bad interactions
+    are reported in `rejected` by their index in `interactions`. Bounded by the message size
+    limit (RESOURCE_EXHAUSTED above it).
     """
 
     Recommend: grpc.aio.UnaryUnaryMultiCallable[
@@ -350,6 +370,18 @@ class RecommendServiceServicer(metaclass=abc.ABCMeta):
     ) -> typing.Union[mmsearch.v1.mmsearch_pb2.RecordSummary, collections.abc.Awaitable[mmsearch.v1.mmsearch_pb2.RecordSummary]]:
         """Client-streamed shopper behaviour. Each accepted interaction is durable (synced WAL)
         before the summary; bad ones are reported in `rejected` without failing the rest.
+        """
+
+    @abc.abstractmethod
+    def RecordInteractionBatch(
+        self,
+        request: mmsearch.v1.mmsearch_pb2.InteractionBatch,
+        context: _ServicerContext,
+    ) -> typing.Union[mmsearch.v1.mmsearch_pb2.RecordSummary, collections.abc.Awaitable[mmsearch.v1.mmsearch_pb2.RecordSummary]]:
+        """The same as one message: for clients whose per-message stream cost dominates (grpcio
+        writes each streamed message separately). Durable before the summary; bad interactions
+        are reported in `rejected` by their index in `interactions`. Bounded by the message size
+        limit (RESOURCE_EXHAUSTED above it).
         """
 
     @abc.abstractmethod
