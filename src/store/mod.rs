@@ -200,6 +200,10 @@ impl Store {
             table.set_block_cache(&cache);
             table.set_cache_index_and_filter_blocks(true);
             table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+            // Point reads that miss — a new idempotency key, an id not in the catalogue — would
+            // otherwise search every overlapping file's index and data blocks; 10 bits per key
+            // (≈ 1 % false positives, ≈ 1.25 bytes per key, charged to the shared cache).
+            table.set_bloom_filter(10.0, false);
             let mut o = Options::default();
             o.set_block_based_table_factory(&table);
             o.set_write_buffer_size(config.write_buffer_bytes);
