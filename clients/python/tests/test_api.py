@@ -194,7 +194,15 @@ def test_lexical_hybrid_modes_snippets_and_browse(vec_server: Server) -> None:
             c.search("vibram", mode="bm25")
         # Browse: a filter and a sort, no query.
         b = c.search(filter={"categories": ["lx-shoes"]}, sort="price_asc")
-        assert [h.id for h in b.hits] == ["lx2", "lx1"] and b.total == 2
+        assert [h.id for h in b.hits] == ["lx2", "lx1"] and b.total == 2 and b.facets is None
+        # Facets: exact counts when browsing, over the query's candidates otherwise.
+        f = c.search(filter={"categories": ["lx-shoes"]}, sort="price_asc", facets=True).facets
+        assert f is not None and f.categories == [("lx-shoes", 2)] and f.counted == 2
+        assert sum(r.count for r in f.price_ranges) == 2
+        for price in (70.0, 90.0):
+            assert sum(1 for r in f.price_ranges if r.min <= price < (r.max or float("inf"))) == 1, f.price_ranges
+        q = c.search(vector=V1, filter={"categories": ["lx-shoes"]}, facets=True, facet_candidates=50).facets
+        assert q is not None and q.categories == [("lx-shoes", 2)] and q.counted == 2
     req = _convert.search_request(
         text="x", image=None, voice=None, video=None, vector=None, item_id=None, space="", filter=None, top_k=5, offset=0,
         min_score=0.0, ef=0, explain=False, mode="hybrid", fusion="convex", lexical_weight=0.25,

@@ -16,11 +16,13 @@ from .types import (
     AudioInput,
     DeleteResult,
     Explanation,
+    Facets,
     Filter,
     Hit,
     ImageInput,
     Item,
     ModelStatus,
+    PriceRange,
     RebuildProgress,
     SearchResult,
     SnapshotInfo,
@@ -152,6 +154,8 @@ def search_request(
     fusion: str | None = None,
     lexical_weight: float | None = None,
     sort: str | None = None,
+    facets: bool = False,
+    facet_candidates: int = 0,
 ) -> pb.SearchRequest:
     given = [
         n
@@ -165,7 +169,7 @@ def search_request(
         )
     req = pb.SearchRequest(
         top_k=top_k, offset=offset, min_score=min_score, space=space, ef=ef, explain=explain, user_id=user_id,
-        personalization=personalization,
+        personalization=personalization, facets=facets, facet_candidates=facet_candidates,
     )
     req.mode = _enum(_MODES, "mode", mode)
     req.fusion = _enum(_FUSIONS, "fusion", fusion)
@@ -370,7 +374,17 @@ def search_result(m: pb.SearchResponse) -> SearchResult:
         )
     t = m.timing
     total = m.total if m.HasField("total") else None
-    return SearchResult(hits, m.transcript, m.exact, Timing(t.encode_us, t.search_us, t.hydrate_us), total)
+    counted = m.facet_counted
+    facets = (
+        Facets(
+            [(c.value, c.count) for c in m.categories],
+            [PriceRange(r.min, r.max or None, r.count) for r in m.price_ranges],
+            counted,
+        )
+        if counted or m.categories or m.price_ranges
+        else None
+    )
+    return SearchResult(hits, m.transcript, m.exact, Timing(t.encode_us, t.search_us, t.hydrate_us), total, facets)
 
 
 def delete_result(m: pb.DeleteResponse) -> DeleteResult:

@@ -165,6 +165,8 @@ class Client:
         fusion: str | None = None,
         lexical_weight: float | None = None,
         sort: str | None = None,
+        facets: bool = False,
+        facet_candidates: int = 0,
         timeout: float | None = None,
     ) -> SearchResult:
         """Searches with exactly one query: ``text``; ``image`` (a path, bytes or a PIL
@@ -186,12 +188,15 @@ class Client:
         ``snippet``. ``fusion`` (``"convex"``, the server default, or ``"rrf"``) and ``lexical_weight`` (0..1)
         override the server's hybrid fusion. Without a query, a ``filter`` and/or ``sort``
         (``"newest"``, ``"price_asc"``, ``"price_desc"``) browse: the matching items in that
-        order, with ``SearchResult.total``.
+        order, with ``SearchResult.total``. ``facets=True`` adds ``SearchResult.facets``:
+        counts by category and price range over the query's top ``facet_candidates`` (0: the
+        server's 200) that pass the filter, or over every match when browsing.
         """
         req = convert.search_request(
             text=text, image=image, voice=voice, video=video, vector=vector, item_id=item_id, space=space, filter=filter,
             top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain, user_id=user_id,
             personalization=personalization, mode=mode, fusion=fusion, lexical_weight=lexical_weight, sort=sort,
+            facets=facets, facet_candidates=facet_candidates,
         )
         resp = self._call(
             lambda t: self._search.Search(req, timeout=t, metadata=self._metadata),

@@ -167,6 +167,26 @@ class Timing:
 
 
 @dataclass(slots=True)
+class PriceRange:
+    """Items with ``min <= price < max``; ``max`` is None on an open-ended last range."""
+
+    min: float
+    max: float | None
+    count: int
+
+
+@dataclass(slots=True)
+class Facets:
+    """Counts by category (most first) and by price range (ascending, empty ones left out)
+    over ``counted`` items: a query's top candidates that pass the filter, or every match
+    when browsing."""
+
+    categories: list[tuple[str, int]] = field(default_factory=list)
+    price_ranges: list[PriceRange] = field(default_factory=list)
+    counted: int = 0
+
+
+@dataclass(slots=True)
 class SearchResult:
     """A search's answer (``mmsearch.v1.SearchResponse``)."""
 
@@ -178,6 +198,8 @@ class SearchResult:
     timing: Timing = field(default_factory=Timing)
     #: Browse (no query): how many items match the filter.
     total: int | None = None
+    #: With ``search(facets=True)``.
+    facets: Facets | None = None
 
 
 @dataclass(slots=True)
