@@ -182,6 +182,35 @@ async fn vendure_demo_text_photo_voice_and_bad_media() {
         assert_eq!(ok.into_inner().hits.len(), 1);
     }
 
+    // The spoken language can be given instead of detected: "en" is what tiny.en hears anyway;
+    // "zh" needs a multilingual speech model and is refused, not mistranscribed.
+    let spoken = std::fs::read(&wav).unwrap();
+    let heard = client
+        .search(pb::SearchRequest {
+            query: Some(Query::Audio(spoken.clone())),
+            top_k: 3,
+            speech_language: "en".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("voice query with language en")
+        .into_inner();
+    assert!(
+        heard.transcript.to_lowercase().contains("mouse"),
+        "{heard:?}"
+    );
+    let refused = client
+        .search(pb::SearchRequest {
+            query: Some(Query::Audio(spoken)),
+            top_k: 3,
+            speech_language: "zh".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("zh on an English-only model");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("English-only"), "{refused:?}");
+
     // A corrupt photo rejects only its own item; the rest of the stream is indexed.
     let bad = pb::Item {
         id: "broken".into(),

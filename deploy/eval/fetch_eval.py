@@ -13,6 +13,9 @@ Idempotent: a step whose output exists is skipped (delete the folder to redo it)
   fashion-mnist/*.idx        Debian dataset-fashion-mnist, t10k images + labels, gunzipped IDX
   voice/espeak.jsonl         espeak-ng (en-us, 175 wpm) renderings of benches/eval/queries/{voice_queries,vendure_paraphrases}.json
                              {"set","target","text","wav"} (16 kHz mono 16-bit WAV via sox)
+  voice_zh/pinyin.jsonl      espeak-ng (cmn-latn-pinyin) renderings of benches/eval/queries/vendure_zh_queries.json,
+                             hanzi turned into tone-numbered pinyin by PyPI pypinyin==0.55.0 (unpacked under deb/)
+                             {"set","target","text","pinyin","wav"}
   voice/ktuberling.jsonl     Debian ktuberling-data, sounds/en: human recordings of single words
                              {"name","word","wav"} (converted from Ogg Vorbis to 16 kHz mono WAV via sox)
 
@@ -158,26 +161,45 @@ def espeak():
     log(f"voice: {len(rows)} espeak-ng clips -> {dst}")
 
 
+def pypinyin():
+    """PyPI pypinyin (MIT; pure Python, its dictionary inside), unpacked under DEB for import."""
+    dst = os.path.join(DEB, "pypinyin-0.55.0")
+    if not os.path.exists(os.path.join(dst, "pypinyin")):
+        wheels = os.path.join(DEB, "wheels")
+        subprocess.check_call([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                               "pypinyin==0.55.0", "-d", wheels])
+        import zipfile
+        zipfile.ZipFile(glob.glob(os.path.join(wheels, "pypinyin-0.55.0-*.whl"))[0]).extractall(dst + ".tmp")
+        os.replace(dst + ".tmp", dst)
+    sys.path.insert(0, dst)
+
+
 def espeak_zh():
-    """espeak-ng's Mandarin voice (cmn) reading the Chinese shopper queries, for multilingual Whisper."""
-    dst = os.path.join(ROOT, "voice_zh", "espeak.jsonl")
+    """espeak-ng's Mandarin voice reading the Chinese shopper queries, for multilingual Whisper.
+    Fed pinyin with tone numbers (pypinyin) through the `cmn-latn-pinyin` voice: Debian's
+    espeak-ng has only the small `cmn_dict`, and given hanzi it spells most of them as English
+    letters and digits."""
+    dst = os.path.join(ROOT, "voice_zh", "pinyin.jsonl")
     if os.path.exists(dst):
         return
-    wavs = os.path.join(ROOT, "voice_zh", "espeak")
+    pypinyin()
+    from pypinyin import Style, lazy_pinyin
+    wavs = os.path.join(ROOT, "voice_zh", "pinyin")
     os.makedirs(wavs, exist_ok=True)
     rows = []
     with open(os.path.join(QUERIES, "vendure_zh_queries.json"), encoding="utf-8") as fh:
         queries = json.load(fh)
     for i, (target, text) in enumerate(queries):
         wav = os.path.join(wavs, f"vendure_zh-{i:02d}-{target}.wav")
+        spoken = " ".join(lazy_pinyin(text, style=Style.TONE3, neutral_tone_with_five=True))
         if not os.path.exists(wav):
             raw = wav + ".raw.wav"
-            subprocess.check_call(["espeak-ng", "-v", "cmn", "-w", raw, text])
+            subprocess.check_call(["espeak-ng", "-v", "cmn-latn-pinyin", "-w", raw, spoken])
             to_wav16k(raw, wav)
             os.remove(raw)
-        rows.append({"set": "vendure_zh", "target": target, "text": text, "wav": wav})
+        rows.append({"set": "vendure_zh", "target": target, "text": text, "pinyin": spoken, "wav": wav})
     write_jsonl(dst, rows)
-    log(f"voice: {len(rows)} espeak-ng cmn clips -> {dst}")
+    log(f"voice: {len(rows)} espeak-ng cmn-latn-pinyin clips -> {dst}")
 
 
 def ktuberling():

@@ -176,6 +176,7 @@ pub async fn search(args: SearchArgs) -> anyhow::Result<()> {
         sort: sort as i32,
         facets: false,
         facet_candidates: 0,
+        speech_language: args.language.clone().unwrap_or_default(),
     };
     let mut client = args.addr.connect().await?.search();
     let resp = client

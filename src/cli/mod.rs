@@ -141,6 +141,10 @@ pub struct SearchArgs {
     /// Path of a WAV recording.
     #[arg(long, group = "query")]
     pub voice: Option<PathBuf>,
+    /// With --voice: the spoken language as a Whisper code (zh, en, …) instead of detecting it
+    /// (needs a multilingual speech model for anything but en).
+    #[arg(long, requires = "voice")]
+    pub language: Option<String>,
     /// Path of a video (MP4, WebM, MOV, …): its keyframes and soundtrack are the query.
     #[arg(long, group = "query")]
     pub video: Option<PathBuf>,

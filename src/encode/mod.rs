@@ -461,13 +461,20 @@ impl Encoders {
     /// WAV bytes → transcript. Audio over `max_audio_seconds` is rejected (`TooLarge`), never
     /// silently trimmed; non-WAV bytes are `InvalidInput`; no speech model → `ModelUnavailable`.
     pub fn transcribe(&self, audio: &[u8]) -> Result<Transcript> {
+        self.transcribe_in(audio, None)
+    }
+
+    /// [`Self::transcribe`] with the spoken language given (a Whisper code such as "zh")
+    /// instead of detected; an unknown code, or any but "en" for an English-only model, is
+    /// `InvalidInput`.
+    pub fn transcribe_in(&self, audio: &[u8], language: Option<&str>) -> Result<Transcript> {
         let s = self.speech.as_ref().ok_or_else(|| {
             EncodeError::ModelUnavailable("no speech model configured (encode.speech_model)".into())
         })?;
         let started = Instant::now();
         let (samples, audio_seconds) = s.wav_samples(audio, self.max_audio_seconds)?;
         self.observer.decoded(Modality::Voice, started.elapsed());
-        s.transcribe_samples(&samples, audio_seconds)
+        s.transcribe_samples(&samples, audio_seconds, language)
     }
 
     /// Video bytes (any container FFmpeg reads) → keyframe vectors and the soundtrack's
@@ -484,7 +491,7 @@ impl Encoders {
         let transcript = match (&self.speech, decoded.audio) {
             (Some(s), Some(samples)) if !samples.is_empty() => {
                 let seconds = samples.len() as f32 / 16_000.0;
-                let mut t = s.transcribe_samples(&samples, seconds)?;
+                let mut t = s.transcribe_samples(&samples, seconds, None)?;
                 t.audio_seconds = decoded.info.seconds as f32;
                 // only the first `speech_seconds` (at most the model window) are transcribed
                 t.trimmed =

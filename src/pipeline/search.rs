@@ -62,6 +62,8 @@ pub struct SearchRequest {
     /// Count facets (#13) over this many of the query's top candidates (over every match
     /// when browsing); `None`: no facets.
     pub facets: Option<u32>,
+    /// Voice queries: the spoken language (a Whisper code such as "zh"); `None`: detected.
+    pub speech_language: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,7 @@ impl SearchRequest {
             lexical_weight: None,
             sort: None,
             facets: None,
+            speech_language: None,
         }
     }
 }
@@ -358,7 +361,15 @@ impl Searcher {
         };
         let encoded = match mode {
             SearchMode::Lexical if lexical_text.is_some() => None,
-            _ => Some(self.encode(query, req.space.as_deref(), deadline).await?),
+            _ => Some(
+                self.encode(
+                    query,
+                    req.space.as_deref(),
+                    req.speech_language.as_deref(),
+                    deadline,
+                )
+                .await?,
+            ),
         };
         // A voice query's transcript is its text for the lexical list (and the response).
         let heard = match &encoded {
@@ -586,6 +597,7 @@ impl Searcher {
         &self,
         query: Query,
         item_space: Option<&str>,
+        speech_language: Option<&str>,
         deadline: Option<Instant>,
     ) -> Result<Encoded, PipelineError> {
         match query {
@@ -643,8 +655,9 @@ impl Searcher {
             Query::Audio(bytes) => {
                 let space = self.role_space(SpaceRole::Text, "voice")?;
                 let enc = self.encoders("voice")?;
+                let language = speech_language.map(str::to_owned);
                 let (transcript, vector) = encode_blocking(deadline, move || {
-                    let t = enc.transcribe(&bytes)?;
+                    let t = enc.transcribe_in(&bytes, language.as_deref())?;
                     if t.text.trim().is_empty() {
                         return Err(EncodeError::InvalidInput(
                             "no speech recognised in the audio".into(),

@@ -63,6 +63,7 @@ pub fn search_request(r: pb::SearchRequest) -> Result<SearchRequest, PipelineErr
             0 => crate::pipeline::search::DEFAULT_FACET_CANDIDATES,
             n => n,
         }),
+        speech_language: (!r.speech_language.is_empty()).then_some(r.speech_language),
     })
 }
 

@@ -82,6 +82,10 @@ def test_voice_search_matches_cli(demo: tuple[Server, mmsearch.UpsertResult], bi
         assert "cordless-mouse" in [h.id for h in result.hits]
         same_hits(client.search(voice=wav.read_bytes(), top_k=3), expected)
         assert result.timing.encode_us > 0
+        # The language given (as the CLI's --language) instead of detected.
+        same_hits(client.search(voice=wav, top_k=3, speech_language="en"), cli(binary, server, "--voice", str(wav), "--language", "en", "-k", "3"))
+        with pytest.raises(mmsearch.InvalidArgumentError, match="English-only"):
+            client.search(voice=wav, speech_language="zh")
 
 
 def test_filtered_search_matches_cli(demo: tuple[Server, mmsearch.UpsertResult], binary: Path) -> None:

@@ -112,7 +112,7 @@ impl SpeechEncoder {
     /// Greedy decoding of a log-mel as returned by [`Self::log_mel`].
     pub fn decode_mel(&self, mel: &[f32]) -> Result<whisper::Decoded> {
         self.model
-            .decode(mel, self.front.n_mels(), self.front.n_frames())
+            .decode(mel, self.front.n_mels(), self.front.n_frames(), None)
     }
 
     /// Mel frames the encoder runs over for `samples` samples: the clip and its padding,
@@ -128,8 +128,13 @@ impl SpeechEncoder {
         }
     }
 
-    /// Samples must already be mono at the model rate.
-    pub fn transcribe_samples(&self, samples: &[f32], audio_seconds: f32) -> Result<Transcript> {
+    /// Samples must already be mono at the model rate. `language`: see [`whisper::WhisperModel::decode`].
+    pub fn transcribe_samples(
+        &self,
+        samples: &[f32],
+        audio_seconds: f32,
+        language: Option<&str>,
+    ) -> Result<Transcript> {
         let (n_mels, n) = (self.front.n_mels(), self.front.n_frames());
         let full = self.front.compute(samples);
         let t = self.frames_for(samples.len());
@@ -140,7 +145,7 @@ impl SpeechEncoder {
         } else {
             full
         };
-        let d = self.model.decode(&mel, n_mels, t)?;
+        let d = self.model.decode(&mel, n_mels, t, language)?;
         if d.truncated {
             tracing::warn!(
                 tokens = d.tokens.len(),

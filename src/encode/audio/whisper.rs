@@ -31,6 +31,32 @@ pub struct WhisperTokens {
     pub languages: Vec<(u32, String)>,
 }
 
+impl WhisperTokens {
+    /// The language token for a code ("zh", "en", …): what a caller who knows the spoken
+    /// language passes instead of detection. An English-only model accepts only "en".
+    pub fn language(&self, code: &str) -> Result<Option<(u32, String)>> {
+        if self.languages.is_empty() {
+            return if code == "en" {
+                Ok(None)
+            } else {
+                Err(EncodeError::InvalidInput(format!(
+                    "the speech model is English-only; language {code:?} needs a multilingual one (encode.speech_model)"
+                )))
+            };
+        }
+        self.languages
+            .iter()
+            .find(|(_, c)| c == code)
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| {
+                EncodeError::InvalidInput(format!(
+                    "unknown speech language {code:?} (a Whisper code such as \"zh\" or \"en\")"
+                ))
+            })
+    }
+}
+
 /// Whisper's own silence rule (`no_speech_threshold` 0.6 with `logprob_threshold` −1.0): the
 /// transcript is dropped when the model both thinks there is no speech and is unsure of its text.
 /// Without it, silence or noise comes back as hallucinated words ("you", "Thank you.") that would
@@ -164,8 +190,19 @@ impl WhisperModel {
         &self.encoder
     }
 
-    /// Greedy transcription of one log-mel [n_mels × n_frames].
-    pub fn decode(&self, mel: &[f32], n_mels: usize, n_frames: usize) -> Result<Decoded> {
+    /// Greedy transcription of one log-mel [n_mels × n_frames]. `language`: the spoken
+    /// language's code, or `None` to detect it (multilingual models).
+    pub fn decode(
+        &self,
+        mel: &[f32],
+        n_mels: usize,
+        n_frames: usize,
+        language: Option<&str>,
+    ) -> Result<Decoded> {
+        let given = match language {
+            Some(code) => self.tok.language(code)?,
+            None => None,
+        };
         let mel_t = TensorRef::from_array_view(([1usize, n_mels, n_frames], mel))
             .map_err(|e| EncodeError::runtime("mel tensor", e))?;
         let (cross_k, cross_v) = self.encoder.with(|s| -> Result<(DynValue, DynValue)> {
@@ -241,13 +278,14 @@ impl WhisperModel {
                         if let Some(ns) = self.tok.no_speech.filter(|&t| (t as usize) < lg.len()) {
                             no_speech_prob = log_softmax_at(lg, ns as usize).exp();
                         }
-                        language = self
-                            .tok
-                            .languages
-                            .iter()
-                            .filter(|(t, _)| (*t as usize) < lg.len())
-                            .max_by(|a, b| lg[a.0 as usize].total_cmp(&lg[b.0 as usize]))
-                            .cloned();
+                        language = given.clone().or_else(|| {
+                            self.tok
+                                .languages
+                                .iter()
+                                .filter(|(t, _)| (*t as usize) < lg.len())
+                                .max_by(|a, b| lg[a.0 as usize].total_cmp(&lg[b.0 as usize]))
+                                .cloned()
+                        });
                         None
                     } else {
                         let n = self.argmax(lg, step == 0);
@@ -332,7 +370,40 @@ impl WhisperModel {
 
 #[cfg(test)]
 mod tests {
-    use super::loop_start;
+    use super::{loop_start, WhisperTokens};
+    use crate::encode::EncodeError;
+
+    fn tokens(languages: &[(u32, &str)]) -> WhisperTokens {
+        WhisperTokens {
+            sot: 1,
+            eot: 2,
+            prompt: vec![1, 3, 4],
+            suppress: vec![],
+            begin_suppress: vec![],
+            vocab_size: 10,
+            max_new_tokens: 5,
+            n_text_ctx: 10,
+            no_speech: Some(5),
+            languages: languages.iter().map(|(t, c)| (*t, c.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn a_given_language_is_its_token_or_a_clear_refusal() {
+        let multi = tokens(&[(3, "en"), (7, "zh")]);
+        assert_eq!(multi.language("zh").unwrap(), Some((7, "zh".into())));
+        let unknown = multi.language("klingon").unwrap_err();
+        assert!(
+            matches!(&unknown, EncodeError::InvalidInput(m) if m.contains("unknown speech language")),
+            "{unknown:?}"
+        );
+        // English-only: "en" is what it does anyway; anything else is refused, not mistranscribed.
+        let english = tokens(&[]);
+        assert_eq!(english.language("en").unwrap(), None);
+        assert!(
+            matches!(english.language("zh"), Err(EncodeError::InvalidInput(m)) if m.contains("English-only"))
+        );
+    }
 
     #[test]
     fn loops_are_cut_to_their_first_copy() {

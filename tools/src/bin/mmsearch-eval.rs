@@ -67,6 +67,10 @@ struct Args {
     /// vendure_paraphrases, vendure_zh (Mandarin; use with a multilingual speech_model).
     #[arg(long, value_delimiter = ',')]
     espeak: Vec<String>,
+    /// The spoken language sent with every voice query (a Whisper code such as zh); default:
+    /// the speech model detects it.
+    #[arg(long)]
+    speech_language: Option<String>,
     /// Compare search modes on this catalogue (the JSONL `mmsearch ingest` reads) instead of
     /// running the suites.
     #[arg(long)]
@@ -160,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
     if !args.espeak.is_empty() {
         opts.espeak_sets = args.espeak.clone();
     }
+    opts.speech_language = args.speech_language.clone();
 
     let report: Report = mmsearch_tools::eval::run(&opts, Arc::new(encoders)).await?;
     println!("{}", report.table());

@@ -162,9 +162,9 @@ impl DataDir {
         self.jsonl("voice/espeak.jsonl")
     }
 
-    /// espeak-ng `cmn` renderings of the Chinese queries (set `vendure_zh`).
+    /// espeak-ng renderings of the Chinese queries from their pinyin (set `vendure_zh`).
     pub fn spoken_queries_zh(&self) -> Result<Vec<SpokenQuery>, EvalError> {
-        self.jsonl("voice_zh/espeak.jsonl")
+        self.jsonl("voice_zh/pinyin.jsonl")
     }
 
     pub fn ktuberling(&self) -> Result<Vec<Recording>, EvalError> {

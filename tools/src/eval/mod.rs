@@ -53,6 +53,8 @@ pub struct EvalOptions {
     /// espeak-ng query sets to speak: `voice_queries`, `vendure_paraphrases`, `vendure_zh` (Mandarin
     /// voice; needs a multilingual `speech_model` to mean anything); empty = no voice on Vendure.
     pub espeak_sets: Vec<String>,
+    /// The spoken language given with every voice query (a Whisper code); `None`: detected.
+    pub speech_language: Option<String>,
     /// KTuberling words to play (`None` = all 71 English recordings; empty = none).
     pub ktuberling_words: Option<Vec<String>>,
     /// Fold the ingested items into an HNSW generation before querying (as the server does
@@ -84,6 +86,7 @@ impl EvalOptions {
             fmnist_queries: fmnist_n,
             espeak_sets: vec!["voice_queries".into(), "vendure_paraphrases".into()],
             ktuberling_words: None,
+            speech_language: None,
             rebuild: true,
         }
     }
@@ -96,6 +99,7 @@ impl EvalOptions {
             profile: "ci".into(),
             espeak_sets: vec!["voice_queries".into()],
             ktuberling_words: Some(CI_WORDS.iter().map(|w| w.to_string()).collect()),
+            speech_language: None,
             ..EvalOptions::full(data, config, n)
         }
     }

@@ -10,6 +10,7 @@ use super::report::{Section, Timing, TranscriptRow};
 use super::{EvalError, EvalOptions};
 use mmsearch::encode::{EncodeError, Encoders};
 use mmsearch::model::{FilterSpec, Item, NewItem};
+use mmsearch::pipeline::search::{SearchMode, SearchRequest};
 use mmsearch::pipeline::{PipelineError, Query, SpaceRole};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -84,12 +85,16 @@ async fn voice(
     engine: &Engine,
     wav: &std::path::Path,
     top_k: usize,
+    language: Option<&str>,
 ) -> Result<(String, Vec<String>), EvalError> {
     let bytes = data::read(wav)?;
-    match engine
-        .search(Query::Audio(bytes), top_k, None, FilterSpec::default())
-        .await
-    {
+    // The vector path, as `Engine::search` measures the towers; the language as a client sets it.
+    let request = SearchRequest {
+        mode: Some(SearchMode::Vector),
+        speech_language: language.map(str::to_owned),
+        ..SearchRequest::new(Query::Audio(bytes), top_k as u32)
+    };
+    match engine.request(request).await {
         Ok(r) => Ok((
             r.transcript.unwrap_or_default(),
             r.hits.into_iter().map(|h| h.id).collect(),
@@ -284,7 +289,8 @@ pub async fn vendure(
         let mut ranks: BTreeMap<(&str, &str), Vec<Option<usize>>> = BTreeMap::new();
         let (mut exact, mut wer) = (0usize, 0.0f64);
         for clip in &clips {
-            let (heard, voice_fused) = voice(fused, &clip.wav, n).await?;
+            let (heard, voice_fused) =
+                voice(fused, &clip.wav, n, opts.speech_language.as_deref()).await?;
             exact += usize::from(transcript_exact(&clip.text, &heard));
             wer += word_error_rate(&clip.text, &heard);
             let typed_fused = fused.ranked(Query::Text(clip.text.clone()), n).await?;
@@ -330,7 +336,7 @@ pub async fn vendure(
                 ("word_acc".into(), 1.0 - wer / k as f64),
             ]),
             if set == "vendure_zh" {
-                "espeak-ng cmn → the configured Whisper"
+                "espeak-ng cmn-latn-pinyin (pinyin by pypinyin) → the configured Whisper"
             } else {
                 "espeak-ng en-us 175 wpm → the configured Whisper"
             },
@@ -474,7 +480,8 @@ pub async fn tuxpaint(
             .filter(|s| caption_names(&s.caption, &rec.word))
             .map(|s| s.key.as_str())
             .collect();
-        let (heard, voice_ranked) = voice(&engine, &rec.wav, n).await?;
+        let (heard, voice_ranked) =
+            voice(&engine, &rec.wav, n, opts.speech_language.as_deref()).await?;
         heard_ok += usize::from(word_heard(&rec.word, &heard));
         let mut row = TranscriptRow {
             set: "ktuberling".into(),

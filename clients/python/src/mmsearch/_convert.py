@@ -156,6 +156,7 @@ def search_request(
     sort: str | None = None,
     facets: bool = False,
     facet_candidates: int = 0,
+    speech_language: str = "",
 ) -> pb.SearchRequest:
     given = [
         n
@@ -170,6 +171,7 @@ def search_request(
     req = pb.SearchRequest(
         top_k=top_k, offset=offset, min_score=min_score, space=space, ef=ef, explain=explain, user_id=user_id,
         personalization=personalization, facets=facets, facet_candidates=facet_candidates,
+        speech_language=speech_language,
     )
     req.mode = _enum(_MODES, "mode", mode)
     req.fusion = _enum(_FUSIONS, "fusion", fusion)

@@ -151,6 +151,7 @@ class AsyncClient:
         sort: str | None = None,
         facets: bool = False,
         facet_candidates: int = 0,
+        speech_language: str = "",
         timeout: float | None = None,
     ) -> SearchResult:
         """Searches with exactly one query of ``text``, ``image``, ``voice``, ``video``, ``vector`` or
@@ -159,7 +160,7 @@ class AsyncClient:
             text=text, image=image, voice=voice, video=video, vector=vector, item_id=item_id, space=space, filter=filter,
             top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain, user_id=user_id,
             personalization=personalization, mode=mode, fusion=fusion, lexical_weight=lexical_weight, sort=sort,
-            facets=facets, facet_candidates=facet_candidates,
+            facets=facets, facet_candidates=facet_candidates, speech_language=speech_language,
         )
         resp = await self._call(
             lambda t: self._search.Search(req, timeout=t, metadata=self._metadata),

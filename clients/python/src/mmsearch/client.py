@@ -167,6 +167,7 @@ class Client:
         sort: str | None = None,
         facets: bool = False,
         facet_candidates: int = 0,
+        speech_language: str = "",
         timeout: float | None = None,
     ) -> SearchResult:
         """Searches with exactly one query: ``text``; ``image`` (a path, bytes or a PIL
@@ -191,12 +192,14 @@ class Client:
         order, with ``SearchResult.total``. ``facets=True`` adds ``SearchResult.facets``:
         counts by category and price range over the query's top ``facet_candidates`` (0: the
         server's 200) that pass the filter, or over every match when browsing.
+        ``speech_language`` (a Whisper code such as ``"zh"``): the language of a ``voice``
+        query, instead of the speech model detecting it (which misjudges short clips).
         """
         req = convert.search_request(
             text=text, image=image, voice=voice, video=video, vector=vector, item_id=item_id, space=space, filter=filter,
             top_k=top_k, offset=offset, min_score=min_score, ef=ef, explain=explain, user_id=user_id,
             personalization=personalization, mode=mode, fusion=fusion, lexical_weight=lexical_weight, sort=sort,
-            facets=facets, facet_candidates=facet_candidates,
+            facets=facets, facet_candidates=facet_candidates, speech_language=speech_language,
         )
         resp = self._call(
             lambda t: self._search.Search(req, timeout=t, metadata=self._metadata),

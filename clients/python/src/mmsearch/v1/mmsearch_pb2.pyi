@@ -336,6 +336,7 @@ class SearchRequest(google.protobuf.message.Message):
     MODE_FIELD_NUMBER: builtins.int
     FUSION_FIELD_NUMBER: builtins.int
     LEXICAL_WEIGHT_FIELD_NUMBER: builtins.int
+    SPEECH_LANGUAGE_FIELD_NUMBER: builtins.int
     SORT_FIELD_NUMBER: builtins.int
     FACETS_FIELD_NUMBER: builtins.int
     FACET_CANDIDATES_FIELD_NUMBER: builtins.int
@@ -372,6 +373,11 @@ class SearchRequest(google.protobuf.message.Message):
     """HYBRID: how the vector and lexical lists are fused; unset = the server's [fusion] config."""
     lexical_weight: builtins.float
     """HYBRID: the lexical list's weight in [0, 1]; unset = the server's [fusion] config."""
+    speech_language: builtins.str
+    """Voice queries with a multilingual speech model: the spoken language as a Whisper code
+    ("zh", "en", "de", …) instead of detecting it (detection misjudges short clips); empty =
+    detect. An unknown code, or any but "en" for an English-only model: INVALID_ARGUMENT.
+    """
     sort: global___SortBy.ValueType
     """Browse (no query, a filter and/or a sort): the order of the matching items. Set with a
     query: INVALID_ARGUMENT.
@@ -407,12 +413,13 @@ class SearchRequest(google.protobuf.message.Message):
         mode: global___SearchMode.ValueType = ...,
         fusion: global___FusionMethod.ValueType = ...,
         lexical_weight: builtins.float | None = ...,
+        speech_language: builtins.str = ...,
         sort: global___SortBy.ValueType = ...,
         facets: builtins.bool = ...,
         facet_candidates: builtins.int = ...,
     ) -> None: ...
     def HasField(self, field_name: typing.Literal["_lexical_weight", b"_lexical_weight", "audio", b"audio", "filter", b"filter", "image", b"image", "item_id", b"item_id", "lexical_weight", b"lexical_weight", "query", b"query", "text", b"text", "vector", b"vector", "video", b"video"]) -> builtins.bool: ...
-    def ClearField(self, field_name: typing.Literal["_lexical_weight", b"_lexical_weight", "audio", b"audio", "ef", b"ef", "explain", b"explain", "facet_candidates", b"facet_candidates", "facets", b"facets", "filter", b"filter", "fusion", b"fusion", "image", b"image", "item_id", b"item_id", "lexical_weight", b"lexical_weight", "min_score", b"min_score", "mode", b"mode", "offset", b"offset", "personalization", b"personalization", "query", b"query", "sort", b"sort", "space", b"space", "text", b"text", "top_k", b"top_k", "user_id", b"user_id", "vector", b"vector", "video", b"video"]) -> None: ...
+    def ClearField(self, field_name: typing.Literal["_lexical_weight", b"_lexical_weight", "audio", b"audio", "ef", b"ef", "explain", b"explain", "facet_candidates", b"facet_candidates", "facets", b"facets", "filter", b"filter", "fusion", b"fusion", "image", b"image", "item_id", b"item_id", "lexical_weight", b"lexical_weight", "min_score", b"min_score", "mode", b"mode", "offset", b"offset", "personalization", b"personalization", "query", b"query", "sort", b"sort", "space", b"space", "speech_language", b"speech_language", "text", b"text", "top_k", b"top_k", "user_id", b"user_id", "vector", b"vector", "video", b"video"]) -> None: ...
     @typing.overload
     def WhichOneof(self, oneof_group: typing.Literal["_lexical_weight", b"_lexical_weight"]) -> typing.Literal["lexical_weight"] | None: ...
     @typing.overload
