@@ -166,6 +166,7 @@ def pypinyin():
     dst = os.path.join(DEB, "pypinyin-0.55.0")
     if not os.path.exists(os.path.join(dst, "pypinyin")):
         wheels = os.path.join(DEB, "wheels")
+        os.makedirs(wheels, exist_ok=True)
         subprocess.check_call([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                                "pypinyin==0.55.0", "-d", wheels])
         import zipfile
