@@ -216,16 +216,8 @@ impl Store {
         // so the key bounds of files an erasure compacted away (they name the user, see
         // `interactions.rs`) do not stay in an old one. A manifest is a line per live file,
         // small beside the flush itself.
-        let mut opts = Options::default();
+        let mut opts = family();
         opts.set_max_manifest_file_size(1);
-        let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&cache);
-        table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        opts.set_block_based_table_factory(&table);
-        opts.set_write_buffer_size(config.write_buffer_bytes);
-        opts.set_max_write_buffer_number(2);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.increase_parallelism(2);
