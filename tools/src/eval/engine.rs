@@ -98,15 +98,21 @@ impl Engine {
         space: Option<&str>,
         filter: FilterSpec,
     ) -> Result<SearchResult, PipelineError> {
-        // The suites measure the vector towers and spaces; HYBRID and LEXICAL are compared by
-        // `modes`. Text and voice would otherwise default to HYBRID (#12).
         let request = SearchRequest {
             filter,
             space: space.map(str::to_string),
-            mode: Some(SearchMode::Vector),
-            ..SearchRequest::new(query, top_k as u32)
+            ..Engine::vector_request(query, top_k)
         };
         self.engine.searcher().search(request).await
+    }
+
+    /// The suites measure the vector towers and spaces; HYBRID and LEXICAL are compared by
+    /// `modes`. Text and voice would otherwise default to HYBRID (#12).
+    pub fn vector_request(query: Query, top_k: usize) -> SearchRequest {
+        SearchRequest {
+            mode: Some(SearchMode::Vector),
+            ..SearchRequest::new(query, top_k as u32)
+        }
     }
 
     /// A request as a client would send it (mode, fusion, filter…).

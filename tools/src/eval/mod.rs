@@ -99,7 +99,6 @@ impl EvalOptions {
             profile: "ci".into(),
             espeak_sets: vec!["voice_queries".into()],
             ktuberling_words: Some(CI_WORDS.iter().map(|w| w.to_string()).collect()),
-            speech_language: None,
             ..EvalOptions::full(data, config, n)
         }
     }

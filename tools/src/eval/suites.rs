@@ -10,7 +10,7 @@ use super::report::{Section, Timing, TranscriptRow};
 use super::{EvalError, EvalOptions};
 use mmsearch::encode::{EncodeError, Encoders};
 use mmsearch::model::{FilterSpec, Item, NewItem};
-use mmsearch::pipeline::search::{SearchMode, SearchRequest};
+use mmsearch::pipeline::search::SearchRequest;
 use mmsearch::pipeline::{PipelineError, Query, SpaceRole};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -88,11 +88,9 @@ async fn voice(
     language: Option<&str>,
 ) -> Result<(String, Vec<String>), EvalError> {
     let bytes = data::read(wav)?;
-    // The vector path, as `Engine::search` measures the towers; the language as a client sets it.
     let request = SearchRequest {
-        mode: Some(SearchMode::Vector),
         speech_language: language.map(str::to_owned),
-        ..SearchRequest::new(Query::Audio(bytes), top_k as u32)
+        ..Engine::vector_request(Query::Audio(bytes), top_k)
     };
     match engine.request(request).await {
         Ok(r) => Ok((
