@@ -43,6 +43,18 @@ async fn record(server: &Server, events: Vec<pb::Interaction>) -> pb::RecordSumm
         .into_inner()
 }
 
+async fn user_data(server: &Server, user: &str) -> pb::ExportUserDataResponse {
+    server
+        .admin()
+        .await
+        .export_user_data(pb::UserDataRequest {
+            user_id: user.into(),
+        })
+        .await
+        .expect("export")
+        .into_inner()
+}
+
 async fn train(server: &Server) -> pb::TrainProgress {
     let mut stream = server
         .admin()
@@ -419,15 +431,7 @@ async fn record_train_recommend_explain_export_erase() {
         .collect();
     events[0].idempotency_key = "erase-me-key".into();
     assert_eq!(record(&server, events).await.accepted, 50);
-    let export = server
-        .admin()
-        .await
-        .export_user_data(pb::UserDataRequest {
-            user_id: who.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let export = user_data(&server, who).await;
     assert_eq!(export.interactions.len(), 50);
     let snap = server
         .admin()
@@ -454,15 +458,7 @@ async fn record_train_recommend_explain_export_erase() {
         .unwrap()
         .into_inner();
     assert_eq!(d.deleted, 50);
-    let export = server
-        .admin()
-        .await
-        .export_user_data(pb::UserDataRequest {
-            user_id: who.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let export = user_data(&server, who).await;
     assert!(export.interactions.is_empty());
     // Obsolete files are removed by RocksDB in the background; give it a moment.
     let mut left = Vec::new();
@@ -476,15 +472,7 @@ async fn record_train_recommend_explain_export_erase() {
     }
     assert!(left.is_empty(), "the erased user is still in {left:?}");
     // Other users are untouched; the snapshot taken before keeps the data (README says so).
-    let bob = server
-        .admin()
-        .await
-        .export_user_data(pb::UserDataRequest {
-            user_id: "bob".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let bob = user_data(&server, "bob").await;
     assert_eq!(bob.interactions.len(), 1);
     assert!(!files_containing(std::path::Path::new(&snap.directory), who.as_bytes()).is_empty());
     let status = server
@@ -524,15 +512,7 @@ async fn a_batch_records_like_a_stream() {
     assert_eq!(s.rejected.len(), 1);
     assert_eq!(s.rejected[0].index, 9_000);
     assert!(s.rejected[0].reason.contains("unknown item"), "{s:?}");
-    let export = server
-        .admin()
-        .await
-        .export_user_data(pb::UserDataRequest {
-            user_id: "batcher".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let export = user_data(&server, "batcher").await;
     assert_eq!(export.interactions.len(), 9_998);
     // An empty batch is a no-op, not an error.
     let s = client
@@ -589,15 +569,7 @@ async fn acknowledged_interactions_survive_kill_9() {
         "too few acknowledged interactions to test ({acked})"
     );
     let server = Server::start_with(&data, &server.config.clone(), &["--no-models"]);
-    let export = server
-        .admin()
-        .await
-        .export_user_data(pb::UserDataRequest {
-            user_id: "k9".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let export = user_data(&server, "k9").await;
     assert!(
         export.interactions.len() as u64 >= acked,
         "{} of {acked} acknowledged interactions survived",
